@@ -1,0 +1,1 @@
+"""Activities: all I/O of the workflows (PostgreSQL writes, notifications)."""

@@ -1,0 +1,155 @@
+"""The effects activity: writes tasks, audit entries, notifications and the regime projection.
+
+One batch is one transaction. Every write is keyed by (workflow id, seq), a counter kept in workflow
+state, so a retried activity or a replayed workflow writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+
+from activities.notify import Notifier
+from workflows.common import APPLY_EFFECTS, EffectBatch
+
+GENESIS = "0" * 64
+
+
+def audit_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    """Hash over an entry's content and the previous entry's hash for the same regime."""
+    content = json.dumps(
+        {k: row.get(k) for k in ("regime_id", "workflow_id", "seq", "event", "actor", "role", "step_id",
+                                 "step_kind", "reason", "detail", "request_id", "at")},
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+
+
+class EffectActivities:
+    def __init__(self, pool: asyncpg.Pool, notifier: Notifier) -> None:
+        self.pool = pool
+        self.notifier = notifier
+
+    @activity.defn(name=APPLY_EFFECTS)
+    async def apply_effects(self, batch: EffectBatch) -> int:
+        written = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            if batch.projection:
+                await _upsert_regime(conn, batch)
+            for eff in batch.effects:
+                kind = eff["type"]
+                if kind == "audit":
+                    written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff)
+                elif kind == "task_open":
+                    written += await _task_open(conn, batch, eff)
+                elif kind == "task_close":
+                    written += await _task_close(conn, batch, eff)
+                elif kind == "notify":
+                    written += await self.notifier.enqueue(conn, batch, eff)
+        return written
+
+
+async def _upsert_regime(conn: asyncpg.Connection, b: EffectBatch) -> None:
+    p = b.projection or {}
+    last_seq = max((e["seq"] for e in b.effects), default=0)
+    await conn.execute(
+        """
+        INSERT INTO regimes (regime_id, workflow_id, ods_code, trust_name, multi_site, entry_date, phase, segment,
+            next_due, overdue, escalation_level, buddy_count, extensions, exit_date, sos_letter, closed,
+            previous_regime_id, last_seq, updated_at)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18, now())
+        ON CONFLICT (regime_id) DO UPDATE SET
+            phase = EXCLUDED.phase, segment = EXCLUDED.segment, next_due = EXCLUDED.next_due,
+            overdue = EXCLUDED.overdue, escalation_level = EXCLUDED.escalation_level,
+            buddy_count = EXCLUDED.buddy_count, extensions = EXCLUDED.extensions,
+            exit_date = EXCLUDED.exit_date, sos_letter = EXCLUDED.sos_letter, closed = EXCLUDED.closed,
+            last_seq = EXCLUDED.last_seq, updated_at = now()
+        WHERE regimes.last_seq <= EXCLUDED.last_seq
+        """,
+        p["regime_id"], b.workflow_id, p["ods_code"], p["trust_name"], p["multi_site"],
+        _d(p["entry_date"]), p["phase"], p["segment"], _d(p["next_due"]), p["overdue"], p["escalation_level"],
+        p["buddy_count"], p["extensions"], _d(p["exit_date"]), p["sos_letter"], p["closed"],
+        p["previous_regime_id"], last_seq,
+    )
+
+
+async def _task_open(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, Any]) -> int:
+    t = eff["step"]
+    r = await conn.execute(
+        """
+        INSERT INTO tasks (workflow_id, step_id, regime_id, ods_code, kind, title, role, assignee, subject, due,
+                           paused, state, last_seq)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'open',$12)
+        ON CONFLICT (workflow_id, step_id) DO UPDATE SET due = EXCLUDED.due, paused = EXCLUDED.paused,
+            last_seq = EXCLUDED.last_seq
+        WHERE tasks.last_seq < EXCLUDED.last_seq
+        """,
+        b.workflow_id, t["step_id"], b.regime_id, b.ods_code, t["kind"], t["title"], t["role"],
+        t.get("assignee"), t.get("subject") or {}, _d(t["due"]), t.get("paused", False), eff["seq"],
+    )
+    return int(r.split()[-1])
+
+
+async def _task_close(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, Any]) -> int:
+    r = await conn.execute(
+        """
+        UPDATE tasks SET state = $3, outcome = $4, closed_by = $5, closed_at = now(), last_seq = $6
+        WHERE workflow_id = $1 AND step_id = $2 AND last_seq < $6
+        """,
+        b.workflow_id, eff["step_id"], eff["state"], eff["outcome"], eff["closed_by"], eff["seq"],
+    )
+    return int(r.split()[-1])
+
+
+async def append_audit(conn: asyncpg.Connection, regime_id: str, workflow_id: str, eff: dict[str, Any]) -> int:
+    # Serialise writers of one regime's chain; the unique key makes a retried write a no-op.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"audit:{regime_id}")
+    exists = await conn.fetchval("SELECT 1 FROM audit_log WHERE workflow_id = $1 AND seq = $2",
+                                 workflow_id, eff["seq"])
+    if exists:
+        return 0
+    prev = await conn.fetchval("SELECT hash FROM audit_log WHERE regime_id = $1 ORDER BY id DESC LIMIT 1",
+                               regime_id) or GENESIS
+    row = {**eff, "regime_id": regime_id, "workflow_id": workflow_id}
+    row["detail"] = json.loads(json.dumps(eff.get("detail") or {}, default=str))
+    h = audit_hash(prev, row)
+    await conn.execute(
+        """
+        INSERT INTO audit_log (regime_id, workflow_id, seq, event, actor, role, step_id, step_kind, reason, detail,
+                               request_id, at, prev_hash, hash)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
+        """,
+        regime_id, workflow_id, eff["seq"], eff["event"], eff["actor"], eff["role"], eff.get("step_id"),
+        eff.get("step_kind"), eff.get("reason"), row["detail"], eff.get("request_id"),
+        datetime.fromisoformat(eff["at"]), prev, h,
+    )
+    return 1
+
+
+async def verify_chain(conn: asyncpg.Connection, regime_id: str) -> tuple[bool, int, str | None]:
+    """Recompute a regime's chain: (intact, entries checked, first bad entry id)."""
+    prev = GENESIS
+    n = 0
+    async for r in _iter_audit(conn, regime_id):
+        n += 1
+        row = dict(r)
+        row["at"] = r["at"].isoformat()
+        if r["prev_hash"] != prev or audit_hash(prev, row) != r["hash"]:
+            return False, n, str(r["id"])
+        prev = r["hash"]
+    return True, n, None
+
+
+async def _iter_audit(conn: asyncpg.Connection, regime_id: str):
+    async with conn.transaction():
+        async for r in conn.cursor("SELECT * FROM audit_log WHERE regime_id = $1 ORDER BY id", regime_id):
+            yield r
+
+
+def _d(v: str | None) -> date | None:
+    return date.fromisoformat(v) if v else None

@@ -1,0 +1,52 @@
+"""The FastAPI application: lifespan owns the asyncpg pool and the Temporal client."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from activities.clients import connect_temporal
+from activities.db import create_pool, database_url, migrate
+from api import errors
+from api.routes import audit, health, regimes, tasks
+from settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, database: str | None = None,
+               temporal_client: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        url = database or database_url(settings)
+        await migrate(url, settings.database_schema)
+        app.state.pool = await create_pool(url, settings.database_schema, max_size=20)
+        app.state.temporal = temporal_client or await connect_temporal(
+            settings.temporal_target, settings.temporal_namespace, attempts=50)
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="Special measures regime orchestrator",
+        version="0.1.0",
+        description="Runs the NHS special measures for quality regime: placements, human steps, deadlines, "
+                    "escalations, CQC outcomes, buddy partnerships and the audit log.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.temporal = None
+    errors.install(app)
+    for r in (health.router, regimes.router, tasks.router, audit.router):
+        app.include_router(r)
+    return app
+
+
+def app_factory() -> FastAPI:
+    return create_app()

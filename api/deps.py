@@ -1,0 +1,56 @@
+"""Dependencies shared by the routers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from api.auth import User, verify
+from api.errors import Problem
+from settings import Settings
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+def get_client(request: Request) -> Client:
+    client = request.app.state.temporal
+    if client is None:
+        raise Problem(503, "temporal-unavailable", "the workflow engine is not connected yet",
+                      headers={"Retry-After": "5"})
+    return client
+
+
+def current_user(request: Request,
+                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Problem(401, "unauthenticated", "a bearer token is required",
+                      headers={"WWW-Authenticate": "Bearer"})
+    user = verify(request.app.state.settings, creds.credentials)
+    request.state.user = user
+    return user
+
+
+def request_id(request: Request) -> str:
+    rid = request.headers.get("x-request-id") or str(uuid.uuid4())
+    request.state.request_id = rid[:100]
+    return request.state.request_id
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DbPool = Annotated[asyncpg.Pool, Depends(get_pool)]
+TemporalClientDep = Annotated[Client, Depends(get_client)]
+CurrentUser = Annotated[User, Depends(current_user)]
+RequestId = Annotated[str, Depends(request_id)]

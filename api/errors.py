@@ -1,0 +1,95 @@
+"""One error shape for every failure: application/problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger(__name__)
+TYPE_BASE = "https://special-measures.example/problems/"
+
+TITLES = {
+    400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+    409: "Conflict", 413: "Payload too large", 415: "Unsupported media type", 422: "Unprocessable content",
+    429: "Too many requests", 503: "Service unavailable", 500: "Internal error",
+}
+
+
+class Problem(Exception):
+    def __init__(self, status: int, kind: str, detail: str, *, title: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.detail = status, kind, detail
+        self.title = title or TITLES.get(status, "Error")
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(status: int, kind: str, title: str, detail: str, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+UNAVAILABLE = (
+    asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError, ConnectionError, OSError, TimeoutError,
+)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.kind, exc.title, exc.detail, request.url.path, exc.headers,
+                                **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(x) for x in e.get("loc", ())), "message": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in exc.errors()]
+        malformed = any(e["type"] == "json_invalid" for e in errors)
+        if malformed:
+            return problem_response(400, "malformed-json", "Malformed JSON", "the request body is not valid JSON",
+                                    request.url.path, errors=errors)
+        return problem_response(422, "validation", "Invalid request",
+                                "; ".join(f"{e['field']}: {e['message']}" for e in errors)[:2000],
+                                request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http")
+        return problem_response(exc.status_code, kind, TITLES.get(exc.status_code, "Error"), str(exc.detail),
+                                request.url.path, dict(exc.headers or {}))
+
+    @app.exception_handler(RPCError)
+    async def _rpc(request: Request, exc: RPCError) -> JSONResponse:
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            return problem_response(429, "busy", "Too many requests", "the regime is busy; retry shortly",
+                                    request.url.path, {"Retry-After": "1"})
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return problem_response(404, "not-found", "Not found", "no such regime in Temporal", request.url.path)
+        log.warning("temporal unavailable: %s", exc)
+        return problem_response(503, "temporal-unavailable", "Service unavailable",
+                                "the workflow engine cannot be reached; nothing was changed",
+                                request.url.path, {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _other(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, UNAVAILABLE) or isinstance(exc, asyncpg.exceptions.PostgresError) and \
+                exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08001", "08003"):
+            log.warning("dependency unavailable: %r", exc)
+            return problem_response(503, "database-unavailable", "Service unavailable",
+                                    "the database cannot be reached; nothing was changed", request.url.path,
+                                    {"Retry-After": "5"})
+        log.exception("unexpected error")
+        return problem_response(500, "internal", "Internal error", "an unexpected error occurred", request.url.path)

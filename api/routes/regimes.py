@@ -1,0 +1,436 @@
+"""Regimes: placement, state, decisions on steps, deadlines, CQC outcomes, closure, buddies."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+import asyncpg
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from api.auth import User
+from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
+from api.errors import Problem
+from api.idempotency import idempotent
+from domain import dates
+from domain.models import (
+    Actor,
+    Closure,
+    CompletedStep,
+    DeadlineChange,
+    Decision,
+    Enforcement,
+    InspectionSignal,
+    Placement,
+    RegimeStart,
+    RegimeState,
+    ReinspectionAnnouncement,
+    Rung,
+    Trust,
+    Withdrawal,
+)
+from domain.ratings import InspectionOutcome, KeyQuestionRatings
+from domain.rules import entry_rule
+from workflows.common import BuddyRequest
+from workflows.regime import RegimeWorkflow
+
+router = APIRouter(prefix="/regimes", tags=["regimes"])
+
+REJECTION_STATUS = {
+    "WrongRole": 403, "SeparationOfDuties": 403, "StepNotOpen": 409, "Conflict": 409, "UnknownStep": 404,
+    "UnknownAction": 422, "ReasonRequired": 422, "InvalidPayload": 422, "RuleBroken": 422,
+}
+
+
+def regime_id_for(ods: str, entry: date) -> str:
+    return f"regime-{ods}-{entry.isoformat()}"
+
+
+class PlacementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trust: Trust
+    entry_date: date
+    basis: Literal["cqc_recommendation", "regulator_decision"] = "cqc_recommendation"
+    ratings: KeyQuestionRatings | None = Field(None, description="the CQC ratings that triggered entry")
+    inspection: InspectionOutcome | None = Field(None, description="the full triggering inspection outcome")
+    regulator_reason: str | None = Field(None, max_length=4000,
+                                         description="required when the regulator places without the entry rule")
+    completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _ratings(self) -> PlacementRequest:
+        if self.ratings is None and self.inspection is not None:
+            self.ratings = self.inspection.ratings
+        return self
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: str = Field(min_length=1, max_length=64, examples=["submit", "agree", "return", "sign_off"])
+    comment: str | None = Field(None, max_length=4000)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    role: str | None = Field(None, description="the role to act in, when the user holds several")
+
+
+class DeadlineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_due: date | None = None
+    pause: bool | None = None
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AnnouncementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inspection_date: date
+
+
+class WithdrawalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class ClosureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class EnforcementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["conditions", "special_administration", "cancellation_of_registration", "warning_notice"]
+    detail: str = Field(min_length=1, max_length=4000)
+
+
+class BuddyAddRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    buddy: Trust
+    scope: str = Field("trust-wide", min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
+    agreement_in_principle: dict[str, Any] | None = None
+
+
+# ------------------------------------------------------------------ helpers
+async def regime_row(pool: asyncpg.Pool, regime_id: str) -> asyncpg.Record:
+    row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
+    if row is None:
+        raise Problem(404, "unknown-regime", f"no regime '{regime_id}'")
+    return row
+
+
+def require_read(user: User, row: asyncpg.Record) -> None:
+    if not user.may_read_trust(row["ods_code"]):
+        raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
+
+
+def acting_role(user: User, wanted: str | None, fallback: str | None = None) -> str:
+    if wanted:
+        if wanted not in user.roles:
+            raise Problem(403, "role-not-held", f"you do not hold the role '{wanted}'")
+        return wanted
+    if fallback and fallback in user.roles:
+        return fallback
+    actors = [r for r in user.roles if r != "operations"]
+    if not actors:
+        raise Problem(403, "read-only", "operations users read everything and change nothing")
+    return actors[0]
+
+
+def require_act(user: User, role: str, ods: str, subject: dict[str, Any] | None = None) -> None:
+    if role == "operations":
+        raise Problem(403, "read-only", "operations users read everything and change nothing")
+    if role == "buddy":
+        partner = (subject or {}).get("buddy_ods")
+        if not partner or user.org != partner:
+            raise Problem(403, "forbidden-partnership", "a buddy acts only on its own partnership")
+        return
+    if not user.may_act_for_trust(role, ods):
+        raise Problem(403, "forbidden-trust", f"as {role.replace('_', ' ')} you are not assigned to trust {ods}")
+
+
+def actor(user: User, role: str, rid: str) -> Actor:
+    return Actor(user_id=user.sub, role=role, request_id=rid)  # type: ignore[arg-type]
+
+
+async def run_update(handle: WorkflowHandle, update: Any, arg: Any) -> Any:
+    try:
+        return await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        if isinstance(cause, ApplicationError):
+            status = REJECTION_STATUS.get(cause.type or "", 422)
+            raise Problem(status, _kebab(cause.type or "rejected"), cause.message) from None
+        raise Problem(409, "rejected", str(cause or e)) from None
+
+
+def _kebab(s: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in s).lstrip("-")
+
+
+def _json(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")
+
+
+async def live_state(client: Any, regime_id: str) -> RegimeState:
+    return await client.get_workflow_handle(regime_id).query(RegimeWorkflow.get_state)
+
+
+# ------------------------------------------------------------------ placement
+@router.post("", status_code=201, summary="Place a trust in special measures (starts its regime)")
+async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool: DbPool,
+                client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
+    if not user.has("regulator", "admin"):
+        raise Problem(403, "forbidden-role", "only the regulator places a trust in special measures")
+    if req.entry_date > dates.london_date(_now()):
+        raise Problem(422, "rule-broken", "the entry date is in the future")
+    if req.ratings is None and req.basis == "cqc_recommendation":
+        raise Problem(422, "rule-broken", "a placement on CQC's recommendation needs the CQC ratings")
+    if req.ratings is not None and req.basis == "cqc_recommendation":
+        verdict = entry_rule(req.ratings)
+        if not verdict.met:
+            raise Problem(422, "entry-rule-not-met",
+                          "the ratings do not meet the entry rule: " + "; ".join(verdict.reasons)
+                          + ". The regulator may place on its own evidence with basis 'regulator_decision' "
+                            "and a regulator_reason.", reasons=verdict.reasons)
+    if req.basis == "regulator_decision" and not (req.regulator_reason and req.regulator_reason.strip()):
+        raise Problem(422, "reason-required", "a placement by regulator decision needs regulator_reason")
+
+    async def handler() -> tuple[int, Any]:
+        ods = req.trust.ods_code
+        regime_id = regime_id_for(ods, req.entry_date)
+        previous = await pool.fetchrow(
+            "SELECT regime_id, phase FROM regimes WHERE ods_code = $1 ORDER BY entry_date DESC LIMIT 1", ods)
+        if previous and previous["phase"] in ("in_special_measures", "extended", "long_term_solution"):
+            raise Problem(409, "already-in-special-measures",
+                          f"trust {ods} is already in special measures ({previous['regime_id']})",
+                          regime_id=previous["regime_id"])
+        try:
+            await pool.execute(
+                """INSERT INTO regimes (regime_id, workflow_id, ods_code, trust_name, multi_site, entry_date, phase,
+                                        previous_regime_id) VALUES ($1,$1,$2,$3,$4,$5,'in_special_measures',$6)""",
+                regime_id, ods, req.trust.name, req.trust.multi_site, req.entry_date,
+                previous["regime_id"] if previous else None)
+        except asyncpg.UniqueViolationError:
+            raise Problem(409, "already-in-special-measures", f"trust {ods} is already in special measures "
+                                                              f"or a regime {regime_id} exists") from None
+        placement = Placement(
+            regime_id=regime_id, trust=req.trust, entry_date=req.entry_date, basis=req.basis,
+            entry_ratings=req.ratings, entry_outcome=req.inspection, regulator_reason=req.regulator_reason,
+            previous_regime_id=previous["regime_id"] if previous else None, completed_steps=req.completed_steps,
+            ladder=[Rung.model_validate(r) for r in settings.ladder],
+            placed_by=actor(user, "regulator" if user.has("regulator") else "admin", rid),
+        )
+        try:
+            await client.start_workflow(
+                RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,
+                task_queue=settings.temporal_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(SearchAttributeKey.for_keyword("TrustOdsCode"), ods),
+                    SearchAttributePair(SearchAttributeKey.for_keyword("RegimePhase"), "in_special_measures"),
+                    SearchAttributePair(SearchAttributeKey.for_keyword("RegimeId"), regime_id),
+                ]),
+            )
+        except WorkflowAlreadyStartedError:
+            await pool.execute("DELETE FROM regimes WHERE regime_id = $1 AND last_seq = 0", regime_id)
+            raise Problem(409, "already-in-special-measures", f"regime {regime_id} already exists") from None
+        except BaseException:
+            await pool.execute("DELETE FROM regimes WHERE regime_id = $1 AND last_seq = 0", regime_id)
+            raise
+        return 201, {"regime_id": regime_id, "workflow_id": regime_id, "phase": "in_special_measures",
+                     "previous_regime_id": placement.previous_regime_id}
+
+    return await idempotent(request, pool, user, _json(req), handler)
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------ reads
+@router.get("", summary="List regimes (filter by phase, trust, overdue, escalated)")
+async def list_regimes(user: CurrentUser, pool: DbPool,
+                       phase: str | None = None, ods_code: str | None = Query(None, max_length=10),
+                       q: str | None = Query(None, max_length=100), overdue_only: bool = False,
+                       escalated_only: bool = False, limit: int = Query(100, ge=1, le=1000),
+                       offset: int = Query(0, ge=0, le=1_000_000)):
+    clauses, args = ["TRUE"], []
+    if not user.has("operations", "regulator", "cqc", "admin"):
+        args.append(user.trusts)
+        clauses.append(f"ods_code = ANY(${len(args)})")
+    for col, val in (("phase", phase), ("ods_code", ods_code)):
+        if val:
+            args.append(val)
+            clauses.append(f"{col} = ${len(args)}")
+    if q:
+        args.append(f"%{q}%")
+        clauses.append(f"(trust_name ILIKE ${len(args)} OR ods_code ILIKE ${len(args)})")
+    if overdue_only:
+        clauses.append("overdue > 0")
+    if escalated_only:
+        clauses.append("escalation_level > 0")
+    args += [limit, offset]
+    rows = await pool.fetch(
+        f"SELECT * FROM regimes WHERE {' AND '.join(clauses)} ORDER BY next_due NULLS LAST, regime_id "
+        f"LIMIT ${len(args) - 1} OFFSET ${len(args)}", *args)
+    return {"items": [_regime_json(r) for r in rows], "limit": limit, "offset": offset}
+
+
+def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
+    d = dict(r)
+    for k, v in d.items():
+        if hasattr(v, "isoformat"):
+            d[k] = v.isoformat()
+    return d
+
+
+@router.get("/{regime_id}", summary="A regime's live state: phase, steps, escalations, inspections, buddies")
+async def get_regime(regime_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+    row = await regime_row(pool, regime_id)
+    require_read(user, row)
+    state = await live_state(client, regime_id)
+    s = _json(state)
+    s["regime_id"] = regime_id
+    s["open_steps"] = [st for st in s["steps"].values() if st["status"] == "open"]
+    s["projection"] = _regime_json(row)
+    return s
+
+
+# ------------------------------------------------------------------ decisions
+@router.post("/{regime_id}/steps/{step_id}/decisions", summary="Decide an open step (submit, agree, return...)")
+async def decide(regime_id: str, step_id: str, req: DecisionRequest, request: Request, user: CurrentUser,
+                 pool: DbPool, client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    task = await pool.fetchrow("SELECT role, subject, workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
+                               regime_id, step_id)
+    role = acting_role(user, req.role, task["role"] if task else None)
+    require_act(user, role, row["ods_code"], task["subject"] if task else None)
+    wf_id = task["workflow_id"] if task else regime_id
+
+    async def handler() -> tuple[int, Any]:
+        d = Decision(step_id=step_id, action=req.action, actor=actor(user, role, rid), comment=req.comment,
+                     payload=req.payload)
+        handle = client.get_workflow_handle(wf_id)
+        update = RegimeWorkflow.decide_step if wf_id == regime_id else "decide_step"
+        view = await run_update(handle, update, d)
+        return 200, _json(view) if isinstance(view, BaseModel) else view
+
+    return await idempotent(request, pool, user, {"step": step_id, **_json(req)}, handler)
+
+
+@router.post("/{regime_id}/steps/{step_id}/deadline", summary="Move a due date or pause a clock (regulator)")
+async def amend(regime_id: str, step_id: str, req: DeadlineRequest, request: Request, user: CurrentUser,
+                pool: DbPool, client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    require_act(user, "regulator", row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        c = DeadlineChange(step_id=step_id, new_due=req.new_due, pause=req.pause, reason=req.reason,
+                           actor=actor(user, "regulator", rid))
+        view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.amend_deadline, c)
+        return 200, _json(view)
+
+    return await idempotent(request, pool, user, {"step": step_id, **_json(req)}, handler)
+
+
+# ------------------------------------------------------------------ CQC
+@router.post("/{regime_id}/inspections", status_code=202, summary="Record a published CQC inspection outcome")
+async def record_inspection(regime_id: str, outcome: InspectionOutcome, request: Request, user: CurrentUser,
+                            pool: DbPool, client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    require_act(user, "cqc", row["ods_code"])
+    if row["multi_site"] != outcome.multi_site:
+        raise Problem(422, "rule-broken", f"trust {row['ods_code']} is "
+                      f"{'multi-site' if row['multi_site'] else 'single-site'}; the outcome says otherwise")
+
+    async def handler() -> tuple[int, Any]:
+        await client.get_workflow_handle(regime_id).signal(
+            RegimeWorkflow.record_inspection, InspectionSignal(outcome=outcome, actor=actor(user, "cqc", rid)))
+        return 202, {"accepted": outcome.reference, "regime_id": regime_id}
+
+    return await idempotent(request, pool, user, _json(outcome), handler)
+
+
+@router.post("/{regime_id}/inspections/{reference}/withdrawal", status_code=202,
+             summary="Withdraw a published CQC outcome")
+async def withdraw(regime_id: str, reference: str, req: WithdrawalRequest, request: Request, user: CurrentUser,
+                   pool: DbPool, client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    require_act(user, "cqc", row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        await client.get_workflow_handle(regime_id).signal(
+            RegimeWorkflow.withdraw_inspection,
+            Withdrawal(reference=reference, reason=req.reason, actor=actor(user, "cqc", rid)))
+        return 202, {"withdrawn": reference}
+
+    return await idempotent(request, pool, user, {"ref": reference, **_json(req)}, handler)
+
+
+@router.post("/{regime_id}/reinspection", summary="Announce the date of the CQC re-inspection")
+async def announce(regime_id: str, req: AnnouncementRequest, request: Request, user: CurrentUser, pool: DbPool,
+                   client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    role = acting_role(user, None, "cqc" if user.has("cqc") else "regulator")
+    require_act(user, role, row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.announce_reinspection,
+                                ReinspectionAnnouncement(inspection_date=req.inspection_date,
+                                                         actor=actor(user, role, rid)))
+        return 200, _json(view)
+
+    return await idempotent(request, pool, user, _json(req), handler)
+
+
+@router.post("/{regime_id}/enforcement", summary="Record a CQC enforcement action")
+async def enforcement(regime_id: str, req: EnforcementRequest, request: Request, user: CurrentUser, pool: DbPool,
+                      client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    require_act(user, "cqc", row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        n = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.record_enforcement,
+                             Enforcement(action=req.action, detail=req.detail, actor=actor(user, "cqc", rid)))
+        return 200, {"enforcement_actions": n}
+
+    return await idempotent(request, pool, user, _json(req), handler)
+
+
+@router.post("/{regime_id}/closure", summary="Close the regime by a structural solution (regulator)")
+async def close(regime_id: str, req: ClosureRequest, request: Request, user: CurrentUser, pool: DbPool,
+                client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    require_act(user, "regulator", row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        phase = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.close_regime,
+                                 Closure(solution=req.solution, reason=req.reason,
+                                         actor=actor(user, "regulator", rid)))
+        return 200, {"phase": phase}
+
+    return await idempotent(request, pool, user, _json(req), handler)
+
+
+@router.post("/{regime_id}/buddies", status_code=201, summary="Start a buddy partnership (regulator)")
+async def add_buddy(regime_id: str, req: BuddyAddRequest, request: Request, user: CurrentUser, pool: DbPool,
+                    client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    require_act(user, "regulator", row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        summary = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.add_buddy,
+                                   BuddyRequest(buddy=req.buddy, scope=req.scope, actor=actor(user, "regulator", rid),
+                                                agreement_in_principle=req.agreement_in_principle))
+        return 201, _json(summary)
+
+    return await idempotent(request, pool, user, _json(req), handler)

@@ -1,0 +1,98 @@
+"""The task inbox: each person's open steps, by role and by assignment, with due-date status."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+
+from api.auth import NATIONAL_ROLES, SCOPED_ROLES
+from api.deps import CurrentUser, DbPool, SettingsDep
+from api.errors import Problem
+from domain import dates
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+def rag(days_left: int, soon: int) -> str:
+    return "red" if days_left < 0 else "amber" if days_left <= soon else "green"
+
+
+def _cursor(due: date, wf: str, step: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([due.isoformat(), wf, step]).encode()).decode()
+
+
+def _uncursor(c: str) -> tuple[date, str, str]:
+    try:
+        due, wf, step = json.loads(base64.urlsafe_b64decode(c.encode()))
+        return date.fromisoformat(due), str(wf), str(step)
+    except Exception:
+        raise Problem(400, "bad-cursor", "the paging cursor is not one this API gave out") from None
+
+
+@router.get("", summary="My open tasks (by my roles and assignments), soonest due first")
+async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
+                trust: str | None = Query(None, max_length=10, description="ODS code"),
+                kind: str | None = Query(None, max_length=64, description="step type"),
+                status: Literal["red", "amber", "green"] | None = None,
+                role: str | None = Query(None, max_length=40),
+                limit: int = Query(50, ge=1, le=500), cursor: str | None = Query(None, max_length=500)):
+    today = dates.london_date(datetime.now(UTC))
+    args: list[Any] = [user.sub]
+    mine = ["t.assignee = $1"]
+    for r in user.roles:
+        if role and r != role:
+            continue
+        if r in NATIONAL_ROLES or r == "operations":
+            args.append(r if r != "operations" else None)
+            if r == "admin" or r == "operations":
+                mine.append("TRUE")
+            else:
+                mine.append(f"t.role = ${len(args)}")
+        elif r in SCOPED_ROLES:
+            args += [r, user.trusts]
+            mine.append(f"(t.role = ${len(args) - 1} AND t.ods_code = ANY(${len(args)}))")
+        elif r == "buddy" and user.org:
+            args.append(user.org)
+            mine.append(f"(t.role = 'buddy' AND t.subject->>'buddy_ods' = ${len(args)})")
+    clauses = ["t.state = 'open'", "(" + " OR ".join(mine) + ")"]
+    if trust:
+        args.append(trust)
+        clauses.append(f"t.ods_code = ${len(args)}")
+    if kind:
+        args.append(kind)
+        clauses.append(f"t.kind = ${len(args)}")
+    soon = settings.due_soon_days
+    if status == "red":
+        args.append(today)
+        clauses.append(f"t.due < ${len(args)}")
+    elif status == "amber":
+        args += [today, date.fromordinal(today.toordinal() + soon)]
+        clauses.append(f"t.due >= ${len(args) - 1} AND t.due <= ${len(args)}")
+    elif status == "green":
+        args.append(date.fromordinal(today.toordinal() + soon))
+        clauses.append(f"t.due > ${len(args)}")
+    if cursor:
+        due, wf, step = _uncursor(cursor)
+        args += [due, wf, step]
+        clauses.append(f"(t.due, t.workflow_id, t.step_id) > (${len(args) - 2}, ${len(args) - 1}, ${len(args)})")
+    args.append(limit + 1)
+    rows = await pool.fetch(
+        f"""SELECT t.*, r.trust_name FROM tasks t JOIN regimes r USING (regime_id)
+            WHERE {' AND '.join(clauses)} ORDER BY t.due, t.workflow_id, t.step_id LIMIT ${len(args)}""", *args)
+    items = []
+    for r in rows[:limit]:
+        left = (r["due"] - today).days
+        items.append({
+            "regime_id": r["regime_id"], "workflow_id": r["workflow_id"], "step_id": r["step_id"],
+            "kind": r["kind"], "title": r["title"], "role": r["role"], "assignee": r["assignee"],
+            "trust": {"ods_code": r["ods_code"], "name": r["trust_name"]}, "subject": r["subject"],
+            "due": r["due"].isoformat(), "days_left": left, "overdue_days": max(0, -left),
+            "paused": r["paused"], "status": rag(left, soon),
+        })
+    nxt = _cursor(rows[limit - 1]["due"], rows[limit - 1]["workflow_id"], rows[limit - 1]["step_id"]) \
+        if len(rows) > limit else None
+    return {"items": items, "next_cursor": nxt, "today": today.isoformat()}

@@ -1,0 +1,217 @@
+"""Typed messages and the long-lived state of the regime workflows (carried whole by continue-as-new)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.ratings import InspectionOutcome, KeyQuestionRatings
+from domain.rules import Verdict
+
+Role = Literal[
+    "trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc", "operations", "admin", "system"
+]
+ROLES: tuple[str, ...] = (
+    "trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc", "operations", "admin",
+)
+ODS_PATTERN = r"^[A-Z0-9]{3,6}$"
+
+
+class Actor(BaseModel):
+    """Who acts: a user id (the token's subject, never a name or e-mail) and the role they act in."""
+
+    user_id: str = Field(min_length=1, max_length=200)
+    role: Role
+    request_id: str | None = None
+
+
+SYSTEM = Actor(user_id="system", role="system")
+
+
+class Rung(BaseModel):
+    name: str
+    offset_days: int
+    notify: list[str] = Field(default_factory=list)
+
+
+class Trust(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ods_code: str = Field(pattern=ODS_PATTERN, examples=["RXX"])
+    name: str = Field(min_length=1, max_length=200)
+    multi_site: bool = False
+
+
+class CompletedStep(BaseModel):
+    """A step already done before the regime came into the service (regimes under way)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    completed_on: date
+    by: str = Field(min_length=1, max_length=200)
+    note: str | None = None
+
+
+class Placement(BaseModel):
+    """Input of the regime workflow on its first run."""
+
+    regime_id: str
+    trust: Trust
+    entry_date: date
+    basis: Literal["cqc_recommendation", "regulator_decision"]
+    entry_ratings: KeyQuestionRatings | None = None
+    entry_outcome: InspectionOutcome | None = None
+    regulator_reason: str | None = None
+    previous_regime_id: str | None = None
+    completed_steps: list[CompletedStep] = Field(default_factory=list)
+    ladder: list[Rung]
+    placed_by: Actor
+    continue_as_new_after_events: int = 8000
+
+
+class Decision(BaseModel):
+    """A person deciding an open step. `expected_status` guards against stale decisions."""
+
+    model_config = ConfigDict(extra="forbid")
+    step_id: str
+    action: str
+    actor: Actor
+    comment: str | None = Field(None, max_length=4000)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadlineChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step_id: str
+    new_due: date | None = None
+    pause: bool | None = None
+    reason: str = Field(min_length=1, max_length=2000)
+    actor: Actor
+
+
+class Closure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
+    reason: str = Field(min_length=1, max_length=4000)
+    actor: Actor
+
+
+class Enforcement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["conditions", "special_administration", "cancellation_of_registration", "warning_notice"]
+    detail: str = Field(min_length=1, max_length=4000)
+    actor: Actor
+
+
+class ReinspectionAnnouncement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inspection_date: date
+    actor: Actor
+
+
+class InspectionSignal(BaseModel):
+    outcome: InspectionOutcome
+    actor: Actor
+
+
+class Withdrawal(BaseModel):
+    reference: str
+    reason: str = Field(min_length=1)
+    actor: Actor
+
+
+class Action(BaseModel):
+    """One thing a person did on a step (a step may see submit, return, resubmit...)."""
+
+    action: str
+    by: str
+    role: str
+    at: datetime
+    comment: str | None = None
+
+
+class Step(BaseModel):
+    id: str
+    kind: str
+    title: str
+    role: str
+    group: str
+    due: date
+    opened_at: datetime
+    status: Literal["open", "done", "cancelled"] = "open"
+    outcome: str | None = None
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+    late: bool = False
+    paused: bool = False
+    next_rung: int = 0
+    subject: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    actions: list[Action] = Field(default_factory=list)
+    amendments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Escalation(BaseModel):
+    step_id: str
+    step_title: str
+    rung: str
+    level: int
+    at: datetime
+    due: date
+    notified: list[str]
+    reason: str
+
+
+class InspectionRecord(BaseModel):
+    outcome: InspectionOutcome
+    received_at: datetime
+    status: Literal["current", "superseded", "older_ignored", "withdrawn"] = "current"
+    verdict: Verdict | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class BuddySummary(BaseModel):
+    partnership_id: str
+    buddy_ods: str
+    buddy_name: str
+    scope: str
+    stage: str
+    agreed_level_pence: int = 0
+    paid_pence: int = 0
+    current_quarter: int | None = None
+    confirmations_outstanding: list[str] = Field(default_factory=list)
+    ended: bool = False
+
+
+class RegimeState(BaseModel):
+    placement: Placement
+    phase: str = "in_special_measures"
+    segment: int = 4
+    steps: dict[str, Step] = Field(default_factory=dict)
+    escalations: list[Escalation] = Field(default_factory=list)
+    inspections: list[InspectionRecord] = Field(default_factory=list)
+    decisions: list[dict[str, Any]] = Field(default_factory=list)
+    extensions: list[dict[str, Any]] = Field(default_factory=list)
+    enforcement: list[dict[str, Any]] = Field(default_factory=list)
+    continued_support: list[str] = Field(default_factory=list)
+    sos_letter: dict[str, Any] | None = None
+    closure: dict[str, Any] | None = None
+    exit_date: date | None = None
+    buddies: dict[str, BuddySummary] = Field(default_factory=dict)
+    next_monthly: date | None = None
+    seq: int = 0
+    runs: int = 1
+    finished: bool = False
+
+
+class RegimeStart(BaseModel):
+    """Workflow input: a new placement, or the state carried by continue-as-new."""
+
+    placement: Placement | None = None
+    state: RegimeState | None = None
+
+
+class StepView(BaseModel):
+    step: Step
+    phase: str

@@ -1,0 +1,86 @@
+"""CQC ratings and inspection outcomes."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import Enum, IntEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Rating(str, Enum):
+    outstanding = "outstanding"
+    good = "good"
+    requires_improvement = "requires_improvement"
+    inadequate = "inadequate"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    Rating.inadequate: 0,
+    Rating.requires_improvement: 1,
+    Rating.good: 2,
+    Rating.outstanding: 3,
+}
+
+
+class KeyQuestion(IntEnum):
+    safe = 1
+    effective = 2
+    caring = 3
+    responsive = 4
+    well_led = 5
+
+
+KEY_QUESTIONS = ("safe", "effective", "caring", "responsive", "well_led")
+
+
+class KeyQuestionRatings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    safe: Rating
+    effective: Rating
+    caring: Rating
+    responsive: Rating
+    well_led: Rating
+    overall: Rating
+
+    def inadequate_questions(self) -> list[str]:
+        return [k for k in KEY_QUESTIONS if getattr(self, k) is Rating.inadequate]
+
+
+class CoreServiceRating(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site: str = Field(min_length=1, max_length=200)
+    service: str = Field(min_length=1, max_length=200, examples=["maternity"])
+    rating: Rating
+
+
+class InspectionOutcome(BaseModel):
+    """A published CQC inspection outcome. `reference` identifies the inspection report."""
+
+    model_config = ConfigDict(extra="forbid")
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+    inspection_start: date
+    inspection_end: date
+    published: date
+    ratings: KeyQuestionRatings
+    core_services: list[CoreServiceRating] = Field(default_factory=list, max_length=500)
+    multi_site: bool = False
+    trajectory_evidence: str | None = Field(
+        None, max_length=4000,
+        description="CQC's evidence of a continuing trajectory of improvement (multi-site exceptional route)",
+    )
+    recommendation: Literal["enter", "exit", "remain", "none"] = "none"
+    kind: Literal["published", "correction"] = "published"
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> InspectionOutcome:
+        if self.inspection_end < self.inspection_start:
+            raise ValueError("inspection_end is before inspection_start")
+        if self.published < self.inspection_end:
+            raise ValueError("published is before inspection_end")
+        return self

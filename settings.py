@@ -1,0 +1,89 @@
+"""One settings object for the API, the worker, the run command and the CLI.
+
+Every value comes from the environment (or `.env`); see the configuration table in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_SECRET = "local-development-secret-do-not-use-in-production"
+
+DEFAULT_LADDER = [
+    {"name": "reminder", "offset_days": -7, "notify": ["responsible"]},
+    {"name": "breach", "offset_days": 0, "notify": ["responsible", "improvement_director"]},
+    {"name": "dd_escalation", "offset_days": 7, "notify": ["regulator_dd"]},
+    {"name": "executive_escalation", "offset_days": 21, "notify": ["regulator_executive"]},
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: str = Field("local", description="local or production")
+    data_dir: Path = Field(Path(".data"), description="where embedded Temporal and PostgreSQL keep data")
+
+    temporal_address: str | None = Field(None, description="host:port of Temporal; unset = embedded dev server")
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "special-measures"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_ui_url: str | None = Field(None, description="public URL of the Temporal Web UI")
+
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset = embedded pgserver")
+    database_schema: str = Field("public", description="schema holding the service's tables")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = None
+
+    auth_jwt_secret: str = LOCAL_SECRET
+    auth_jwks_url: str | None = None
+    auth_issuer: str = "special-measures-local"
+    auth_audience: str = "special-measures"
+
+    escalation_ladder: str = Field(json.dumps(DEFAULT_LADDER), description="JSON list of rungs")
+    due_soon_days: int = 7
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "special-measures@localhost"
+
+    @field_validator("escalation_ladder")
+    @classmethod
+    def _ladder_is_json(cls, v: str) -> str:
+        rungs = json.loads(v)
+        if not isinstance(rungs, list) or not rungs:
+            raise ValueError("ESCALATION_LADDER must be a non-empty JSON list")
+        for r in rungs:
+            if not isinstance(r.get("name"), str) or not isinstance(r.get("offset_days"), int):
+                raise ValueError("each rung needs a name and an integer offset_days")
+        return v
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> Settings:
+        if self.environment != "local" and self.auth_jwt_secret == LOCAL_SECRET and not self.auth_jwks_url:
+            raise ValueError("AUTH_JWT_SECRET or AUTH_JWKS_URL must be set outside local use")
+        return self
+
+    @property
+    def ladder(self) -> list[dict]:
+        return json.loads(self.escalation_ladder)
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_ui(self) -> str:
+        return self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,36 @@
+"""Small builders for test requests."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+INADEQUATE_ENTRY = {"safe": "inadequate", "effective": "requires_improvement", "caring": "good",
+                    "responsive": "requires_improvement", "well_led": "inadequate", "overall": "inadequate"}
+
+PLAN = {"actions": [
+    {"category": "must_do", "description": "Staff the emergency department to safe levels", "owner": "Chief Nurse",
+     "metric": "RN fill rate >= 95%"},
+    {"category": "should_do", "description": "Audit sepsis screening monthly", "owner": "Medical Director",
+     "metric": "screening within 1 hour >= 90%"},
+]}
+
+REGULATOR = ("reg-1", "regulator")
+
+
+def placement(ods: str, entry: date, name: str = "Example Hospitals NHS Trust", multi_site: bool = False,
+              **extra: Any) -> dict[str, Any]:
+    return {"trust": {"ods_code": ods, "name": name, "multi_site": multi_site}, "entry_date": entry.isoformat(),
+            "ratings": INADEQUATE_ENTRY, **extra}
+
+
+def outcome(ref: str, start: date, ratings: dict[str, str], core: list[dict] | None = None,
+            multi_site: bool = False, **extra: Any) -> dict[str, Any]:
+    return {"reference": ref, "inspection_start": start.isoformat(), "inspection_end": start.isoformat(),
+            "published": start.isoformat(), "ratings": ratings, "core_services": core or [],
+            "multi_site": multi_site, **extra}
+
+
+IMPROVED = {"safe": "requires_improvement", "effective": "good", "caring": "good",
+            "responsive": "requires_improvement", "well_led": "requires_improvement",
+            "overall": "requires_improvement"}

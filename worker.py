@@ -1,0 +1,51 @@
+"""Runs the Temporal worker: the regime and buddy workflows and their activities."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.clients import connect_temporal
+from activities.db import create_pool, database_url, migrate
+from activities.effects import EffectActivities
+from activities.notify import OutboxNotifier
+from settings import Settings, get_settings
+from workflows import WORKFLOWS
+
+
+def activities_for(pool: asyncpg.Pool) -> list:
+    from activities.payments import PaymentActivities
+
+    effects = EffectActivities(pool, OutboxNotifier())
+    payments = PaymentActivities(pool)
+    return [effects.apply_effects, *payments.all()]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, **kw) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities_for(pool), **kw)
+
+
+async def main(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    url = database_url(settings)
+    await migrate(url, settings.database_schema)
+    pool = await create_pool(url, settings.database_schema)
+    client = await connect_temporal(settings.temporal_target, settings.temporal_namespace, attempts=50)
+    worker = build_worker(client, pool, settings.temporal_task_queue)
+    logging.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
+    try:
+        await worker.run()
+    finally:
+        await pool.close()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,763 @@
+"""The regime workflow: one per trust per spell in special measures.
+
+Message API
+- update `decide_step(Decision) -> StepView`: a person acts on an open step (validator rejects
+  wrong role, closed step, unknown action, missing reason, bad payload, separation of duties).
+- update `amend_deadline(DeadlineChange) -> StepView`: the regulator moves a due date or pauses a clock.
+- update `announce_reinspection(ReinspectionAnnouncement) -> StepView`: CQC names the re-inspection date.
+- update `close_regime(Closure) -> str`: the regulator closes the regime by a structural solution.
+- update `record_enforcement(Enforcement) -> int`: CQC records an enforcement action.
+- update `add_buddy(BuddyRequest) -> BuddySummary`: the regulator starts a buddy partnership (child workflow).
+- signal `record_inspection(InspectionSignal)`: a published CQC outcome (idempotent on its reference).
+- signal `withdraw_inspection(Withdrawal)`: a published outcome withdrawn.
+- signal `buddy_changed(BuddySummary)`: a partnership reports its state.
+- query `get_state() -> RegimeState`.
+
+Every deadline is a London date; the loop sleeps until the next instant at which something is due
+(a rung of an escalation ladder or a scheduled opening) and recomputes it whenever state changes.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from domain import dates
+    from domain.models import (
+        SYSTEM,
+        Action,
+        Actor,
+        BuddySummary,
+        Closure,
+        DeadlineChange,
+        Decision,
+        Enforcement,
+        Escalation,
+        InspectionRecord,
+        InspectionSignal,
+        Placement,
+        RegimeStart,
+        RegimeState,
+        ReinspectionAnnouncement,
+        Step,
+        StepView,
+        Withdrawal,
+    )
+    from domain.ratings import KeyQuestionRatings
+    from domain.rules import SEGMENT_AFTER_QUALITY_EXIT, SEGMENT_IN_SPECIAL_MEASURES, entry_rule, exit_rule
+    from domain.steps import (
+        CAPABILITY_REVIEW_MONTHS,
+        CATALOGUE,
+        DECISION_DAYS,
+        LETTER_DAYS,
+        REVIEW_DAYS,
+        REVISED_PLAN_DAYS,
+        SIGNOFF_DAYS,
+    )
+    from workflows.common import APPLY_EFFECTS, BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
+
+SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
+SA_PHASE = SearchAttributeKey.for_keyword("RegimePhase")
+SA_NEXT = SearchAttributeKey.for_datetime("NextDeadline")
+SA_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
+
+ACTIVE_PHASES = ("in_special_measures", "extended", "long_term_solution")
+PARTY_ROLES = ("trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc")
+
+
+def reject(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@workflow.defn
+class RegimeWorkflow:
+    def __init__(self) -> None:
+        self.s: RegimeState
+        self._effects: list[dict[str, Any]] = []
+        self._wake = False
+        self._updates_this_run = 0
+        self._sa: tuple | None = None
+
+    # ---------------------------------------------------------------- run loop
+    @workflow.run
+    async def run(self, start: RegimeStart) -> RegimeState:
+        if start.state is not None:
+            self.s = start.state
+            self.s.runs += 1
+        else:
+            assert start.placement is not None
+            self.s = RegimeState(placement=start.placement)
+            self._enter(start.placement)
+        while True:
+            self._process_time()
+            await self._flush()
+            if self.s.finished:
+                break
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._process_time()
+                await self._flush()
+                if not self.s.finished:
+                    workflow.continue_as_new(RegimeStart(state=self.s))
+            wake_at = self._next_wake()
+            self._wake = False
+            timeout = None
+            if wake_at is not None:
+                timeout = max(wake_at - workflow.now(), timedelta(seconds=1))
+            try:
+                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
+            except TimeoutError:
+                pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        return self.s
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self.s.placement.continue_as_new_after_events
+            or self._updates_this_run > 1000
+        )
+
+    # ---------------------------------------------------------------- entry
+    def _enter(self, p: Placement) -> None:
+        self.s.segment = SEGMENT_IN_SPECIAL_MEASURES
+        if p.basis == "cqc_recommendation" and p.entry_ratings is not None:
+            verdict = entry_rule(p.entry_ratings)
+            basis = "CQC recommendation; entry rule met: " + "; ".join(verdict.reasons)
+        else:
+            basis = f"regulator decision without CQC recommendation: {p.regulator_reason}"
+        if p.entry_outcome is not None:
+            self.s.inspections.append(InspectionRecord(outcome=p.entry_outcome, received_at=workflow.now()))
+        self._audit("regime_entered", p.placed_by, reason=basis, detail={
+            "trust": p.trust.model_dump(), "entry_date": p.entry_date.isoformat(), "segment": 4,
+            "previous_regime_id": p.previous_regime_id,
+        })
+        e = p.entry_date
+        self._open("improvement_plan", e + timedelta(days=28))
+        self._open("appoint_improvement_director", dates.add_months(e, 3))
+        self._open("board_to_board", dates.add_months(e, 3))
+        self._open("reinspection", dates.add_months(e, 12), step_id="reinspection-1")
+        # Monthly returns are tracked from the month the service took the regime on.
+        today = self._today()
+        first = date(e.year, e.month, 1)
+        go_live = date(today.year, today.month, 1)
+        month = max(first, go_live)
+        if dates.third_monday(month.year, month.month) <= e:
+            month = dates.add_months(month, 1)
+        self.s.next_monthly = month
+
+    # ---------------------------------------------------------------- time
+    def _today(self) -> date:
+        return dates.london_date(workflow.now())
+
+    def _rung_instant(self, step: Step, i: int) -> datetime:
+        rung = self.s.placement.ladder[i]
+        return dates.end_of_day(step.due + timedelta(days=rung.offset_days))
+
+    def _next_wake(self) -> datetime | None:
+        candidates: list[datetime] = []
+        for st in self.s.steps.values():
+            if st.status == "open" and not st.paused and st.next_rung < len(self.s.placement.ladder):
+                candidates.append(self._rung_instant(st, st.next_rung))
+        if self.s.next_monthly is not None and self.s.phase in ACTIVE_PHASES:
+            candidates.append(dates.london_midnight(self.s.next_monthly))
+        return min(candidates) if candidates else None
+
+    def _process_time(self) -> None:
+        now = workflow.now()
+        while (
+            self.s.next_monthly is not None
+            and self.s.phase in ACTIVE_PHASES
+            and dates.london_midnight(self.s.next_monthly) <= now
+        ):
+            m = self.s.next_monthly
+            due = dates.third_monday(m.year, m.month)
+            tag = f"{m.year:04d}-{m.month:02d}"
+            self._open("monthly_return", due, step_id=f"monthly_return-{tag}", subject={"month": tag})
+            self.s.next_monthly = dates.add_months(m, 1)
+        ladder = self.s.placement.ladder
+        for st in list(self.s.steps.values()):
+            while st.status == "open" and not st.paused and st.next_rung < len(ladder):
+                at = self._rung_instant(st, st.next_rung)
+                if at > now:
+                    break
+                rung = ladder[st.next_rung]
+                st.next_rung += 1
+                breach_at = dates.end_of_day(st.due)
+                if rung.offset_days < 0 and breach_at <= now:
+                    continue  # a reminder after the deadline has passed is noise
+                self._escalate(st, rung.name, st.next_rung, rung.notify)
+
+    def _escalate(self, st: Step, rung: str, level: int, notify: list[str]) -> None:
+        if rung != "reminder" and self.s.placement.ladder[level - 1].offset_days >= 0:
+            st.late = True
+        days = (self._today() - st.due).days
+        if days < 0:
+            reason = f"'{st.title}' is due on {st.due.isoformat()} ({-days} days left)"
+        elif days == 0:
+            reason = f"'{st.title}' was due on {st.due.isoformat()} and is not done"
+        else:
+            reason = f"'{st.title}' is {days} days overdue (due {st.due.isoformat()})"
+        targets = [st.role if n == "responsible" else n for n in notify]
+        esc = Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level, at=workflow.now(),
+                         due=st.due, notified=targets, reason=reason)
+        self.s.escalations.append(esc)
+        self._audit("escalation", SYSTEM, step=st, reason=reason, detail={"rung": rung, "level": level,
+                                                                           "notified": targets})
+        self._emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
+                    "subject": f"[{rung}] {self.s.placement.trust.ods_code}: {st.title}", "body": reason})
+
+    # ---------------------------------------------------------------- steps
+    def _open(self, kind: str, due: date, *, step_id: str | None = None,
+              subject: dict[str, Any] | None = None) -> Step:
+        spec = CATALOGUE[kind]
+        sid = step_id or kind
+        if sid in self.s.steps:
+            n = 2
+            while f"{sid}-{n}" in self.s.steps:
+                n += 1
+            sid = f"{sid}-{n}"
+        st = Step(id=sid, kind=kind, title=spec.title, role=spec.role, group=spec.group, due=due,
+                  opened_at=workflow.now(), subject=subject or {})
+        self.s.steps[sid] = st
+        pre = next((c for c in self.s.placement.completed_steps if c.kind == kind
+                    and not any(s.data.get("imported_from") == c.kind + c.completed_on.isoformat()
+                                for s in self.s.steps.values())), None)
+        if pre is not None:
+            st.status, st.outcome = "done", "completed_before_go_live"
+            st.completed_at = dates.end_of_day(pre.completed_on) - timedelta(seconds=1)
+            st.completed_by = pre.by
+            st.late = pre.completed_on > due
+            st.data["imported_from"] = kind + pre.completed_on.isoformat()
+            self._audit("step_imported", SYSTEM, step=st, reason=pre.note or "completed before go-live",
+                        detail={"completed_on": pre.completed_on.isoformat(), "by": pre.by})
+            return st
+        self._emit({"type": "task_open", "step": self._task(st)})
+        self._audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
+        return st
+
+    def _close(self, st: Step, outcome: str, actor: Actor, comment: str | None) -> None:
+        st.status = "done" if outcome != "cancelled" else "cancelled"
+        st.outcome = outcome
+        st.completed_at = workflow.now()
+        st.completed_by = actor.user_id
+        if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
+            st.late = True
+        self._emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
+                    "closed_by": actor.user_id})
+
+    def _task(self, st: Step) -> dict[str, Any]:
+        return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
+                "subject": st.subject, "paused": st.paused}
+
+    def _cancel_open(self, reason: str, keep: tuple[str, ...] = ()) -> None:
+        for st in self.s.steps.values():
+            if st.status == "open" and st.kind not in keep:
+                self._close(st, "cancelled", SYSTEM, reason)
+
+    # ---------------------------------------------------------------- effects
+    def _emit(self, effect: dict[str, Any]) -> None:
+        self.s.seq += 1
+        effect["seq"] = self.s.seq
+        self._effects.append(effect)
+
+    def _audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
+               detail: dict[str, Any] | None = None) -> None:
+        self._emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
+                    "request_id": actor.request_id, "step_id": step.id if step else None,
+                    "step_kind": step.kind if step else None, "reason": reason, "detail": detail or {},
+                    "at": workflow.now().isoformat()})
+
+    def projection(self) -> dict[str, Any]:
+        open_steps = [s for s in self.s.steps.values() if s.status == "open"]
+        today = self._today()
+        nxt = min((s.due for s in open_steps if not s.paused), default=None)
+        level = max((s.next_rung for s in open_steps if s.late or s.next_rung > 0), default=0)
+        p = self.s.placement
+        return {
+            "regime_id": p.regime_id, "ods_code": p.trust.ods_code, "trust_name": p.trust.name,
+            "multi_site": p.trust.multi_site, "entry_date": p.entry_date.isoformat(), "phase": self.s.phase,
+            "segment": self.s.segment, "next_due": nxt.isoformat() if nxt else None,
+            "overdue": sum(1 for s in open_steps if s.due < today and not s.paused),
+            "escalation_level": level, "buddy_count": sum(1 for b in self.s.buddies.values() if not b.ended),
+            "extensions": len(self.s.extensions), "exit_date": self.s.exit_date.isoformat() if self.s.exit_date
+            else None, "previous_regime_id": p.previous_regime_id,
+            "sos_letter": self.s.sos_letter is not None, "closed": self.s.finished,
+        }
+
+    async def _flush(self) -> None:
+        self._upsert_search_attributes()
+        while self._effects:
+            batch, self._effects = self._effects, []
+            for eff in batch:
+                if eff["type"] == "start_buddy":
+                    await workflow.start_child_workflow(
+                        "BuddyPartnershipWorkflow",
+                        BuddyStart(regime_id=self.s.placement.regime_id,
+                                   parent_workflow_id=workflow.info().workflow_id,
+                                   trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff["request"]),
+                                   ladder=self.s.placement.ladder),
+                        id=eff["partnership_id"],
+                        # The regime continues as new over the years; its partnerships must outlive each run.
+                        parent_close_policy=ParentClosePolicy.ABANDON,
+                    )
+                elif eff["type"] == "end_buddy":
+                    await workflow.get_external_workflow_handle(eff["partnership_id"]).signal(
+                        "end_partnership", eff["reason"])
+            await workflow.execute_activity(
+                APPLY_EFFECTS,
+                EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.placement.regime_id,
+                            ods_code=self.s.placement.trust.ods_code, effects=batch,
+                            projection=self.projection()),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=_EFFECTS_RETRY,
+            )
+
+    def _upsert_search_attributes(self) -> None:
+        proj = self.projection()
+        nxt = proj["next_due"]
+        values = (self.s.placement.trust.ods_code, self.s.phase, nxt, proj["escalation_level"])
+        if values == self._sa:
+            return
+        self._sa = values
+        pairs = [SA_ODS.value_set(values[0]), SA_PHASE.value_set(values[1]),
+                                            SA_LEVEL.value_set(values[3])]
+        pairs.append(SA_NEXT.value_set(dates.end_of_day(date.fromisoformat(nxt))) if nxt else SA_NEXT.value_unset())
+        workflow.upsert_search_attributes(pairs)
+
+    # ---------------------------------------------------------------- decisions
+    def _check_actor(self, actor: Actor, step: Step) -> None:
+        if actor.role != step.role:
+            raise reject("WrongRole", f"'{step.title}' is for the {step.role.replace('_', ' ')}, "
+                                      f"not the {actor.role.replace('_', ' ')}")
+        # Separation of duties: one person never acts for two parties of the same decision.
+        for other in self.s.steps.values():
+            if other.group != step.group or other.role == step.role:
+                continue
+            if _same_decision(other, step) and any(a.by == actor.user_id for a in other.actions):
+                raise reject("SeparationOfDuties",
+                             f"{actor.user_id} already acted as {other.role.replace('_', ' ')} on "
+                             f"'{other.title}' and cannot also act as {step.role.replace('_', ' ')}")
+
+    @workflow.update
+    async def decide_step(self, d: Decision) -> StepView:
+        self._updates_this_run += 1
+        st = self.s.steps[d.step_id]
+        spec = CATALOGUE[st.kind]
+        payload = spec.actions[d.action].model_validate(d.payload)
+        st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
+                                 comment=d.comment))
+        st.data.update(payload.model_dump(mode="json"))
+        self._audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
+                    detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
+        self._close(st, d.action, d.actor, d.comment)
+        self._after(st, d)
+        self._wake = True
+        return StepView(step=st, phase=self.s.phase)
+
+    @decide_step.validator
+    def _validate_decision(self, d: Decision) -> None:
+        st = self.s.steps.get(d.step_id)
+        if st is None:
+            raise reject("UnknownStep", f"no step '{d.step_id}' in this regime")
+        if st.status != "open":
+            raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
+        self._check_actor(d.actor, st)
+        spec = CATALOGUE[st.kind]
+        if d.action not in spec.actions:
+            allowed = ", ".join(spec.actions) or "none (completed by a CQC outcome)"
+            raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: {allowed}")
+        if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
+            raise reject("ReasonRequired", f"'{d.action}' needs a reason")
+        try:
+            spec.actions[d.action].model_validate(d.payload)
+        except ValidationError as e:
+            raise reject("InvalidPayload", _errors(e)) from None
+        if st.kind == "regulator_decision":
+            self._validate_regulator_decision(st, d)
+
+    def _validate_regulator_decision(self, st: Step, d: Decision) -> None:
+        rec = self._latest_recommendation()
+        if d.action == "exit" and rec != "recommend_exit":
+            raise reject("RuleBroken", "the regulator takes a trust out of special measures only on CQC's "
+                                       "recommendation to exit")
+        if d.action == "refer_to_secretary_of_state" and self.s.phase != "extended":
+            raise reject("RuleBroken", "the Chief Inspector writes to the Secretary of State only at the end of "
+                                       "an extension")
+
+    def _latest_recommendation(self) -> str | None:
+        recs = [s for s in self.s.steps.values() if s.kind == "cqc_recommendation" and s.status == "done"]
+        return recs[-1].outcome if recs else None
+
+    def _after(self, st: Step, d: Decision) -> None:
+        """What a completed step opens next."""
+        today = self._today()
+        k, a = st.kind, d.action
+        if k in ("improvement_plan", "revised_action_plan"):
+            self._open("plan_review", max(today + timedelta(days=REVIEW_DAYS), st.due),
+                       subject={"plan_step": st.id})
+        elif k == "plan_review":
+            plan = self.s.steps[st.subject["plan_step"]]
+            if a == "return":
+                again = self._open(plan.kind, max(plan.due, today + timedelta(days=14)),
+                                   subject={"returned": st.id})
+                again.data["returned_reason"] = d.comment
+            else:
+                for kind in ("plan_signoff_regulator", "plan_signoff_commissioner"):
+                    self._open(kind, today + timedelta(days=SIGNOFF_DAYS), subject={"plan_step": plan.id})
+        elif k in ("plan_signoff_regulator", "plan_signoff_commissioner"):
+            plan = self.s.steps[st.subject["plan_step"]]
+            if a == "return":
+                for o in self.s.steps.values():
+                    if o.status == "open" and o.kind.startswith("plan_signoff"):
+                        self._close(o, "cancelled", SYSTEM, "plan returned")
+                self._open(plan.kind, today + timedelta(days=14), subject={"returned": st.id})
+            elif all(o.status == "done" and o.outcome == "sign_off" for o in self.s.steps.values()
+                     if o.kind.startswith("plan_signoff") and o.subject.get("plan_step") == plan.id):
+                plan.data["signed_off_on"] = today.isoformat()
+                self._audit("improvement_plan.signed_off", SYSTEM, step=plan,
+                            reason="agreed by the improvement director; signed off by regulator and commissioner")
+        elif k in ("board_to_board", "board_to_board_pre_inspection"):
+            self._open("letter_to_chair", today + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
+            if d.payload.get("commission_capability_review"):
+                self._open("capability_review", dates.add_months(today, CAPABILITY_REVIEW_MONTHS))
+        elif k == "letter_to_chair":
+            if d.payload.get("commission_capability_review"):
+                self._open("capability_review", dates.add_months(today, CAPABILITY_REVIEW_MONTHS))
+        elif k == "board_to_board_post_exit":
+            self._finish("exited", "post-exit board-to-board held")
+        elif k == "monthly_return":
+            self._open("monthly_return_cosign", max(st.due, today + timedelta(days=3)),
+                       step_id=st.id.replace("monthly_return", "monthly_return_cosign"), subject=st.subject)
+        elif k == "monthly_return_cosign" and a == "return":
+            self._open("monthly_return", max(st.due, today + timedelta(days=7)), subject=st.subject)
+        elif k == "cqc_recommendation":
+            self._open("regulator_decision", today + timedelta(days=DECISION_DAYS), subject=st.subject)
+        elif k == "regulator_decision":
+            self._regulator_decided(st, d)
+        elif k == "secretary_of_state_letter":
+            self.s.sos_letter = {**(self.s.sos_letter or {}), "sent_on": d.payload.get("sent_on"),
+                                 "sent_by": d.actor.user_id}
+            self._set_phase("long_term_solution", d.actor, "Chief Inspector wrote to the Secretary of State")
+            self._open("reinspection", dates.add_months(today, 6), step_id=f"reinspection-{self._n_reinspections() + 1}")
+
+    def _regulator_decided(self, st: Step, d: Decision) -> None:
+        today = self._today()
+        self.s.decisions.append({"decision": d.action, "on": today.isoformat(), "by": d.actor.user_id,
+                                 "reason": d.comment, "payload": d.payload})
+        if d.action == "exit":
+            self.s.continued_support = list(d.payload.get("continued_support", []))
+            self.s.exit_date = today
+            self.s.segment = SEGMENT_AFTER_QUALITY_EXIT
+            self._cancel_open("regime exited special measures")
+            self.s.next_monthly = None
+            self._set_phase("exited", d.actor, "exit on CQC's recommendation" +
+                            (f"; continued support: {', '.join(self.s.continued_support)}"
+                             if self.s.continued_support else ""))
+            self._open("board_to_board_post_exit", dates.add_months(today, 6))
+            self._end_buddies("the trust exited special measures")
+        elif d.action == "extend":
+            months = int(d.payload.get("months", 6))
+            end = dates.add_months(today, months)
+            self.s.extensions.append({"number": len(self.s.extensions) + 1, "decided_on": today.isoformat(),
+                                      "months": months, "ends": end.isoformat(), "reason": d.comment})
+            if self.s.phase != "long_term_solution":
+                self._set_phase("extended", d.actor, f"extended by {months} months to {end.isoformat()}")
+            self._open("revised_action_plan", today + timedelta(days=REVISED_PLAN_DAYS))
+            self._open("reinspection", end, step_id=f"reinspection-{self._n_reinspections() + 1}")
+        elif d.action == "refer_to_secretary_of_state":
+            self.s.sos_letter = self._draft_letter(d.comment or "")
+            self._open("secretary_of_state_letter", today + timedelta(days=LETTER_DAYS))
+
+    def _draft_letter(self, reason: str) -> dict[str, Any]:
+        cur = self._current_inspection()
+        areas: list[str] = []
+        if cur is not None:
+            r = cur.outcome.ratings
+            areas = [f"{q} rated {getattr(r, q).value.replace('_', ' ')}" for q in
+                     ("safe", "effective", "caring", "responsive", "well_led")
+                     if getattr(r, q).rank < 1]
+            areas += [f"{c.service} at {c.site} rated inadequate" for c in cur.outcome.core_services
+                      if c.rating.rank < 1]
+        months = dates.months_between(self.s.placement.entry_date, self._today())
+        return {
+            "drafted_on": self._today().isoformat(),
+            "trust": self.s.placement.trust.name, "ods_code": self.s.placement.trust.ods_code,
+            "months_in_special_measures": months,
+            "reasons": [reason] + (cur.verdict.reasons if cur and cur.verdict else []),
+            "areas_requiring_improvement": areas,
+            "improvement_required": [f"{a.split(' rated ')[0]} to at least requires improvement" for a in areas],
+            "extensions": len(self.s.extensions),
+        }
+
+    def _n_reinspections(self) -> int:
+        return sum(1 for s in self.s.steps.values() if s.kind == "reinspection")
+
+    def _set_phase(self, phase: str, actor: Actor, reason: str) -> None:
+        old, self.s.phase = self.s.phase, phase
+        self._audit("phase_changed", actor, reason=reason, detail={"from": old, "to": phase,
+                                                                   "segment": self.s.segment})
+
+    def _finish(self, how: str, reason: str) -> None:
+        self._cancel_open(reason)
+        self._audit("regime_closed", SYSTEM, reason=reason, detail={"how": how})
+        self.s.finished = True
+
+    def _end_buddies(self, reason: str) -> None:
+        for b in self.s.buddies.values():
+            if not b.ended:
+                self._emit({"type": "end_buddy", "partnership_id": b.partnership_id, "reason": reason})
+
+    # ---------------------------------------------------------------- deadlines
+    @workflow.update
+    async def amend_deadline(self, c: DeadlineChange) -> StepView:
+        self._updates_this_run += 1
+        st = self.s.steps[c.step_id]
+        old = {"due": st.due.isoformat(), "paused": st.paused}
+        if c.pause is not None:
+            st.paused = c.pause
+        if c.new_due is not None:
+            st.due = c.new_due
+        # The ladder restarts from the new date; rungs already in the past under it fire at once.
+        st.next_rung = 0
+        st.late = workflow.now() > dates.end_of_day(st.due)
+        st.amendments.append({"at": workflow.now().isoformat(), "by": c.actor.user_id, "reason": c.reason,
+                              "old": old, "new": {"due": st.due.isoformat(), "paused": st.paused}})
+        self._audit("deadline_amended", c.actor, step=st, reason=c.reason,
+                    detail={"old": old, "new": {"due": st.due.isoformat(), "paused": st.paused}})
+        self._emit({"type": "task_open", "step": self._task(st)})
+        self._skip_stale_reminders(st)
+        self._wake = True
+        return StepView(step=st, phase=self.s.phase)
+
+    def _skip_stale_reminders(self, st: Step) -> None:
+        # Rungs before the new date that already fired under the old one are not repeated.
+        now = workflow.now()
+        ladder = self.s.placement.ladder
+        while st.next_rung < len(ladder) and ladder[st.next_rung].offset_days < 0 \
+                and self._rung_instant(st, st.next_rung) <= now and dates.end_of_day(st.due) > now:
+            st.next_rung += 1
+
+    @amend_deadline.validator
+    def _validate_amend(self, c: DeadlineChange) -> None:
+        st = self.s.steps.get(c.step_id)
+        if st is None:
+            raise reject("UnknownStep", f"no step '{c.step_id}' in this regime")
+        if st.status != "open":
+            raise reject("StepNotOpen", f"'{st.title}' is {st.status}; its deadline cannot change")
+        if c.actor.role != "regulator":
+            raise reject("WrongRole", "only the regulator moves deadlines")
+        if c.new_due is None and c.pause is None:
+            raise reject("InvalidPayload", "give new_due, pause, or both")
+        if c.new_due is not None and c.new_due < self._today():
+            raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
+        if not c.reason.strip():
+            raise reject("ReasonRequired", "a reason is required")
+
+    # ---------------------------------------------------------------- re-inspection
+    @workflow.update
+    async def announce_reinspection(self, a: ReinspectionAnnouncement) -> StepView:
+        self._updates_this_run += 1
+        st = self._open_reinspection()
+        assert st is not None
+        st.data["announced_date"] = a.inspection_date.isoformat()
+        self._audit("reinspection_announced", a.actor, step=st, reason=f"inspection on {a.inspection_date}")
+        b2b = self._open("board_to_board_pre_inspection", max(self._today(), a.inspection_date - timedelta(days=1)))
+        self._wake = True
+        return StepView(step=b2b, phase=self.s.phase)
+
+    @announce_reinspection.validator
+    def _validate_announce(self, a: ReinspectionAnnouncement) -> None:
+        if a.actor.role not in ("cqc", "regulator"):
+            raise reject("WrongRole", "re-inspections are announced by CQC or the regulator")
+        if self._open_reinspection() is None:
+            raise reject("StepNotOpen", "no re-inspection is pending")
+        if a.inspection_date < self._today():
+            raise reject("RuleBroken", "the inspection date is in the past")
+
+    def _open_reinspection(self) -> Step | None:
+        return next((s for s in self.s.steps.values() if s.kind == "reinspection" and s.status == "open"), None)
+
+    def _current_inspection(self) -> InspectionRecord | None:
+        cur = [r for r in self.s.inspections if r.status == "current"]
+        return cur[-1] if cur else None
+
+    @workflow.signal
+    def record_inspection(self, sig: InspectionSignal) -> None:
+        o = sig.outcome
+        same = [r for r in self.s.inspections if r.outcome.reference == o.reference]
+        if same and o.kind == "published":
+            self._audit("inspection_duplicate_ignored", sig.actor, reason=f"{o.reference} already recorded")
+            self._wake = True
+            return
+        newer = [r for r in self.s.inspections if r.status == "current"
+                 and r.outcome.inspection_end > o.inspection_end and r.outcome.reference != o.reference]
+        rec = InspectionRecord(outcome=o, received_at=workflow.now())
+        if newer:
+            rec.status = "older_ignored"
+            rec.notes.append(f"older than {newer[-1].outcome.reference}; kept for the record, not acted on")
+            self.s.inspections.append(rec)
+            self._audit("inspection_older_ignored", sig.actor, reason=rec.notes[-1], detail={"reference": o.reference})
+            self._wake = True
+            return
+        for r in same:
+            r.status = "superseded"
+            r.notes.append(f"corrected on {self._today().isoformat()}")
+        entry = self._entry_ratings()
+        rec.verdict = exit_rule(entry, o) if entry is not None and self.s.phase != "exited" else None
+        self.s.inspections.append(rec)
+        self._audit("inspection_recorded" if o.kind == "published" else "inspection_corrected", sig.actor,
+                    reason=("exit rule met: " if rec.verdict and rec.verdict.met else "exit rule not met: ")
+                    + "; ".join(rec.verdict.reasons) if rec.verdict else None,
+                    detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json")})
+        self._after_inspection(rec, correction=bool(same))
+        self._wake = True
+
+    def _entry_ratings(self) -> KeyQuestionRatings | None:
+        p = self.s.placement
+        if p.entry_ratings is not None:
+            return p.entry_ratings
+        return p.entry_outcome.ratings if p.entry_outcome else None
+
+    def _after_inspection(self, rec: InspectionRecord, correction: bool) -> None:
+        if self.s.phase not in ACTIVE_PHASES:
+            return
+        pending_rec = next((s for s in self.s.steps.values()
+                            if s.kind in ("cqc_recommendation", "regulator_decision") and s.status == "open"), None)
+        if correction and pending_rec is not None:
+            pending_rec.data["verdict"] = rec.verdict.model_dump() if rec.verdict else None
+            return
+        ri = self._open_reinspection()
+        if ri is None:
+            return
+        self._close(ri, "published", SYSTEM, rec.outcome.reference)
+        ri.data["reference"] = rec.outcome.reference
+        for s in self.s.steps.values():
+            if s.kind == "board_to_board_pre_inspection" and s.status == "open":
+                s.data["note"] = "inspection took place before the meeting was recorded"
+        rs = self._open("cqc_recommendation", self._today() + timedelta(days=DECISION_DAYS),
+                        subject={"reference": rec.outcome.reference})
+        rs.data["verdict"] = rec.verdict.model_dump() if rec.verdict else None
+
+    @workflow.signal
+    def withdraw_inspection(self, w: Withdrawal) -> None:
+        hits = [r for r in self.s.inspections if r.outcome.reference == w.reference and r.status == "current"]
+        if not hits:
+            self._audit("inspection_withdrawal_ignored", w.actor, reason=f"no current outcome {w.reference}")
+            self._wake = True
+            return
+        for r in hits:
+            r.status = "withdrawn"
+            r.notes.append(f"withdrawn: {w.reason}")
+        self._audit("inspection_withdrawn", w.actor, reason=w.reason, detail={"reference": w.reference})
+        # A decision that rested on the withdrawn outcome goes back to waiting for a re-inspection.
+        reopened = False
+        for s in self.s.steps.values():
+            if s.status == "open" and s.subject.get("reference") == w.reference:
+                self._close(s, "cancelled", w.actor, "inspection withdrawn")
+                reopened = True
+        if reopened:
+            done = [s for s in self.s.steps.values() if s.kind == "reinspection"
+                    and s.data.get("reference") == w.reference]
+            due = done[-1].due if done else self._today() + timedelta(days=90)
+            self._open("reinspection", max(due, self._today() + timedelta(days=1)),
+                       step_id=f"reinspection-{self._n_reinspections() + 1}")
+        self._wake = True
+
+    # ---------------------------------------------------------------- closure and enforcement
+    @workflow.update
+    async def close_regime(self, c: Closure) -> str:
+        self._updates_this_run += 1
+        self.s.closure = {"solution": c.solution, "reason": c.reason, "by": c.actor.user_id,
+                          "on": self._today().isoformat()}
+        self._set_phase("closed_structural", c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
+        self.s.next_monthly = None
+        self._end_buddies("regime closed by a structural solution")
+        self._finish("structural_solution", c.reason)
+        self._wake = True
+        return self.s.phase
+
+    @close_regime.validator
+    def _validate_close(self, c: Closure) -> None:
+        if c.actor.role != "regulator":
+            raise reject("WrongRole", "only the regulator closes a regime")
+        if self.s.finished:
+            raise reject("StepNotOpen", "the regime is already closed")
+
+    @workflow.update
+    async def record_enforcement(self, e: Enforcement) -> int:
+        self._updates_this_run += 1
+        self.s.enforcement.append({"action": e.action, "detail": e.detail, "by": e.actor.user_id,
+                                   "on": self._today().isoformat()})
+        self._audit("enforcement_recorded", e.actor, reason=e.detail, detail={"action": e.action})
+        self._wake = True
+        return len(self.s.enforcement)
+
+    @record_enforcement.validator
+    def _validate_enforcement(self, e: Enforcement) -> None:
+        if e.actor.role != "cqc":
+            raise reject("WrongRole", "enforcement actions are CQC's")
+        if self.s.finished:
+            raise reject("StepNotOpen", "the regime is closed")
+
+    # ---------------------------------------------------------------- buddies
+    @workflow.update
+    async def add_buddy(self, req: BuddyRequest) -> BuddySummary:
+        self._updates_this_run += 1
+        pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
+        summary = BuddySummary(partnership_id=pid, buddy_ods=req.buddy.ods_code, buddy_name=req.buddy.name,
+                               scope=req.scope, stage="starting")
+        self.s.buddies[pid] = summary
+        self._audit("buddy_added", req.actor, reason=f"{req.buddy.name} ({req.scope})",
+                    detail={"partnership_id": pid})
+        self._emit({"type": "start_buddy", "partnership_id": pid, "request": req.model_dump(mode="json")})
+        self._wake = True
+        return summary
+
+    @add_buddy.validator
+    def _validate_add_buddy(self, req: BuddyRequest) -> None:
+        if req.actor.role != "regulator":
+            raise reject("WrongRole", "the regulator agrees buddy arrangements")
+        if self.s.phase not in ACTIVE_PHASES:
+            raise reject("StepNotOpen", f"the regime is {self.s.phase}")
+        pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
+        if pid in self.s.buddies and not self.s.buddies[pid].ended:
+            raise reject("Conflict", f"{pid} already exists")
+
+    @workflow.signal
+    def buddy_changed(self, summary: BuddySummary) -> None:
+        self.s.buddies[summary.partnership_id] = summary
+        self._wake = True
+
+    @workflow.query
+    def get_state(self) -> RegimeState:
+        return self.s
+
+
+def _same_decision(a: Step, b: Step) -> bool:
+    """Two steps belong to the same decision when they share a group and concern the same thing."""
+    if a.group == "improvement_plan":
+        pa = a.subject.get("plan_step", a.id)
+        pb = b.subject.get("plan_step", b.id)
+        return pa == pb
+    if a.group == "monthly_return":
+        return a.subject.get("month") == b.subject.get("month")
+    return a.subject.get("reference") == b.subject.get("reference") if a.group == "exit_decision" else False
+
+
+def _errors(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())
+
+
+_EFFECTS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                                      maximum_interval=timedelta(seconds=30))
