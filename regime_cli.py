@@ -1,0 +1,63 @@
+"""The `regime` command-line tool: tokens, audit checks, replay, simulation, demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+
+import typer
+
+from settings import get_settings
+
+app = typer.Typer(help="Special measures regime orchestrator: operator and developer commands.",
+                  no_args_is_help=True)
+
+
+@app.command()
+def token(sub: str = typer.Argument(..., help="user id (not a name or e-mail)"),
+          role: list[str] = typer.Option(..., "--role", "-r", help="role; repeat for several"),
+          trust: list[str] = typer.Option([], "--trust", "-t", help="ODS code of an assigned trust; repeatable"),
+          org: str | None = typer.Option(None, help="the user's own organisation ODS code (buddy users)"),
+          hours: int = typer.Option(8, help="lifetime in hours")) -> None:
+    """Mint a local development token (signed with AUTH_JWT_SECRET)."""
+    from api.auth import mint_token
+
+    typer.echo(mint_token(get_settings(), sub, role, trust, org, ttl_seconds=hours * 3600))
+
+
+@app.command("verify-audit")
+def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; all when omitted")) -> None:
+    """Recompute the audit log's hash chains; exit code 1 if any chain is broken."""
+    from activities.db import create_pool, database_url
+    from activities.effects import verify_chain
+
+    async def run() -> bool:
+        s = get_settings()
+        pool = await create_pool(database_url(s), s.database_schema)
+        try:
+            ids = [regime_id] if regime_id else [r["regime_id"] for r in
+                                                  await pool.fetch("SELECT DISTINCT regime_id FROM audit_log")]
+            ok_all = True
+            async with pool.acquire() as conn:
+                for rid in ids:
+                    ok, n, bad = await verify_chain(conn, rid)
+                    ok_all &= ok
+                    typer.echo(json.dumps({"regime_id": rid, "intact": ok, "entries": n, "first_bad_entry": bad}))
+            return ok_all
+        finally:
+            await pool.close()
+
+    if not asyncio.run(run()):
+        raise typer.Exit(1)
+
+
+for _name in ("replay", "simulate", "demo"):
+    try:
+        importlib.import_module(f"tools.{_name}").register(app)
+    except ModuleNotFoundError as e:
+        if e.name != f"tools.{_name}":
+            raise
+
+if __name__ == "__main__":
+    app()
