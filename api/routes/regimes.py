@@ -146,6 +146,10 @@ def acting_role(user: User, wanted: str | None, fallback: str | None = None) -> 
 def require_act(user: User, role: str, ods: str, subject: dict[str, Any] | None = None) -> None:
     if role == "operations":
         raise Problem(403, "read-only", "operations users read everything and change nothing")
+    partner_org = (subject or {}).get("buddy_ods")
+    if partner_org and role != "buddy" and user.org == partner_org:
+        raise Problem(403, "separation-of-duties",
+                      f"a member of the buddy trust {partner_org} cannot act for another party of its partnership")
     if role == "buddy":
         partner = (subject or {}).get("buddy_ods")
         if not partner or user.org != partner:
