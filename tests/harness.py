@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import uvicorn
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
 from activities.clients import SEARCH_ATTRIBUTES, connect_temporal
@@ -84,8 +85,14 @@ class Stack:
     def handle(self, regime_id: str) -> WorkflowHandle:
         return self.skipper.client.get_workflow_handle(regime_id)
 
-    async def fast_forward(self, regime_id: str, days: float) -> None:
-        await self.skipper.fast_forward(self.handle(regime_id), timedelta(days=days))
+    async def fast_forward(self, regime_id: str, days: float) -> bool:
+        """Advance the regime's virtual clock; False once the workflow has completed."""
+        try:
+            return await self.skipper.fast_forward(self.handle(regime_id), timedelta(days=days))
+        except RPCError as e:
+            if "already completed" in e.message:
+                return False
+            raise
 
     async def settle(self, regime_id: str) -> dict[str, Any]:
         """Wait until the workflow has flushed its effects to PostgreSQL, then return its state."""

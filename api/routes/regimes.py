@@ -210,7 +210,7 @@ async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool
         ods = req.trust.ods_code
         regime_id = regime_id_for(ods, req.entry_date)
         previous = await pool.fetchrow(
-            "SELECT regime_id, phase FROM regimes WHERE ods_code = $1 ORDER BY entry_date DESC LIMIT 1", ods)
+            "SELECT regime_id, phase FROM regimes WHERE ods_code = $1 ORDER BY created_at DESC LIMIT 1", ods)
         if previous and previous["phase"] in ("in_special_measures", "extended", "long_term_solution"):
             raise Problem(409, "already-in-special-measures",
                           f"trust {ods} is already in special measures ({previous['regime_id']})",

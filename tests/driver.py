@@ -1,0 +1,121 @@
+"""Drives a regime through the HTTP API the way its people would, day by virtual day."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from domain.dates import london_date
+from tests.harness import Stack
+from tests.helpers import PLAN, placement
+
+DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
+    "improvement_plan": ("submit", lambda d: PLAN),
+    "revised_action_plan": ("submit", lambda d: PLAN),
+    "plan_review": ("agree", None),
+    "plan_signoff_regulator": ("sign_off", None),
+    "plan_signoff_commissioner": ("sign_off", None),
+    "appoint_improvement_director": ("record", lambda d: {"appointed_on": d, "improvement_director_user_id": "id-1"}),
+    "board_to_board": ("record", lambda d: {"meeting_date": d}),
+    "board_to_board_pre_inspection": ("record", lambda d: {"meeting_date": d}),
+    "board_to_board_post_exit": ("record", lambda d: {"meeting_date": d}),
+    "letter_to_chair": ("record", lambda d: {"sent_on": d}),
+    "capability_review": ("record", lambda d: {"completed_on": d}),
+    "monthly_return": ("submit", lambda d: {"summary": "progress against the plan"}),
+    "monthly_return_cosign": ("cosign", None),
+    "secretary_of_state_letter": ("send", lambda d: {"sent_on": d}),
+}
+
+
+class Regime:
+    def __init__(self, stack: Stack, ods: str, regime_id: str, start: date) -> None:
+        self.stack, self.ods, self.id, self.start = stack, ods, regime_id, start
+        self.day = 0
+        self.users = {
+            "trust": stack.auth("trust-" + ods, "trust", trusts=[ods]),
+            "improvement_director": stack.auth("id-" + ods, "improvement_director", trusts=[ods]),
+            "regulator": stack.auth("reg-1", "regulator"),
+            "commissioner": stack.auth("ccg-" + ods, "commissioner", trusts=[ods]),
+            "cqc": stack.auth("cqc-1", "cqc"),
+            "operations": stack.auth("ops-1", "operations"),
+        }
+
+    @classmethod
+    async def place(cls, stack: Stack, ods: str, entry: date | None = None, multi_site: bool = False,
+                    **extra: Any) -> Regime:
+        today = london_date(datetime.now(UTC))
+        entry = entry or today
+        r = await stack.http.post("/regimes", json=placement(ods, entry, multi_site=multi_site, **extra),
+                                  headers=stack.auth("reg-1", "regulator"))
+        assert r.status_code == 201, r.text
+        reg = cls(stack, ods, r.json()["regime_id"], today)
+        return reg
+
+    @property
+    def today(self) -> date:
+        return self.start + timedelta(days=self.day)
+
+    async def state(self) -> dict[str, Any]:
+        r = await self.stack.http.get(f"/regimes/{self.id}", headers=self.users["operations"])
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def act(self, step_id: str, action: str, payload: dict | None = None, comment: str | None = None,
+                  role: str | None = None, expect: int = 200) -> dict[str, Any]:
+        st = await self.state()
+        role = role or st["steps"][step_id]["role"]
+        r = await self.stack.http.post(f"/regimes/{self.id}/steps/{step_id}/decisions", headers=self.users[role],
+                                       json={"action": action, "payload": payload or {}, "comment": comment})
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    async def complete_open(self, within_days: int = 10, skip: tuple[str, ...] = ()) -> list[str]:
+        """Every open step due within `within_days` is done by its party with the usual action."""
+        done: list[str] = []
+        for _ in range(10):
+            st = await self.state()
+            todo = [s for s in st["open_steps"] if s["kind"] in DEFAULT_ACTION and s["kind"] not in skip
+                    and date.fromisoformat(s["due"]) <= self.today + timedelta(days=within_days)]
+            if not todo:
+                return done
+            for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
+                action, payload = DEFAULT_ACTION[s["kind"]]
+                await self.act(s["id"], action, payload(self.today.isoformat()) if payload else None,
+                               comment="done")
+                done.append(s["id"])
+        return done
+
+    async def advance(self, days: int, diligent: bool = True, step: int = 7, skip: tuple[str, ...] = ()) -> None:
+        """Move virtual time forward; a diligent regime completes what falls due on the way."""
+        left = days
+        while left > 0:
+            n = min(step, left)
+            if diligent:
+                await self.complete_open(within_days=n + 1, skip=skip)
+            await self.stack.fast_forward(self.id, n)
+            self.day += n
+            left -= n
+        if diligent:
+            await self.complete_open(within_days=1, skip=skip)
+
+    async def inspect(self, ref: str, ratings: dict[str, str], core: list[dict] | None = None,
+                      expect: int = 202, **extra: Any) -> None:
+        from tests.helpers import outcome
+
+        st = await self.state()
+        multi = st["placement"]["trust"]["multi_site"]
+        r = await self.stack.http.post(f"/regimes/{self.id}/inspections", headers=self.users["cqc"],
+                                       json=outcome(ref, self.today - timedelta(days=3), ratings, core,
+                                                    multi_site=multi, **extra))
+        assert r.status_code == expect, r.text
+        if expect == 202:
+            for _ in range(100):
+                st = await self.state()
+                if any(i["outcome"]["reference"] == ref for i in st["inspections"]):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"inspection {ref} never reached the workflow")
+
+    async def escalations(self, step_id: str) -> list[str]:
+        return [e["rung"] for e in (await self.state())["escalations"] if e["step_id"] == step_id]
