@@ -99,7 +99,11 @@ class Stack:
         from workflows.regime import RegimeWorkflow
 
         for _ in range(200):
-            st = await self.handle(regime_id).query(RegimeWorkflow.get_state)
+            try:
+                st = await self.handle(regime_id).query(RegimeWorkflow.get_state)
+            except RPCError:  # a new run after continue-as-new has not had its first task yet
+                await asyncio.sleep(0.05)
+                continue
             seq = await self.pool.fetchval("SELECT last_seq FROM regimes WHERE regime_id = $1", regime_id)
             if seq is not None and seq >= st.seq:
                 return st.model_dump(mode="json")

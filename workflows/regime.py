@@ -79,16 +79,14 @@ def reject(kind: str, message: str) -> ApplicationError:
 
 @workflow.defn
 class RegimeWorkflow:
-    def __init__(self) -> None:
-        self.s: RegimeState
+    @workflow.init
+    def __init__(self, start: RegimeStart) -> None:
+        # State exists before the first activation, so updates and queries that reach a new run
+        # (right after continue-as-new) see it.
         self._effects: list[dict[str, Any]] = []
         self._wake = False
         self._updates_this_run = 0
         self._sa: tuple | None = None
-
-    # ---------------------------------------------------------------- run loop
-    @workflow.run
-    async def run(self, start: RegimeStart) -> RegimeState:
         if start.state is not None:
             self.s = start.state
             self.s.runs += 1
@@ -96,6 +94,10 @@ class RegimeWorkflow:
             assert start.placement is not None
             self.s = RegimeState(placement=start.placement)
             self._enter(start.placement)
+
+    # ---------------------------------------------------------------- run loop
+    @workflow.run
+    async def run(self, start: RegimeStart) -> RegimeState:
         while True:
             self._process_time()
             await self._flush()
@@ -385,6 +387,11 @@ class RegimeWorkflow:
             raise reject("InvalidPayload", _errors(e)) from None
         if st.kind == "regulator_decision":
             self._validate_regulator_decision(st, d)
+        if st.kind == "cqc_recommendation" and d.action == "recommend_exit":
+            verdict = st.data.get("verdict") or {}
+            if verdict.get("met") is False and not (d.comment and d.comment.strip()):
+                raise reject("ReasonRequired", "the exit rule is not met on this outcome; recommending exit "
+                                               "anyway needs CQC's reason")
 
     def _validate_regulator_decision(self, st: Step, d: Decision) -> None:
         rec = self._latest_recommendation()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import User
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
@@ -65,6 +67,9 @@ class PlacementRequest(BaseModel):
     regulator_reason: str | None = Field(None, max_length=4000,
                                          description="required when the regulator places without the entry rule")
     completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
+    continue_as_new_after_events: int | None = Field(
+        None, ge=200, le=40_000, description="operational tuning (admin only): history length at which the "
+                                             "regime continues as new")
 
     @model_validator(mode="after")
     def _ratings(self) -> PlacementRequest:
@@ -183,7 +188,15 @@ def _json(model: BaseModel) -> Any:
 
 
 async def live_state(client: Any, regime_id: str) -> RegimeState:
-    return await client.get_workflow_handle(regime_id).query(RegimeWorkflow.get_state)
+    # Just after continue-as-new the new run has no workflow task yet and cannot answer; it will shortly.
+    for attempt in range(40):
+        try:
+            return await client.get_workflow_handle(regime_id).query(RegimeWorkflow.get_state)
+        except RPCError as e:
+            if e.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 39:
+                raise
+            await asyncio.sleep(0.05)
+    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------ placement
@@ -203,6 +216,8 @@ async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool
                           "the ratings do not meet the entry rule: " + "; ".join(verdict.reasons)
                           + ". The regulator may place on its own evidence with basis 'regulator_decision' "
                             "and a regulator_reason.", reasons=verdict.reasons)
+    if req.continue_as_new_after_events is not None and not user.has("admin"):
+        raise Problem(403, "forbidden-role", "continue_as_new_after_events is an admin setting")
     if req.basis == "regulator_decision" and not (req.regulator_reason and req.regulator_reason.strip()):
         raise Problem(422, "reason-required", "a placement by regulator decision needs regulator_reason")
 
@@ -231,6 +246,8 @@ async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool
             ladder=[Rung.model_validate(r) for r in settings.ladder],
             placed_by=actor(user, "regulator" if user.has("regulator") else "admin", rid),
         )
+        if req.continue_as_new_after_events:
+            placement.continue_as_new_after_events = req.continue_as_new_after_events
         try:
             await client.start_workflow(
                 RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,

@@ -1,0 +1,79 @@
+"""Years-long regimes: continue-as-new keeps the whole state and history stays bounded."""
+
+from __future__ import annotations
+
+import time
+from tests.driver import Regime
+from tests.helpers import IMPROVED
+
+STILL_INADEQUATE = dict(IMPROVED, well_led="inadequate", overall="inadequate")
+
+
+async def all_runs_events(stack, workflow_id: str) -> tuple[int, int]:
+    """(runs, total events) over the whole continue-as-new chain."""
+    runs = events = 0
+    async for wf in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+        runs += 1
+        h = await stack.client.get_workflow_handle(workflow_id, run_id=wf.run_id).fetch_history()
+        events += len(h.events)
+    return runs, events
+
+
+async def test_four_year_regime_continues_as_new_and_keeps_state(stack):
+    started = time.monotonic()
+    r = await stack.http.post("/regimes", headers=stack.auth("admin-1", "admin", "regulator"), json={
+        "trust": {"ods_code": "RLC", "name": "Long Stay NHS Trust"}, "entry_date": Regime_today().isoformat(),
+        "ratings": {"safe": "inadequate", "effective": "inadequate", "caring": "good",
+                    "responsive": "requires_improvement", "well_led": "inadequate", "overall": "inadequate"},
+        "continue_as_new_after_events": 600})
+    assert r.status_code == 201, r.text
+    reg = Regime(stack, "RLC", r.json()["regime_id"], Regime_today())
+    await reg.advance(340)
+    await reg.inspect("INS-RLC-2", STILL_INADEQUATE)
+    await reg.act("cqc_recommendation", "recommend_remain", comment="not improved")
+    await reg.act("regulator_decision", "extend", {"months": 6}, comment="extension")
+    await reg.advance(175)
+    await reg.inspect("INS-RLC-3", STILL_INADEQUATE)
+    await reg.act("cqc_recommendation-2", "recommend_remain", comment="not improved")
+    await reg.act("regulator_decision-2", "refer_to_secretary_of_state", comment="no sufficient improvement")
+    await reg.act("secretary_of_state_letter", "send", {"sent_on": reg.today.isoformat()})
+    for n in (4, 5, 6, 7, 8):  # long-term solution: re-inspected and extended again and again
+        await reg.advance(170)
+        await reg.inspect(f"INS-RLC-{n}", STILL_INADEQUATE)
+        await reg.act(f"cqc_recommendation-{n - 1}", "recommend_remain", comment="still not")
+        await reg.act(f"regulator_decision-{n - 1}", "extend", {"months": 6}, comment="further extension")
+    await reg.advance(170)
+    await reg.inspect("INS-RLC-9", IMPROVED)
+    await reg.act("cqc_recommendation-8", "recommend_exit", comment="improved at last")
+    await reg.act("regulator_decision-8", "exit", comment="exit")
+    st = await reg.state()
+    months = (reg.today - reg.start).days / 30.44
+    assert months > 48
+    assert st["runs"] > 1, "the regime never continued as new"
+    assert st["phase"] == "exited" and len(st["extensions"]) == 6 and st["sos_letter"]["sent_on"]
+    assert len(st["inspections"]) == 8
+    monthly = [s for s in st["steps"].values() if s["kind"] == "monthly_return"]
+    assert len(monthly) >= 45 and all(s["status"] != "open" for s in monthly)
+    runs, events = await all_runs_events(stack, reg.id)
+    assert runs == st["runs"]
+    per_year = events / (months / 12)
+    print(f"\n4-year regime: {months:.1f} months, {runs} runs, {events} events, {per_year:.0f} events/year, "
+          f"{time.monotonic() - started:.1f}s wall")
+    assert per_year < 5000
+    # Nothing was written twice across runs, and the audit chain is intact.
+    await stack.settle(reg.id)
+    dup = await stack.pool.fetchval("SELECT count(*) FROM (SELECT event, step_id, at FROM audit_log "
+                                    "WHERE regime_id=$1 GROUP BY 1,2,3 HAVING count(*) > 1) d", reg.id)
+    assert dup == 0
+    v = (await stack.http.get(f"/regimes/{reg.id}/audit/verify", headers=reg.users["operations"])).json()
+    assert v["intact"] and v["entries"] > 300
+    desc = await stack.handle(reg.id).describe()
+    assert desc.raw_description.workflow_execution_info.history_length < 2000
+
+
+def Regime_today():
+    from datetime import UTC, datetime
+
+    from domain.dates import london_date
+
+    return london_date(datetime.now(UTC))
