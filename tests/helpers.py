@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date
 from typing import Any
 
@@ -20,8 +21,8 @@ REGULATOR = ("reg-1", "regulator")
 
 def placement(ods: str, entry: date, name: str = "Example Hospitals NHS Trust", multi_site: bool = False,
               **extra: Any) -> dict[str, Any]:
-    return {"trust": {"ods_code": ods, "name": name, "multi_site": multi_site}, "entry_date": entry.isoformat(),
-            "ratings": INADEQUATE_ENTRY, **extra}
+    return copy.deepcopy({"trust": {"ods_code": ods, "name": name, "multi_site": multi_site},
+                          "entry_date": entry.isoformat(), "ratings": INADEQUATE_ENTRY, **extra})
 
 
 def outcome(ref: str, start: date, ratings: dict[str, str], core: list[dict] | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 from tests.driver import Regime
 from tests.helpers import IMPROVED
 

@@ -46,12 +46,11 @@ async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
     for r in user.roles:
         if role and r != role:
             continue
-        if r in NATIONAL_ROLES or r == "operations":
-            args.append(r if r != "operations" else None)
-            if r == "admin" or r == "operations":
-                mine.append("TRUE")
-            else:
-                mine.append(f"t.role = ${len(args)}")
+        if r in ("admin", "operations"):
+            mine.append("TRUE")  # they see every open task; operations still cannot decide any
+        elif r in NATIONAL_ROLES:
+            args.append(r)
+            mine.append(f"t.role = ${len(args)}")
         elif r in SCOPED_ROLES:
             args += [r, user.trusts]
             mine.append(f"(t.role = ${len(args) - 1} AND t.ods_code = ANY(${len(args)}))")
