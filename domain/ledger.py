@@ -1,0 +1,410 @@
+"""A buddy partnership's money: the agreed level, the support plan's costs and the quarterly ledger.
+
+Pure rules, no I/O and no clock, so the workflow and the property tests use the same code. Money is
+integer pence everywhere (`StrictInt`: a float or a string is refused, never rounded).
+
+The rules (seed 000 §3 and §4a(ii)):
+- the improvement director signs off each quarter's delivery plan and forecast, never above what is
+  left of the agreed level;
+- the improvement director, the trust and the buddy each confirm that the quarter's support was
+  delivered, or dispute it with a reason; a dispute blocks payment until the regulator records a
+  resolution (which may lower what is payable) and the disputing party confirms;
+- only then does the improvement director authorise a payment, never above the quarter's forecast,
+  any resolved amount, or what is left of the agreed level, with every invoice line naming a workstream
+  of the support plan;
+- a quarter is paid at most once, and `remaining` counts every authorised pound as spent.
+
+Every check raises `LedgerError(kind, message)`; `kind` is a rejection type the API maps to a status.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+PARTIES: tuple[str, ...] = ("improvement_director", "trust", "buddy")
+
+Pence = Annotated[StrictInt, Field(ge=0, le=10_000_000_000, description="an amount in pence")]
+PositivePence = Annotated[StrictInt, Field(gt=0, le=10_000_000_000, description="an amount in pence")]
+WorkstreamId = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class LedgerError(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+# ---------------------------------------------------------------------------- agreements and plans
+class AgreementInPrinciple(BaseModel):
+    """What the regulator and the buddy agree in principle: the total reimbursable and the terms."""
+
+    model_config = ConfigDict(extra="forbid")
+    agreed_level_pence: PositivePence
+    terms_of_reference: str = Field(min_length=1, max_length=8000)
+
+
+class Workstream(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: WorkstreamId
+    name: str = Field(min_length=1, max_length=200)
+    activities: list[str] = Field(min_length=1, max_length=100)
+    projected_cost_pence: Pence
+
+
+class SupportPlan(BaseModel):
+    """The buddy's support plan: workstreams, their activities and projected costs."""
+
+    model_config = ConfigDict(extra="forbid")
+    workstreams: list[Workstream] = Field(min_length=1, max_length=50)
+
+    @field_validator("workstreams")
+    @classmethod
+    def _unique_ids(cls, v: list[Workstream]) -> list[Workstream]:
+        ids = [w.id for w in v]
+        if len(ids) != len(set(ids)):
+            raise ValueError("workstream ids must be unique")
+        return v
+
+    @property
+    def projected_total_pence(self) -> int:
+        return sum(w.projected_cost_pence for w in self.workstreams)
+
+    def workstream_ids(self) -> set[str]:
+        return {w.id for w in self.workstreams}
+
+
+class Line(BaseModel):
+    """One line of a quarter's forecast or invoice; each names its workstream."""
+
+    model_config = ConfigDict(extra="forbid")
+    workstream: WorkstreamId
+    description: str = Field(min_length=1, max_length=500)
+    amount_pence: PositivePence
+
+
+class ForecastPayload(BaseModel):
+    """The quarter's delivery plan and forecast cost (no lines: nothing is planned to be paid)."""
+
+    model_config = ConfigDict(extra="forbid")
+    lines: list[Line] = Field(default_factory=list, max_length=200)
+
+
+class InvoicePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lines: list[Line] = Field(min_length=1, max_length=200)
+
+
+class ResolutionPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolution: str = Field(min_length=1, max_length=4000)
+    agreed_pence: Pence | None = Field(None, description="what the parties agree is payable, if less")
+
+
+def total(lines: list[Line]) -> int:
+    return sum(ln.amount_pence for ln in lines)
+
+
+# ---------------------------------------------------------------------------- the ledger
+class Confirmation(BaseModel):
+    party: str
+    by: str
+    verdict: Literal["confirmed", "disputed"]
+    reason: str | None = None
+
+
+class Dispute(BaseModel):
+    party: str
+    by: str
+    reason: str
+    resolved: bool = False
+    resolution: str | None = None
+    resolved_by: str | None = None
+    agreed_pence: int | None = None
+    not_payable: bool = False
+
+
+class Quarter(BaseModel):
+    number: int
+    start: date
+    end: date
+    forecast_pence: int | None = None
+    forecast_lines: list[Line] = Field(default_factory=list)
+    forecast_by: str | None = None
+    confirmations: dict[str, Confirmation] = Field(default_factory=dict)
+    disputes: list[Dispute] = Field(default_factory=list)
+    cap_pence: int | None = None
+    authorised_pence: int | None = None
+    invoice_lines: list[Line] = Field(default_factory=list)
+    authorised_by: str | None = None
+    declined: str | None = None
+    payment_id: int | None = None
+    paid_pence: int = 0
+
+    def answered_by(self) -> list[tuple[str, str]]:
+        """(party, user) for every confirmation and dispute given on this quarter."""
+        return [(c.party, c.by) for c in self.confirmations.values()] + [(d.party, d.by) for d in self.disputes]
+
+    @property
+    def open_dispute(self) -> Dispute | None:
+        return next((d for d in self.disputes if not d.resolved), None)
+
+    @property
+    def all_confirmed(self) -> bool:
+        return all(self.confirmations.get(p) is not None and self.confirmations[p].verdict == "confirmed"
+                   for p in PARTIES) and self.open_dispute is None
+
+    @property
+    def outstanding(self) -> list[str]:
+        return [p for p in PARTIES if p not in self.confirmations or self.confirmations[p].verdict != "confirmed"]
+
+    @property
+    def payable_cap(self) -> int:
+        """The most this quarter may pay: its forecast, lowered by any resolved amount."""
+        cap = self.forecast_pence or 0
+        return min(cap, self.cap_pence) if self.cap_pence is not None else cap
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen to this quarter's money."""
+        return self.payment_id is not None or self.declined is not None
+
+    @property
+    def stage(self) -> str:
+        if self.payment_id is not None:
+            return "paid"
+        if self.declined is not None:
+            return "nothing_payable"
+        if self.authorised_pence is not None:
+            return "authorised"
+        if self.open_dispute is not None:
+            return "disputed"
+        if self.all_confirmed:
+            return "confirmed"
+        if self.confirmations:
+            return "confirming"
+        return "forecast_signed_off" if self.forecast_pence is not None else "planning"
+
+
+class LedgerTotals(BaseModel):
+    agreed_level_pence: int
+    forecast_pence: int
+    confirmed_pence: int
+    authorised_pence: int
+    paid_pence: int
+    remaining_pence: int
+    used_share: float = Field(description="authorised / agreed level, 0..1 (for display only)")
+
+
+class Ledger(BaseModel):
+    agreed_level_pence: int
+    quarters: list[Quarter] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _numbered(self) -> Ledger:
+        if [q.number for q in self.quarters] != list(range(1, len(self.quarters) + 1)):
+            raise ValueError("quarters must be numbered 1, 2, 3... in order")
+        return self
+
+    # ------------------------------------------------------------------ reading
+    def quarter(self, n: int) -> Quarter:
+        if not 1 <= n <= len(self.quarters):
+            raise LedgerError("UnknownStep", f"there is no quarter {n}")
+        return self.quarters[n - 1]
+
+    @property
+    def authorised_pence(self) -> int:
+        return sum(q.authorised_pence or 0 for q in self.quarters)
+
+    @property
+    def paid_pence(self) -> int:
+        return sum(q.paid_pence for q in self.quarters)
+
+    @property
+    def remaining_pence(self) -> int:
+        """What may still be committed: the agreed level less everything authorised (paid or not)."""
+        return self.agreed_level_pence - self.authorised_pence
+
+    def totals(self) -> LedgerTotals:
+        auth = self.authorised_pence
+        return LedgerTotals(
+            agreed_level_pence=self.agreed_level_pence,
+            forecast_pence=sum(q.forecast_pence or 0 for q in self.quarters),
+            confirmed_pence=sum(q.payable_cap for q in self.quarters if q.all_confirmed and q.declined is None),
+            authorised_pence=auth,
+            paid_pence=self.paid_pence,
+            remaining_pence=self.remaining_pence,
+            used_share=round(auth / self.agreed_level_pence, 4) if self.agreed_level_pence else 0.0,
+        )
+
+    # ------------------------------------------------------------------ quarters
+    def open_quarter(self, n: int, start: date, end: date) -> Quarter:
+        if n != len(self.quarters) + 1:
+            raise LedgerError("RuleBroken", f"quarter {n} cannot open after quarter {len(self.quarters)}")
+        q = Quarter(number=n, start=start, end=end)
+        self.quarters.append(q)
+        return q
+
+    def check_forecast(self, n: int, lines: list[Line], workstreams: set[str]) -> None:
+        q = self.quarter(n)
+        if q.forecast_pence is not None:
+            raise LedgerError("StepNotOpen", f"quarter {n}'s forecast is already signed off")
+        _check_workstreams(lines, workstreams)
+        amount = total(lines)
+        if amount > self.remaining_pence:
+            raise LedgerError("RuleBroken", f"the forecast of {money(amount)} is above what is left of the agreed "
+                                            f"level ({money(self.remaining_pence)})")
+
+    def sign_off_forecast(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> Quarter:
+        self.check_forecast(n, lines, workstreams)
+        q = self.quarter(n)
+        q.forecast_lines = list(lines)
+        q.forecast_pence = total(lines)
+        q.forecast_by = by
+        return q
+
+    # ------------------------------------------------------------------ confirmations
+    def check_confirmation(self, n: int, party: str, by: str, verdict: str = "confirmed") -> None:
+        q = self.quarter(n)
+        if party not in PARTIES:
+            raise LedgerError("WrongRole", f"{party} does not confirm delivery")
+        if q.settled or q.authorised_pence is not None:
+            raise LedgerError("StepNotOpen", f"quarter {n} is already {q.stage}")
+        mine = q.confirmations.get(party)
+        if mine is not None:
+            what = "confirmed" if mine.verdict == "confirmed" else "disputed (awaiting the regulator's resolution)"
+            raise LedgerError("StepNotOpen", f"the {party.replace('_', ' ')} has already {what} quarter {n}")
+        for other, who in q.answered_by():
+            if other != party and who == by:
+                raise LedgerError("SeparationOfDuties", f"{by} already answered for the {other.replace('_', ' ')} "
+                                                        f"on quarter {n}")
+        if verdict not in ("confirmed", "disputed"):
+            raise LedgerError("UnknownAction", f"'{verdict}' is neither a confirmation nor a dispute")
+
+    def confirm(self, n: int, party: str, by: str) -> Quarter:
+        self.check_confirmation(n, party, by, "confirmed")
+        q = self.quarter(n)
+        q.confirmations[party] = Confirmation(party=party, by=by, verdict="confirmed")
+        return q
+
+    def dispute(self, n: int, party: str, by: str, reason: str) -> Quarter:
+        self.check_confirmation(n, party, by, "disputed")
+        if not reason.strip():
+            raise LedgerError("ReasonRequired", "a dispute needs a reason")
+        q = self.quarter(n)
+        q.confirmations[party] = Confirmation(party=party, by=by, verdict="disputed", reason=reason)
+        q.disputes.append(Dispute(party=party, by=by, reason=reason))
+        return q
+
+    def check_resolution(self, n: int, by: str, agreed_pence: int | None) -> Dispute:
+        q = self.quarter(n)
+        d = q.open_dispute
+        if d is None:
+            raise LedgerError("StepNotOpen", f"quarter {n} has no open dispute")
+        if any(who == by for _, who in q.answered_by()):
+            raise LedgerError("SeparationOfDuties", f"{by} answered for a party on quarter {n} and cannot also "
+                                                    "resolve its dispute")
+        if agreed_pence is not None and agreed_pence > q.payable_cap:
+            raise LedgerError("RuleBroken", f"the agreed amount {money(agreed_pence)} is above the quarter's "
+                                            f"payable limit ({money(q.payable_cap)})")
+        return d
+
+    def resolve(self, n: int, by: str, resolution: str, agreed_pence: int | None = None) -> Dispute:
+        """The dispute is settled; the disputing party must now confirm (its earlier answer is cleared)."""
+        d = self.check_resolution(n, by, agreed_pence)
+        q = self.quarter(n)
+        d.resolved, d.resolution, d.resolved_by, d.agreed_pence = True, resolution, by, agreed_pence
+        if agreed_pence is not None:
+            q.cap_pence = agreed_pence if q.cap_pence is None else min(q.cap_pence, agreed_pence)
+        q.confirmations.pop(d.party, None)
+        return d
+
+    def resolve_not_payable(self, n: int, by: str, resolution: str) -> Dispute:
+        d = self.check_resolution(n, by, None)
+        q = self.quarter(n)
+        d.resolved, d.resolution, d.resolved_by, d.not_payable = True, resolution, by, True
+        q.declined = f"dispute resolved as not payable: {resolution}"
+        return d
+
+    # ------------------------------------------------------------------ authorisation and payment
+    def check_authorisation(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> None:
+        q = self.quarter(n)
+        if q.authorised_pence is not None or q.settled:
+            raise LedgerError("StepNotOpen", f"quarter {n} is already {q.stage}; it is paid at most once")
+        if q.forecast_pence is None:
+            raise LedgerError("RuleBroken", f"quarter {n}'s forecast is not signed off")
+        if q.open_dispute is not None:
+            raise LedgerError("RuleBroken", f"quarter {n} is disputed; nothing is paid until it is resolved")
+        if not q.all_confirmed:
+            raise LedgerError("RuleBroken", f"quarter {n} still needs confirmation by: "
+                                            + ", ".join(p.replace("_", " ") for p in q.outstanding))
+        for party, who in q.answered_by():
+            if party != "improvement_director" and who == by:
+                raise LedgerError("SeparationOfDuties", f"{by} answered quarter {n} for the {party} and cannot "
+                                                        "authorise its payment")
+        if not lines:
+            raise LedgerError("InvalidPayload", "an authorisation needs at least one invoice line")
+        _check_workstreams(lines, workstreams)
+        amount = total(lines)
+        if amount > (q.forecast_pence or 0):
+            raise LedgerError("RuleBroken", f"{money(amount)} is above quarter {n}'s forecast "
+                                            f"({money(q.forecast_pence or 0)})")
+        if q.cap_pence is not None and amount > q.cap_pence:
+            raise LedgerError("RuleBroken", f"{money(amount)} is above the amount agreed when the dispute was "
+                                            f"resolved ({money(q.cap_pence)})")
+        if amount > self.remaining_pence:
+            raise LedgerError("RuleBroken", f"{money(amount)} is above what is left of the agreed level "
+                                            f"({money(self.remaining_pence)})")
+
+    def authorise(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> Quarter:
+        self.check_authorisation(n, lines, by, workstreams)
+        q = self.quarter(n)
+        q.invoice_lines = list(lines)
+        q.authorised_pence = total(lines)
+        q.authorised_by = by
+        return q
+
+    def check_decline(self, n: int) -> None:
+        q = self.quarter(n)
+        if q.authorised_pence is not None or q.settled:
+            raise LedgerError("StepNotOpen", f"quarter {n} is already {q.stage}")
+
+    def decline(self, n: int, reason: str) -> Quarter:
+        self.check_decline(n)
+        q = self.quarter(n)
+        q.declined = reason or "declined"
+        return q
+
+    def record_payment(self, n: int, payment_id: int, amount_pence: int) -> bool:
+        """Record the payment written for quarter n. Repeating the same record is a no-op (False)."""
+        q = self.quarter(n)
+        if q.authorised_pence is None:
+            raise LedgerError("RuleBroken", f"quarter {n} has no authorised payment")
+        if amount_pence != q.authorised_pence:
+            raise LedgerError("RuleBroken", f"payment of {money(amount_pence)} does not match the authorised "
+                                            f"{money(q.authorised_pence)}")
+        if q.payment_id is not None:
+            if q.payment_id != payment_id:
+                raise LedgerError("Conflict", f"quarter {n} is already paid by payment {q.payment_id}")
+            return False
+        q.payment_id = payment_id
+        q.paid_pence = amount_pence
+        return True
+
+    def awaiting_payment(self) -> list[Quarter]:
+        return [q for q in self.quarters if q.authorised_pence is not None and q.payment_id is None]
+
+
+def _check_workstreams(lines: list[Line], workstreams: set[str]) -> None:
+    unknown = sorted({ln.workstream for ln in lines} - workstreams)
+    if unknown:
+        raise LedgerError("InvalidPayload", f"not workstreams of the support plan: {', '.join(unknown)}")
+
+
+def money(pence: int) -> str:
+    sign = "-" if pence < 0 else ""
+    pounds, p = divmod(abs(pence), 100)
+    return f"{sign}£{pounds:,}.{p:02d}"
