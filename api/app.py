@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate
-from api import errors
+from api import errors, web
 from api.routes import audit, health, regimes, tasks
 from settings import Settings, get_settings
 
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     errors.install(app)
     for r in (health.router, regimes.router, tasks.router, audit.router):
         app.include_router(r)
+    web.install(app)
     return app
 
 

@@ -1,0 +1,253 @@
+"""Read models for the pages: the regimes list, one regime's clock and relatives, and the cohort."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.auth import User
+from api.web import labels
+from api.web.session import sees_all
+from settings import Settings
+
+SORTS = ("trust", "phase", "months", "next_due", "overdue", "escalation", "buddies")
+
+
+@dataclass
+class Clock:
+    """A regime's 'now'. Under the dev server's time skipping a workflow runs ahead of the wall clock;
+    the page must judge its deadlines by the workflow's time, as the workflow itself does."""
+
+    now: datetime
+    skipped: bool = False
+    status: str | None = None
+    run_id: str | None = None
+    history_length: int | None = None
+
+    @property
+    def today(self) -> date:
+        return labels.london_today(self.now)
+
+
+async def clock(client: Client, workflow_id: str) -> Clock:
+    wall = datetime.now(UTC)
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return Clock(now=wall)
+    ext = desc.raw_description.workflow_extended_info
+    status = desc.status.name.lower().replace("_", " ") if desc.status else None
+    c = Clock(now=wall, status=status, run_id=desc.run_id, history_length=desc.history_length)
+    if ext.HasField("time_skipping_info"):
+        virtual = ext.time_skipping_info.current_time.ToDatetime().replace(tzinfo=UTC)
+        if virtual > wall:
+            c.now, c.skipped = virtual, True
+    return c
+
+
+async def clocks(client: Client | None, settings: Settings, workflow_ids: list[str]) -> dict[str, Clock]:
+    """Clocks for many regimes. Only the local dev server skips time, so elsewhere the wall clock is the
+    regimes' clock and no describe call is made per row."""
+    wall = Clock(now=datetime.now(UTC))
+    if client is None or settings.environment != "local" or not workflow_ids:
+        return {w: wall for w in workflow_ids}
+    sem = asyncio.Semaphore(8)
+
+    async def one(w: str) -> tuple[str, Clock]:
+        async with sem:
+            return w, await clock(client, w)
+
+    return dict(await asyncio.gather(*(one(w) for w in workflow_ids)))
+
+
+def late_rungs(settings: Settings) -> list[str]:
+    return [r["name"] for r in settings.ladder if int(r["offset_days"]) >= 0]
+
+
+def first_late_level(settings: Settings) -> int:
+    for i, r in enumerate(settings.ladder, start=1):
+        if int(r["offset_days"]) >= 0:
+            return i
+    return 1
+
+
+def escalation_label(settings: Settings, level: int) -> str:
+    if level <= 0:
+        return "None"
+    ladder = settings.ladder
+    name = ladder[min(level, len(ladder)) - 1]["name"]
+    return labels.rung_label(name)
+
+
+def scope_clause(user: User, args: list[Any], column: str = "ods_code") -> str:
+    if sees_all(user):
+        return "TRUE"
+    args.append(user.trusts)
+    return f"{column} = ANY(${len(args)})"
+
+
+@dataclass
+class Filters:
+    q: str = ""
+    phase: str = ""
+    overdue_only: bool = False
+    escalated_only: bool = False
+    sort: str = "next_due"
+    direction: str = "asc"
+
+    def query(self, **change: Any) -> str:
+        from urllib.parse import urlencode
+
+        d = {"q": self.q, "phase": self.phase, "overdue_only": "1" if self.overdue_only else "",
+             "escalated_only": "1" if self.escalated_only else "", "sort": self.sort, "dir": self.direction}
+        d.update({k: v for k, v in change.items()})
+        return urlencode({k: v for k, v in d.items() if v})
+
+
+async def regime_rows(pool: asyncpg.Pool, client: Client | None, settings: Settings, user: User,
+                      f: Filters) -> list[dict[str, Any]]:
+    args: list[Any] = []
+    clauses = [scope_clause(user, args)]
+    if f.phase:
+        args.append(f.phase)
+        clauses.append(f"phase = ${len(args)}")
+    if f.q:
+        args.append(f"%{f.q}%")
+        clauses.append(f"(trust_name ILIKE ${len(args)} OR ods_code ILIKE ${len(args)})")
+    if f.overdue_only:
+        clauses.append("overdue > 0")
+    if f.escalated_only:
+        args.append(first_late_level(settings))
+        clauses.append(f"escalation_level >= ${len(args)}")
+    rows = await pool.fetch(f"SELECT * FROM regimes WHERE {' AND '.join(clauses)} LIMIT 2000", *args)
+    cl = await clocks(client, settings, [r["workflow_id"] for r in rows if not r["closed"]])
+    wall = Clock(now=datetime.now(UTC))
+    out = []
+    for r in rows:
+        c = cl.get(r["workflow_id"], wall)
+        out.append(row_view(r, c, settings))
+    key = {
+        "trust": lambda x: (x["trust_name"].lower(), x["entry_date"]),
+        "phase": lambda x: (x["phase_label"], x["trust_name"].lower()),
+        "months": lambda x: (x["months"], x["trust_name"].lower()),
+        "next_due": lambda x: (x["next_due"] is None, x["next_due"] or date.max, x["trust_name"].lower()),
+        "overdue": lambda x: (x["overdue"], x["escalation_level"], x["trust_name"].lower()),
+        "escalation": lambda x: (x["escalation_level"], x["overdue"], x["trust_name"].lower()),
+        "buddies": lambda x: (x["buddy_count"], x["trust_name"].lower()),
+    }[f.sort if f.sort in SORTS else "next_due"]
+    out.sort(key=key, reverse=f.direction == "desc")
+    return out
+
+
+def row_view(r: Any, c: Clock, settings: Settings) -> dict[str, Any]:
+    today = c.today
+    end = r["exit_date"] or today
+    days_left = (r["next_due"] - today).days if r["next_due"] else None
+    return {
+        "regime_id": r["regime_id"], "workflow_id": r["workflow_id"], "trust_name": r["trust_name"],
+        "ods_code": r["ods_code"], "phase": r["phase"], "phase_label": labels.phase_label(r["phase"]),
+        "phase_colour": labels.phase_colour(r["phase"]), "entry_date": r["entry_date"],
+        "months": labels.months(r["entry_date"], end), "next_due": r["next_due"], "days_left": days_left,
+        "days_phrase": labels.days_phrase(days_left) if days_left is not None else "",
+        "overdue": r["overdue"], "escalation_level": r["escalation_level"],
+        "escalation_label": escalation_label(settings, r["escalation_level"]),
+        "escalated": r["escalation_level"] >= first_late_level(settings),
+        "buddy_count": r["buddy_count"], "extensions": r["extensions"], "exit_date": r["exit_date"],
+        "sos_letter": r["sos_letter"], "closed": r["closed"], "previous_regime_id": r["previous_regime_id"],
+        "today": today, "skipped": c.skipped,
+    }
+
+
+async def relatives(pool: asyncpg.Pool, user: User, row: Any) -> list[dict[str, Any]]:
+    """Every regime of the same trust, oldest first, marked earlier / this / later."""
+    rows = await pool.fetch("SELECT regime_id, entry_date, exit_date, phase, previous_regime_id FROM regimes "
+                            "WHERE ods_code = $1 OR regime_id = $2 OR previous_regime_id = $3 "
+                            "ORDER BY entry_date, regime_id", row["ods_code"], row["previous_regime_id"],
+                            row["regime_id"])
+    out = []
+    for r in rows:
+        rel = ("this" if r["regime_id"] == row["regime_id"] else
+               "earlier" if r["entry_date"] < row["entry_date"] or r["regime_id"] == row["previous_regime_id"]
+               else "later")
+        out.append({**dict(r), "relation": rel, "phase_label": labels.phase_label(r["phase"]),
+                    "direct": r["regime_id"] == row["previous_regime_id"] or
+                    r["previous_regime_id"] == row["regime_id"]})
+    return out
+
+
+async def cohort(pool: asyncpg.Pool, client: Client | None, settings: Settings, user: User) -> dict[str, Any]:
+    args: list[Any] = [late_rungs(settings)]
+    scope = scope_clause(user, args, "r.ods_code")
+    rows = await pool.fetch(
+        f"""
+        WITH late AS (
+            SELECT DISTINCT workflow_id, step_id FROM audit_log
+            WHERE event = 'escalation' AND detail->>'rung' = ANY($1)
+        )
+        SELECT r.*,
+          (SELECT count(*) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'escalation'
+              AND a.detail->>'rung' = ANY($1)) AS escalations,
+          (SELECT max(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'regime_closed')
+              AS closed_at,
+          (SELECT count(*) FROM tasks t WHERE t.regime_id = r.regime_id AND t.state = 'done'
+              AND NOT EXISTS (SELECT 1 FROM late l WHERE l.workflow_id = t.workflow_id AND l.step_id = t.step_id))
+              AS met,
+          (SELECT count(*) FROM tasks t WHERE t.regime_id = r.regime_id AND (t.state = 'done' OR (t.state = 'open'
+              AND EXISTS (SELECT 1 FROM late l WHERE l.workflow_id = t.workflow_id AND l.step_id = t.step_id))))
+              AS fell_due
+        FROM regimes r WHERE {scope} ORDER BY r.entry_date, r.regime_id
+        """, *args)
+    cl = await clocks(client, settings, [r["workflow_id"] for r in rows if not r["closed"]])
+    wall = Clock(now=datetime.now(UTC))
+    items = []
+    for r in rows:
+        c = cl.get(r["workflow_id"], wall)
+        if r["exit_date"]:
+            end, outcome = r["exit_date"], "exited"
+        elif r["phase"] == "closed_structural" and r["closed_at"]:
+            end, outcome = labels.london_today(r["closed_at"]), "closed"
+        else:
+            end, outcome = c.today, "ongoing"
+        items.append({
+            "regime_id": r["regime_id"], "trust_name": r["trust_name"], "ods_code": r["ods_code"],
+            "entry_date": r["entry_date"], "end": end, "outcome": outcome, "phase": r["phase"],
+            "phase_label": labels.phase_label(r["phase"]), "phase_colour": labels.phase_colour(r["phase"]),
+            "months": labels.months(r["entry_date"], end), "extensions": r["extensions"],
+            "sos_letter": r["sos_letter"], "escalations": r["escalations"], "met": r["met"],
+            "fell_due": r["fell_due"], "on_time_share": (r["met"] / r["fell_due"]) if r["fell_due"] else None,
+        })
+    all_months = [i["months"] for i in items]
+    done_months = [i["months"] for i in items if i["outcome"] != "ongoing"]
+    met = sum(i["met"] for i in items)
+    fell_due = sum(i["fell_due"] for i in items)
+    trusts: dict[str, dict[str, Any]] = {}
+    for i in items:
+        t = trusts.setdefault(i["ods_code"], {"ods_code": i["ods_code"], "trust_name": i["trust_name"],
+                                              "regimes": 0, "months": 0.0})
+        t["regimes"] += 1
+        t["months"] = round(t["months"] + i["months"], 1)
+        t["trust_name"] = i["trust_name"]
+    return {
+        "regimes": items,
+        "trusts": sorted(trusts.values(), key=lambda t: -t["months"]),
+        "count": len(items),
+        "ongoing": sum(1 for i in items if i["outcome"] == "ongoing"),
+        "exits": sum(1 for i in items if i["outcome"] == "exited"),
+        "closed": sum(1 for i in items if i["outcome"] == "closed"),
+        "extensions": sum(i["extensions"] for i in items),
+        "regimes_extended": sum(1 for i in items if i["extensions"]),
+        "sos_letters": sum(1 for i in items if i["sos_letter"]),
+        "median": round(statistics.median(all_months), 1) if all_months else None,
+        "mean": round(statistics.fmean(all_months), 1) if all_months else None,
+        "median_done": round(statistics.median(done_months), 1) if done_months else None,
+        "mean_done": round(statistics.fmean(done_months), 1) if done_months else None,
+        "met": met, "fell_due": fell_due, "on_time_share": (met / fell_due) if fell_due else None,
+        "escalations_per_regime": round(sum(i["escalations"] for i in items) / len(items), 1) if items else None,
+    }

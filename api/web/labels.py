@@ -1,0 +1,198 @@
+"""Words for the people who run the regime: phases, roles, rungs, step states, dates and durations."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from domain import dates
+from domain.steps import CATALOGUE
+
+PHASES: dict[str, tuple[str, str]] = {
+    # phase: (label, NHS tag colour)
+    "in_special_measures": ("In special measures", "orange"),
+    "extended": ("Extended", "red"),
+    "long_term_solution": ("Long-term solution", "purple"),
+    "exited": ("Exited", "green"),
+    "closed_structural": ("Closed: structural solution", "grey"),
+}
+ROLES = {
+    "trust": "Trust", "improvement_director": "Improvement director", "regulator": "Regulator",
+    "commissioner": "Commissioner", "buddy": "Buddy trust", "cqc": "CQC", "operations": "Operations",
+    "admin": "Administrator", "system": "Service (automatic)",
+    "regulator_dd": "Regulator's D&D team", "regulator_executive": "Regulator's executives",
+}
+RUNGS = {
+    "reminder": "Reminder",
+    "breach": "Deadline missed",
+    "dd_escalation": "Escalated to the regulator's D&D team",
+    "executive_escalation": "Escalated to the regulator's executives",
+}
+SHORT_TITLES = {
+    "improvement_plan": "Improvement plan",
+    "plan_review": "Plan agreed by the ID",
+    "plan_signoff_regulator": "Plan sign-off: regulator",
+    "plan_signoff_commissioner": "Plan sign-off: commissioner",
+    "appoint_improvement_director": "Improvement director appointed",
+    "board_to_board": "Board-to-board (3 months)",
+    "board_to_board_pre_inspection": "Board-to-board before re-inspection",
+    "board_to_board_post_exit": "Board-to-board after exit",
+    "letter_to_chair": "Letter to the chair",
+    "capability_review": "Board capability review",
+    "monthly_return": "Monthly returns (trust)",
+    "monthly_return_cosign": "Monthly returns co-signed (ID)",
+    "reinspection": "CQC re-inspection",
+    "cqc_recommendation": "CQC recommendation",
+    "regulator_decision": "Regulator's decision",
+    "revised_action_plan": "Revised action plan",
+    "secretary_of_state_letter": "Letter to the Secretary of State",
+}
+ACTIONS = {
+    "submit": "submitted", "agree": "agreed", "return": "returned", "sign_off": "signed off", "record": "recorded",
+    "cosign": "co-signed", "recommend_exit": "CQC recommended exit",
+    "recommend_remain": "CQC recommended the trust remains in special measures", "exit": "exit decided",
+    "extend": "regime extended", "refer_to_secretary_of_state": "referred to the Secretary of State",
+    "send": "sent", "published": "published", "cancelled": "cancelled",
+    "completed_before_go_live": "done before the service took the regime on",
+}
+RATINGS: dict[str, tuple[str, str]] = {
+    "outstanding": ("Outstanding", "blue"),
+    "good": ("Good", "green"),
+    "requires_improvement": ("Requires improvement", "orange"),
+    "inadequate": ("Inadequate", "red"),
+}
+KEY_QUESTIONS = (("safe", "Safe"), ("effective", "Effective"), ("caring", "Caring"),
+                 ("responsive", "Responsive"), ("well_led", "Well-led"), ("overall", "Overall"))
+
+# Step states shown on the timeline and in tables: (label, colour, NHS tag colour).
+STATES: dict[str, tuple[str, str, str]] = {
+    "on_time": ("On time", "#005eb8", "blue"),
+    "due_soon": ("Due soon", "#ffb81c", "yellow"),
+    "overdue": ("Overdue", "#d5281b", "red"),
+    "done": ("Done on time", "#007f3b", "green"),
+    "done_late": ("Done late", "#7c2855", "pink"),
+    "paused": ("Paused", "#330072", "purple"),
+    "cancelled": ("Cancelled", "#768692", "grey"),
+}
+
+
+def phase_label(phase: str) -> str:
+    return PHASES.get(phase, (humanise(phase), "grey"))[0]
+
+
+def phase_colour(phase: str) -> str:
+    return PHASES.get(phase, ("", "grey"))[1]
+
+
+def role_label(role: str | None) -> str:
+    return ROLES.get(role or "", humanise(role or ""))
+
+
+def rung_label(rung: str) -> str:
+    return RUNGS.get(rung, humanise(rung))
+
+
+def humanise(s: str) -> str:
+    s = s.replace("_", " ").replace(".", ": ").strip()
+    return s[:1].upper() + s[1:]
+
+
+def step_title(kind: str | None, step_id: str | None = None) -> str:
+    if not kind:
+        return humanise(step_id or "")
+    title = SHORT_TITLES.get(kind) or (CATALOGUE[kind].title if kind in CATALOGUE else humanise(kind))
+    if kind == "reinspection" and step_id and step_id.rsplit("-", 1)[-1].isdigit():
+        return f"{title} {step_id.rsplit('-', 1)[-1]}"
+    if step_id and kind not in ("monthly_return", "monthly_return_cosign", "reinspection"):
+        suffix = step_id.removeprefix(kind)
+        if suffix.startswith("-") and suffix[1:].isdigit():
+            return f"{title} ({suffix[1:]})"
+    return title
+
+
+def step_state(status: str, due: date, today: date, late: bool, paused: bool, soon_days: int) -> str:
+    if status == "cancelled":
+        return "cancelled"
+    if status == "done":
+        return "done_late" if late else "done"
+    if paused:
+        return "paused"
+    if due < today:
+        return "overdue"
+    if (due - today).days <= soon_days:
+        return "due_soon"
+    return "on_time"
+
+
+def state_label(state: str) -> str:
+    return STATES[state][0]
+
+
+def state_tag(state: str) -> str:
+    return STATES[state][2]
+
+
+def london(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt + dates.london_offset(dt)).replace(tzinfo=None)
+
+
+def fmt_date(d: date | datetime | str | None) -> str:
+    if d is None or d == "":
+        return ""
+    if isinstance(d, str):
+        d = date.fromisoformat(d[:10])
+    if isinstance(d, datetime):
+        d = london(d).date()  # type: ignore[union-attr]
+    return f"{d.day} {d:%b %Y}"
+
+
+def fmt_time(dt: datetime | None) -> str:
+    if dt is None:
+        return ""
+    local = london(dt)
+    assert local is not None
+    return f"{local.day} {local:%b %Y, %H:%M}"
+
+
+def days_phrase(days: int) -> str:
+    if days == 0:
+        return "due today"
+    if days > 0:
+        return f"{days} day{'s' if days != 1 else ''} left"
+    return f"{-days} day{'s' if days != -1 else ''} overdue"
+
+
+def months(start: date, end: date) -> float:
+    return dates.months_between(start, end)
+
+
+def money(pence: int | None) -> str:
+    return f"£{(pence or 0) / 100:,.2f}"
+
+
+def ladder_rungs(ladder: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ladder with a readable label and timing for each rung (level n is rung n)."""
+    out = []
+    for i, r in enumerate(ladder, start=1):
+        off = int(r["offset_days"])
+        when = ("on the due date" if off == 0 else f"{-off} days before the due date" if off < 0
+                else f"{off} days after the due date")
+        out.append({"level": i, "name": r["name"], "label": rung_label(r["name"]), "when": when,
+                    "late": off >= 0, "notify": [role_label(n) if n != "responsible" else "the person responsible"
+                                                 for n in r.get("notify", [])]})
+    return out
+
+
+def london_today(now: datetime) -> date:
+    return dates.london_date(now)
+
+
+def day_start(d: date) -> datetime:
+    return dates.london_midnight(d)
+
+
+ONE_DAY = timedelta(days=1)

@@ -1,0 +1,302 @@
+"""The operations web view: regimes list, regime page, cohort view, and sign-in for local use."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoader, PackageLoader
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.auth import User, verify
+from api.errors import Problem
+from api.web import charts, data, history, labels, timeline
+from api.web.session import COOKIE, Forbidden, SignInRequired, optional_user, sees_all, viewer
+from domain.models import RegimeState
+from settings import Settings
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/web"
+REFRESH_SECONDS = 10
+HISTORY_PAGE = 100
+
+env = Environment(
+    loader=ChoiceLoader([FileSystemLoader(HERE / "templates"), PackageLoader("nhsuk_frontend_jinja")]),
+    # The nhsuk-frontend-jinja macros read optional parameters through chains such as params.a.b.
+    undefined=ChainableUndefined,
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+env.globals.update(labels=labels, PREFIX=PREFIX, REFRESH_SECONDS=REFRESH_SECONDS)
+env.filters.update(date=labels.fmt_date, time=labels.fmt_time, role=labels.role_label,
+                   phase=labels.phase_label, money=labels.money,
+                   pct=lambda v: "–" if v is None else f"{round(v * 100)}%")
+templates = Jinja2Templates(env=env)
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+Viewer = Annotated[User, Depends(viewer)]
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _client(request: Request) -> Client | None:
+    return request.app.state.temporal
+
+
+def page(request: Request, name: str, ctx: dict[str, Any], status: int = 200) -> HTMLResponse:
+    user = ctx.get("user") or getattr(request.state, "user", None)
+    base = {"user": user, "path": request.url.path, "local": _settings(request).environment == "local",
+            "assetPath": f"{PREFIX}/static/nhsuk/assets",
+            "oidc": bool(_settings(request).auth_jwks_url)}
+    return templates.TemplateResponse(request, name, {**base, **ctx}, status_code=status)
+
+
+# ------------------------------------------------------------------ sign-in
+@router.get("", summary="Operations view")
+@router.get("/", summary="Operations view")
+async def home() -> RedirectResponse:
+    return RedirectResponse(f"{PREFIX}/regimes", status_code=303)
+
+
+def _safe_next(nxt: str | None) -> str:
+    if nxt and nxt.startswith(PREFIX + "/") and not nxt.startswith("//") and "\\" not in nxt:
+        return nxt
+    return f"{PREFIX}/regimes"
+
+
+@router.get("/sign-in")
+async def sign_in_form(request: Request, next: str | None = None, reason: str | None = None):
+    return page(request, "sign_in.html", {"next": _safe_next(next), "reason": reason, "error": None,
+                                          "user": optional_user(request)})
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request):
+    if not _same_origin(request):
+        return page(request, "error.html", {"title": "Sign-in refused", "detail":
+                    "The sign-in form was sent from another site."}, status=403)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    nxt = _safe_next((form.get("next") or [""])[0])
+    if token.lower().startswith("bearer "):
+        token = token[7:].strip()
+    settings = _settings(request)
+    try:
+        if not token:
+            raise Problem(401, "token-missing", "Paste a token")
+        user = verify(settings, token)
+    except Problem as e:
+        error = "Paste the token that `regime token` printed" if e.kind == "token-missing" else (
+            "This token has expired. Mint a new one." if e.kind == "token-expired" else
+            "This token is not valid for this service.")
+        return page(request, "sign_in.html", {"next": nxt, "reason": None, "error": error, "user": None},
+                    status=400)
+    import jwt
+
+    exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    resp = RedirectResponse(nxt, status_code=303)
+    resp.set_cookie(COOKIE, token, max_age=max(int(exp - time.time()), 60) if exp else None, path=PREFIX,
+                    httponly=True, samesite="lax",
+                    secure=request.url.scheme == "https" or settings.environment != "local")
+    request.state.user = user
+    return resp
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request):
+    resp = RedirectResponse(f"{PREFIX}/sign-in?reason=signed-out", status_code=303)
+    resp.delete_cookie(COOKIE, path=PREFIX)
+    return resp
+
+
+# ------------------------------------------------------------------ regimes list
+def _filters(q: str, phase: str, overdue_only: str, escalated_only: str, sort: str, dir: str) -> data.Filters:
+    return data.Filters(q=q.strip()[:100], phase=phase if phase in labels.PHASES else "",
+                        overdue_only=overdue_only in ("1", "on", "true"),
+                        escalated_only=escalated_only in ("1", "on", "true"),
+                        sort=sort if sort in data.SORTS else "next_due", direction="desc" if dir == "desc" else "asc")
+
+
+def _version(rows: list[dict[str, Any]]) -> str:
+    keys = ("regime_id", "phase", "next_due", "days_left", "overdue", "escalation_level", "buddy_count", "months")
+    raw = "|".join(",".join(str(r[k]) for k in keys) for r in rows)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+async def _list_context(request: Request, user: User, f: data.Filters) -> dict[str, Any]:
+    rows = await data.regime_rows(request.app.state.pool, _client(request), _settings(request), user, f)
+    return {"rows": rows, "f": f, "version": _version(rows), "sees_all": sees_all(user),
+            "updated": datetime.now(UTC), "phases": labels.PHASES}
+
+
+@router.get("/regimes")
+async def regimes_page(request: Request, user: Viewer, q: str = Query("", max_length=100), phase: str = "",
+                       overdue_only: str = "", escalated_only: str = "", sort: str = "next_due", dir: str = "asc"):
+    f = _filters(q, phase, overdue_only, escalated_only, sort, dir)
+    return page(request, "regimes.html", {"user": user, **await _list_context(request, user, f)})
+
+
+@router.get("/regimes/rows")
+async def regimes_rows(request: Request, user: Viewer, q: str = Query("", max_length=100), phase: str = "",
+                       overdue_only: str = "", escalated_only: str = "", sort: str = "next_due", dir: str = "asc",
+                       v: str = ""):
+    """The list's table alone, polled by htmx; 204 (nothing to swap) when nothing changed."""
+    f = _filters(q, phase, overdue_only, escalated_only, sort, dir)
+    ctx = await _list_context(request, user, f)
+    if v and v == ctx["version"]:
+        return Response(status_code=204)
+    return page(request, "_regime_table.html", {"user": user, **ctx})
+
+
+# ------------------------------------------------------------------ one regime
+@router.get("/regimes/{regime_id}")
+async def regime_page(request: Request, user: Viewer, regime_id: str, history_all: str = Query("", alias="history")):
+    pool = request.app.state.pool
+    settings = _settings(request)
+    client = _client(request)
+    row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
+    if row is None:
+        return page(request, "error.html", {"user": user, "title": "Regime not found",
+                                            "detail": f"There is no regime {regime_id}."}, status=404)
+    if not user.may_read_trust(row["ods_code"]):
+        raise Forbidden(user, f"You are not assigned to {row['trust_name']} ({row['ods_code']}).")
+    if client is None:
+        return page(request, "error.html", {"user": user, "title": "Workflow engine not connected",
+                                            "detail": "Try again in a few seconds."}, status=503)
+    try:
+        clock = await data.clock(client, row["workflow_id"])
+        from workflows.regime import RegimeWorkflow
+
+        state: RegimeState = await client.get_workflow_handle(row["workflow_id"]).query(RegimeWorkflow.get_state)
+    except RPCError as e:
+        return page(request, "error.html", {"user": user, "title": "Regime state unavailable",
+                                            "detail": f"The workflow engine did not answer: {e.message}"},
+                    status=503)
+    today = clock.today
+    tl = timeline.build(state, today, settings.due_soon_days)
+    audit_rows = await pool.fetch("SELECT * FROM audit_log WHERE regime_id = $1 ORDER BY id", regime_id)
+    try:
+        wf_lines, runs = await history.from_temporal(client, row["workflow_id"], all_runs=bool(history_all))
+        history_error = None
+    except RPCError as e:
+        wf_lines, runs, history_error = [], 0, e.message
+    lines = history.merge(history.from_audit(audit_rows), wf_lines)
+    ns = settings.temporal_namespace
+    ctx = {
+        "user": user, "row": data.row_view(row, clock, settings), "state": state, "clock": clock,
+        "today": today, "timeline": tl, "ladder": labels.ladder_rungs(settings.ladder),
+        "open_steps": _open_steps(state, today, settings.due_soon_days),
+        "escalations": sorted(state.escalations, key=lambda e: e.at, reverse=True),
+        "ratings": _ratings(state), "buddies": await _buddies(client, state),
+        "history": lines if history_all else lines[:HISTORY_PAGE], "history_total": len(lines),
+        "history_all": bool(history_all), "history_runs": runs, "history_error": history_error,
+        "relatives": await data.relatives(pool, user, row),
+        "temporal_url": f"{settings.temporal_ui}/namespaces/{quote(ns)}/workflows/{quote(row['workflow_id'])}",
+        "decisions": state.decisions,
+    }
+    return page(request, "regime.html", ctx)
+
+
+def _open_steps(state: RegimeState, today, soon: int) -> list[dict[str, Any]]:
+    out = []
+    for st in sorted(state.steps.values(), key=lambda s: (s.due, s.id)):
+        if st.status != "open":
+            continue
+        s = labels.step_state(st.status, st.due, today, st.late, st.paused, soon)
+        out.append({"step": st, "title": labels.step_title(st.kind, st.id), "full_title": st.title,
+                    "state": s, "days": (st.due - today).days, "who": labels.role_label(st.role),
+                    "rung": st.next_rung})
+    return out
+
+
+def _ratings(state: RegimeState) -> dict[str, Any]:
+    """Columns for the ratings table: at entry, then each inspection after it, each with its verdict."""
+    p = state.placement
+    cols = []
+    entry_ref = p.entry_outcome.reference if p.entry_outcome else None
+    if p.entry_ratings or p.entry_outcome:
+        ratings = p.entry_ratings or (p.entry_outcome.ratings if p.entry_outcome else None)
+        cols.append({"heading": "At entry", "sub": labels.fmt_date(p.entry_outcome.published) if p.entry_outcome
+                     else labels.fmt_date(p.entry_date), "reference": entry_ref,
+                     "ratings": ratings.model_dump(mode="json") if ratings else {}, "verdict": None,
+                     "status": "current", "core": [c.model_dump(mode="json") for c in p.entry_outcome.core_services]
+                     if p.entry_outcome else [], "notes": [], "multi_site": p.trust.multi_site,
+                     "trajectory": None})
+    n = 0
+    for rec in state.inspections:
+        if entry_ref and rec.outcome.reference == entry_ref and rec.verdict is None:
+            continue
+        n += 1
+        o = rec.outcome
+        cols.append({"heading": f"Re-inspection {n}" if rec.status != "older_ignored" else "Older report",
+                     "sub": labels.fmt_date(o.published), "reference": o.reference,
+                     "ratings": o.ratings.model_dump(mode="json"), "verdict": rec.verdict, "status": rec.status,
+                     "core": [c.model_dump(mode="json") for c in o.core_services], "notes": rec.notes,
+                     "multi_site": o.multi_site, "trajectory": o.trajectory_evidence})
+    return {"columns": cols, "questions": labels.KEY_QUESTIONS}
+
+
+async def _buddies(client: Client, state: RegimeState) -> list[dict[str, Any]]:
+    out = []
+    for b in state.buddies.values():
+        share = (b.paid_pence / b.agreed_level_pence) if b.agreed_level_pence else None
+        out.append({"b": b, "share": share, "quarters": await _quarters(client, b.partnership_id)})
+    return out
+
+
+async def _quarters(client: Client, partnership_id: str) -> list[dict[str, Any]] | None:
+    """The partnership's quarterly ledger, if its workflow answers a query that carries one."""
+    handle = client.get_workflow_handle(partnership_id)
+    for query in ("get_ledger", "get_state"):
+        try:
+            result = await handle.query(query)
+        except Exception:
+            continue
+        if isinstance(result, dict):
+            result = result.get("quarters") or result.get("ledger")
+        if isinstance(result, list) and all(isinstance(q, dict) for q in result):
+            return result
+    return None
+
+
+# ------------------------------------------------------------------ cohort
+@router.get("/cohort")
+async def cohort_page(request: Request, user: Viewer):
+    c = await data.cohort(request.app.state.pool, _client(request), _settings(request), user)
+    return page(request, "cohort.html", {"user": user, "c": c, "sees_all": sees_all(user),
+                                         "chart": charts.months_chart(c["regimes"], c["mean"]),
+                                         "programme_average": charts.PROGRAMME_AVERAGE})
+
+
+# ------------------------------------------------------------------ error pages
+def signin_redirect(request: Request, exc: SignInRequired) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.url.path.endswith("/rows"):
+        target = f"{PREFIX}/regimes"
+    url = f"{PREFIX}/sign-in?next={quote(target)}" + ("&reason=expired" if exc.reason else "")
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def forbidden_page(request: Request, exc: Forbidden) -> Response:
+    return page(request, "error.html", {"user": exc.user, "title": "You do not have access to this page",
+                                        "detail": exc.detail, "forbidden": True}, status=403)

@@ -1,0 +1,203 @@
+"""The operations web view over plain HTTP: sign-in, roles, the list, the regime page and the cohort."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+from domain.dates import london_date
+from tests.helpers import IMPROVED, PLAN, outcome, placement
+
+OPS = ("ops-1", "operations")
+
+
+def today() -> date:
+    return london_date(datetime.now(UTC))
+
+
+async def place(stack, ods: str, entry: date | None = None, name: str = "Example Hospitals NHS Trust") -> str:
+    r = await stack.http.post("/regimes", json=placement(ods, entry or today(), name=name),
+                              headers=stack.auth("reg-1", "regulator"))
+    assert r.status_code == 201, r.text
+    return r.json()["regime_id"]
+
+
+async def get(stack, path: str, *who, trusts=None, **kw):
+    headers = stack.auth(*who, trusts=trusts) if who else {}
+    return await stack.http.get(path, headers=headers, follow_redirects=False, **kw)
+
+
+def item_state(html: str, step_id: str) -> str:
+    m = re.search(rf'<g class="sm-item [^"]*" data-step="{re.escape(step_id)}" data-state="([a-z_]+)"', html)
+    assert m, f"no timeline item for {step_id}"
+    return m.group(1)
+
+
+async def test_sign_in_with_a_token_sets_an_httponly_cookie(stack):
+    r = await get(stack, "/web/regimes")
+    assert r.status_code == 303 and r.headers["location"].startswith("/web/sign-in?next=")
+    page = await get(stack, r.headers["location"])
+    assert page.status_code == 200 and "regime token" in page.text and 'name="token"' in page.text
+
+    bad = await stack.http.post("/web/sign-in", data={"token": "not-a-token", "next": "/web/cohort"})
+    assert bad.status_code == 400 and "There is a problem" in bad.text
+
+    token = stack.token(*OPS)
+    r = await stack.http.post("/web/sign-in", data={"token": token, "next": "https://evil.example/"},
+                              follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/web/regimes"  # no open redirect
+    cookie = r.headers["set-cookie"]
+    assert "sm_session=" in cookie and "HttpOnly" in cookie and "Path=/web" in cookie
+    assert "samesite=lax" in cookie.lower()
+    listing = await stack.http.get("/web/regimes", headers={"Cookie": f"sm_session={token}"})
+    assert listing.status_code == 200 and "Sign out" in listing.text and "ops-1" in listing.text
+
+    out = await stack.http.post("/web/sign-out", headers={"Cookie": f"sm_session={token}"},
+                                follow_redirects=False)
+    assert out.status_code == 303 and 'sm_session=""' in out.headers["set-cookie"]
+
+    foreign = await stack.http.post("/web/sign-in", data={"token": token}, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+
+
+async def test_list_filters_sorts_and_refreshes_only_when_something_changed(stack):
+    a = await place(stack, "RW1", name="Ashford General NHS Trust")
+    b = await place(stack, "RW2", name="Bramley Hospitals NHS Foundation Trust")
+    await stack.settle(a)
+    await stack.settle(b)
+    r = await get(stack, "/web/regimes", *OPS)
+    assert r.status_code == 200
+    html = r.text
+    assert "Ashford General NHS Trust" in html and "Bramley Hospitals" in html and "RW1" in html
+    assert f'href="/web/regimes/{a}"' in html and "In special measures" in html
+    assert "28 days left" in html  # the improvement plan is the next deadline
+    assert 'hx-trigger="every 10s"' in html and "/web/static/vendor/htmx/htmx.min.js" in html
+
+    found = await get(stack, "/web/regimes?q=bramley", *OPS)
+    assert "Bramley" in found.text and "Ashford" not in found.text
+    assert "Ashford" not in (await get(stack, "/web/regimes?q=RW2", *OPS)).text
+    assert "No regimes match" in (await get(stack, "/web/regimes?phase=exited", *OPS)).text
+    assert "No regimes match" in (await get(stack, "/web/regimes?overdue_only=1", *OPS)).text
+    desc = (await get(stack, "/web/regimes?sort=trust&dir=desc", *OPS)).text
+    assert desc.index("Bramley") < desc.index("Ashford") and 'aria-sort="descending"' in desc
+
+    version = re.search(r'data-version="([0-9a-f]+)"', html).group(1)
+    same = await get(stack, f"/web/regimes/rows?v={version}", *OPS)
+    assert same.status_code == 204
+    await stack.fast_forward(a, 31)
+    await stack.settle(a)
+    changed = await get(stack, f"/web/regimes/rows?v={version}", *OPS)
+    assert changed.status_code == 200 and 'id="regimes-table"' in changed.text and "<html" not in changed.text
+    row = re.search(rf'<tr class="nhsuk-table__row" data-regime="{a}">(.*?)</tr>', changed.text, re.S).group(1)
+    assert "overdue" in row and "Level 2" in row and "Deadline missed" in row
+    escalated = (await get(stack, "/web/regimes?escalated_only=1", *OPS)).text
+    assert "Ashford" in escalated and "Bramley" not in escalated
+
+
+async def test_regime_page_timeline_tasks_escalations_ratings_and_history(stack):
+    rid = await place(stack, "RW3", name="Castleford NHS Trust")
+    await stack.settle(rid)
+    html = (await get(stack, f"/web/regimes/{rid}", *OPS)).text
+    assert "<h1" in html and "Castleford NHS Trust" in html
+    assert '<svg class="sm-timeline"' in html and "Today" in html
+    assert item_state(html, "improvement_plan") == "on_time"
+    tasks = html.split('id="tasks"')[1].split('id="escalations"')[0]
+    assert "Improvement plan submitted" in tasks and "<td>Trust</td>" in tasks and "28 days left" in tasks
+    assert "No escalations." in html
+    assert f"/namespaces/default/workflows/{rid}" in html and "Open in the Temporal UI" in html
+    ratings = html.split('id="ratings"')[1].split('id="history"')[0]
+    assert "At entry" in ratings and "Inadequate" in ratings and "Requires improvement" in ratings
+    history = html.split('id="history"')[1]
+    assert "Placed in special measures" in history and "Workflow started" in history
+    assert "Improvement plan: opened, due" in history
+
+    await stack.fast_forward(rid, 31)
+    await stack.settle(rid)
+    html = (await get(stack, f"/web/regimes/{rid}", *OPS)).text
+    assert "virtual time" in html
+    assert item_state(html, "improvement_plan") == "overdue"
+    assert "Overdue 3 days" in html
+    esc = html.split('id="escalations"')[1].split('id="buddies"')[0]
+    assert 'data-step="improvement_plan" data-rung="breach"' in esc and "Deadline missed" in esc
+    assert 'data-step="improvement_plan" data-rung="reminder"' in esc
+    history = html.split('id="history"')[1]
+    assert "Deadline missed (level 2): Improvement plan" in history and "Timer fired" in history
+
+    r = await stack.http.post(f"/regimes/{rid}/steps/improvement_plan/decisions",
+                              headers=stack.auth("trust-1", "trust", trusts=["RW3"]),
+                              json={"action": "submit", "payload": PLAN})
+    assert r.status_code == 200, r.text
+    await stack.settle(rid)
+    html = (await get(stack, f"/web/regimes/{rid}", *OPS)).text
+    assert item_state(html, "improvement_plan") == "done_late"
+    assert "Improvement plan: submitted" in html and "trust-1 (Trust)" in html
+
+
+async def test_roles_same_as_the_api(stack):
+    mine = await place(stack, "RW4", name="Denton NHS Trust")
+    other = await place(stack, "RW5", name="Elmhurst NHS Trust")
+    refused = await get(stack, "/web/regimes", "buddy-1", "buddy")
+    assert refused.status_code == 403 and "You do not have access" in refused.text
+    assert "Sign in as someone else" in refused.text
+    assert (await get(stack, "/web/cohort", "buddy-1", "buddy")).status_code == 403
+
+    trust = ("trust-4", "trust")
+    listing = await get(stack, "/web/regimes", *trust, trusts=["RW4"])
+    assert listing.status_code == 200 and "Denton" in listing.text and "Elmhurst" not in listing.text
+    assert (await get(stack, f"/web/regimes/{mine}", *trust, trusts=["RW4"])).status_code == 200
+    no = await get(stack, f"/web/regimes/{other}", *trust, trusts=["RW4"])
+    assert no.status_code == 403 and "not assigned to Elmhurst" in no.text
+    idir = await get(stack, f"/web/regimes/{other}", "id-5", "improvement_director", trusts=["RW5"])
+    assert idir.status_code == 200
+    cohort = (await get(stack, "/web/cohort", *trust, trusts=["RW4"])).text
+    assert "Denton" in cohort and "Elmhurst" not in cohort
+    assert (await get(stack, "/web/regimes/regime-NOPE-2020-01-01", *OPS)).status_code == 404
+
+
+async def test_exit_then_reentry_links_regimes_and_fills_the_cohort(stack):
+    entry = today() - timedelta(days=20)
+    first = await place(stack, "RW6", entry=entry, name="Fairfield NHS Trust")
+    cqc, reg = stack.auth("cqc-1", "cqc"), stack.auth("reg-2", "regulator")
+    r = await stack.http.post(f"/regimes/{first}/inspections", headers=cqc,
+                              json=outcome("INS-RW6-1", today(), IMPROVED))
+    assert r.status_code == 202, r.text
+    await stack.settle(first)
+    r = await stack.http.post(f"/regimes/{first}/steps/cqc_recommendation/decisions", headers=cqc,
+                              json={"action": "recommend_exit"})
+    assert r.status_code == 200, r.text
+    r = await stack.http.post(f"/regimes/{first}/steps/regulator_decision/decisions", headers=reg,
+                              json={"action": "exit", "payload": {"continued_support": ["maternity"]}})
+    assert r.status_code == 200, r.text
+    await stack.settle(first)
+    second = await place(stack, "RW6", name="Fairfield NHS Trust")
+    await stack.settle(second)
+
+    html = (await get(stack, f"/web/regimes/{second}", *OPS)).text
+    assert f'href="/web/regimes/{first}"' in html and "earlier regime, directly before this one" in html
+    html = (await get(stack, f"/web/regimes/{first}", *OPS)).text
+    assert f'href="/web/regimes/{second}"' in html and "later regime" in html
+    ratings = html.split('id="ratings"')[1].split('id="history"')[0]
+    assert "Re-inspection 1" in ratings and "INS-RW6-1" in ratings and "exit rule met" in ratings
+    assert "safe improved to requires improvement" in ratings
+    assert "CQC recommended exit" in html and "Exited special measures" in html
+    assert "Signal received: record_inspection" in html
+
+    cohort = (await get(stack, "/web/cohort", *OPS)).text
+    assert '<svg class="sm-cohort-chart"' in cohort and "Fairfield NHS Trust" in cohort
+    stats = dict(re.findall(r'<span class="sm-stat__value">([^<]+)</span><span class="sm-stat__label">([^<(;]+)',
+                            cohort))
+    assert stats["2"].startswith("regimes") and stats["1"].startswith("exits")
+    assert "Per trust" in cohort
+
+
+async def test_assets_are_local_and_pages_call_no_cdn(stack):
+    html = (await get(stack, "/web/cohort", *OPS)).text
+    for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert not ref.startswith(("http://", "https://", "//")), ref
+    for path in ("/web/static/nhsuk/nhsuk-frontend.min.css", "/web/static/nhsuk/nhsuk-frontend.min.js",
+                 "/web/static/web.css", "/web/static/vendor/htmx/htmx.min.js",
+                 "/web/static/nhsuk/assets/images/favicon.svg"):
+        r = await stack.http.get(path)
+        assert r.status_code == 200, path
+    css = (await stack.http.get("/web/static/nhsuk/nhsuk-frontend.min.css")).text
+    assert "assets.nhs.uk" not in css and "url(http" not in css
