@@ -164,3 +164,58 @@ def test_ci_runs_exactly_the_readme_test_command():
                 if ln.strip() and not ln.strip().startswith("#")]
     assert "set -euo pipefail" in commands
     assert commands[-1] == "make test"
+
+
+def test_run_command_starts_everything_and_stops_cleanly(tmp_path):
+    """`make run` in small: devstack on free ports and a temporary DATA_DIR serves the API, its docs and the
+    Temporal UI, then stops every process it started on SIGINT (Ctrl-C), PostgreSQL included."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.harness import free_port
+
+    ports = {"API_PORT": free_port(), "TEMPORAL_PORT": free_port(), "TEMPORAL_UI_PORT": free_port()}
+    env = {k: v for k, v in os.environ.items() if k not in ("TEMPORAL_ADDRESS", "DATABASE_URL")}
+    env.update({k: str(v) for k, v in ports.items()}, DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    log = tmp_path / "devstack.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "Press Ctrl-C to stop." not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        api = f"http://127.0.0.1:{ports['API_PORT']}"
+        text = log.read_text()
+        assert f"{api}/docs" in text and f"{api}/ui" in text and f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}" in text
+        for url in (f"{api}/health/ready", f"{api}/docs", f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/"):
+            with urllib.request.urlopen(url, timeout=10) as r:
+                assert r.status == 200, url
+        postmaster = int((tmp_path / "data" / "pg" / "postmaster.pid").read_text().split()[0])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert code == 0, log.read_text()
+    children = [int(p) for p in re.findall(r"started .+ \(pid (\d+)\)", log.read_text())]
+    assert len(children) == 3
+
+    def alive(pid: int) -> bool:  # a zombie waiting for init to reap it counts as gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    deadline = time.monotonic() + 10  # the postmaster may still be exiting when pg_ctl stop returns
+    while (left := [p for p in [*children, postmaster] if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"processes {left} outlived the run command:\n{log.read_text()}"
