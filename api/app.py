@@ -11,7 +11,7 @@ from temporalio.client import Client
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate
 from api import errors, web
-from api.routes import audit, health, regimes, tasks
+from api.routes import audit, buddies, health, regimes, tasks
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     app.state.settings = settings
     app.state.temporal = None
     errors.install(app)
-    for r in (health.router, regimes.router, tasks.router, audit.router):
+    for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router):
         app.include_router(r)
     web.install(app)
     return app

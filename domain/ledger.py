@@ -1,4 +1,5 @@
-"""A buddy partnership's money: the agreed level, the support plan's costs and the quarterly ledger.
+"""A buddy partnership's money: the agreed level, the support plan's costs and the quarterly ledger;
+and the partnership's steps, messages and long-lived state (the workflow in workflows/buddy.py runs them).
 
 Pure rules, no I/O and no clock, so the workflow and the property tests use the same code. Money is
 integer pence everywhere (`StrictInt`: a float or a string is refused, never rounded).
@@ -19,10 +20,13 @@ Every check raises `LedgerError(kind, message)`; `kind` is a rejection type the 
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+from domain.models import Actor, BuddySummary, Escalation, Rung, Step, Trust
+from domain.steps import EmptyPayload, StepKind
 
 PARTIES: tuple[str, ...] = ("improvement_director", "trust", "buddy")
 
@@ -140,6 +144,7 @@ class Quarter(BaseModel):
     authorised_pence: int | None = None
     invoice_lines: list[Line] = Field(default_factory=list)
     authorised_by: str | None = None
+    authorised_at: datetime | None = None
     declined: str | None = None
     payment_id: int | None = None
     paid_pence: int = 0
@@ -408,3 +413,178 @@ def money(pence: int) -> str:
     sign = "-" if pence < 0 else ""
     pounds, p = divmod(abs(pence), 100)
     return f"{sign}£{pounds:,}.{p:02d}"
+
+
+# ---------------------------------------------------------------------------- payment messages
+RECORD_PAYMENT = "record_buddy_payment"
+
+
+class PaymentInstruction(BaseModel):
+    """An authorised quarter to record as paid; (partnership_id, quarter) is its idempotency key."""
+
+    model_config = ConfigDict(extra="forbid")
+    partnership_id: str = Field(min_length=1, max_length=300)
+    quarter: int = Field(ge=1)
+    regime_id: str
+    buddy_ods: str
+    amount_pence: PositivePence
+    lines: list[Line] = Field(min_length=1)
+    authorised_by: str
+    authorised_at: datetime
+
+    @model_validator(mode="after")
+    def _lines_add_up(self) -> PaymentInstruction:
+        if total(self.lines) != self.amount_pence:
+            raise ValueError(f"lines total {total(self.lines)} pence, payment {self.amount_pence} pence")
+        return self
+
+
+class PaymentRecord(BaseModel):
+    payment_id: int
+    partnership_id: str
+    quarter: int
+    amount_pence: int
+    recorded_at: datetime
+    created: bool = Field(description="False when the row was already there (a retry)")
+
+
+# ---------------------------------------------------------------------------- the partnership's steps
+_E = EmptyPayload
+BUDDY_STEPS: dict[str, StepKind] = {
+    "buddy_aip_regulator": StepKind("Buddy agreement in principle recorded (regulator)", "regulator",
+                                    "agreement_in_principle", {"record": AgreementInPrinciple}),
+    "buddy_aip_buddy": StepKind("Buddy agreement in principle accepted (buddy)", "buddy", "agreement_in_principle",
+                                {"accept": _E, "decline": _E}, frozenset({"decline"})),
+    "buddy_sign_regulator": StepKind("Formal buddy agreement signed by the regulator", "regulator",
+                                     "formal_agreement", {"sign": _E}),
+    "buddy_sign_trust": StepKind("Formal buddy agreement signed by the trust", "trust", "formal_agreement",
+                                 {"sign": _E}),
+    "buddy_sign_buddy": StepKind("Formal buddy agreement signed by the buddy", "buddy", "formal_agreement",
+                                 {"sign": _E}),
+    "buddy_support_plan": StepKind("Buddy support plan drafted (buddy)", "buddy", "support_plan",
+                                   {"submit": SupportPlan}),
+    "buddy_plan_agree_regulator": StepKind("Buddy support plan agreed by the regulator", "regulator",
+                                           "support_plan", {"agree": _E, "return": _E}, frozenset({"return"})),
+    "buddy_plan_agree_trust": StepKind("Buddy support plan agreed by the trust", "trust", "support_plan",
+                                       {"agree": _E, "return": _E}, frozenset({"return"})),
+    "buddy_plan_change_id": StepKind("Support plan change approved by the improvement director",
+                                     "improvement_director", "plan_change", {"approve": _E, "reject": _E},
+                                     frozenset({"reject"})),
+    "buddy_plan_change_trust": StepKind("Support plan change approved by the trust", "trust", "plan_change",
+                                        {"approve": _E, "reject": _E}, frozenset({"reject"})),
+    "buddy_forecast": StepKind("Quarter's delivery plan and forecast signed off (improvement director)",
+                               "improvement_director", "quarter", {"sign_off": ForecastPayload}),
+    "buddy_confirm_id": StepKind("Quarter's support confirmed as delivered (improvement director)",
+                                 "improvement_director", "quarter", {"confirm": _E, "dispute": _E},
+                                 frozenset({"dispute"})),
+    "buddy_confirm_trust": StepKind("Quarter's support confirmed as delivered (trust)", "trust", "quarter",
+                                    {"confirm": _E, "dispute": _E}, frozenset({"dispute"})),
+    "buddy_confirm_buddy": StepKind("Quarter's support confirmed as delivered (buddy)", "buddy", "quarter",
+                                    {"confirm": _E, "dispute": _E}, frozenset({"dispute"})),
+    "buddy_resolve": StepKind("Quarter's dispute resolved (regulator)", "regulator", "quarter",
+                              {"resolve": ResolutionPayload, "not_payable": _E}, frozenset({"not_payable"})),
+    "buddy_authorise": StepKind("Quarter's buddy payment authorised (improvement director)", "improvement_director",
+                                "quarter", {"authorise": InvoicePayload, "decline": _E}, frozenset({"decline"})),
+}
+CONFIRM_KIND = {"improvement_director": "buddy_confirm_id", "trust": "buddy_confirm_trust",
+                "buddy": "buddy_confirm_buddy"}
+SIGN_KINDS = ("buddy_sign_regulator", "buddy_sign_trust", "buddy_sign_buddy")
+
+# Days allowed where the seed names no deadline; the seed's two deadlines are 6 weeks each.
+AIP_DAYS = 14
+FORMAL_AGREEMENT_DAYS = 42
+SUPPORT_PLAN_DAYS = 42
+AGREE_DAYS = 14
+FORECAST_LEAD_DAYS = 28
+CONFIRM_DAYS = 14
+RESOLVE_DAYS = 14
+AUTHORISE_DAYS = 14
+
+
+# ---------------------------------------------------------------------------- messages and state
+class Partnership(BaseModel):
+    """Who the partnership is between; fixed for its life."""
+
+    partnership_id: str
+    key: str = Field(description="prefix of its step ids: buddy ODS, plus the service when scoped")
+    regime_id: str
+    parent_workflow_id: str
+    trust: Trust
+    buddy: Trust
+    scope: str
+    ladder: list[Rung]
+    started_by: Actor
+    continue_as_new_after_events: int = 8000
+
+
+class PlanChangeRecord(BaseModel):
+    number: int
+    plan: SupportPlan
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+    status: Literal["pending", "approved", "rejected"] = "pending"
+
+
+class BuddyState(BaseModel):
+    p: Partnership
+    stage: Literal["agreement_in_principle", "formal_agreement", "support_plan", "quarterly_cycle", "settling",
+                   "ended"] = "agreement_in_principle"
+    terms_of_reference: str | None = None
+    agreed_in_principle_on: date | None = None
+    formal_agreement_on: date | None = None
+    plan: SupportPlan | None = None
+    plan_draft: SupportPlan | None = None
+    plan_version: int = 0
+    plan_agreed_on: date | None = None
+    plan_changes: list[PlanChangeRecord] = Field(default_factory=list)
+    ledger: Ledger | None = None
+    next_forecast_quarter: int = 2
+    next_review_quarter: int = 1
+    steps: dict[str, Step] = Field(default_factory=dict)
+    escalations: list[Escalation] = Field(default_factory=list)
+    ending: dict[str, Any] | None = None
+    payment_failures: dict[int, str] = Field(default_factory=dict)
+    last_summary: BuddySummary | None = None
+    seq: int = 0
+    runs: int = 1
+    finished: bool = False
+
+
+class BuddyContinue(BaseModel):
+    """Input of a partnership run after continue-as-new: the whole state."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: BuddyState
+
+
+class PartnershipEnd(BaseModel):
+    """The regulator ends a partnership early; the current quarter is settled first."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=4000)
+    actor: Actor
+
+
+class PlanChange(BaseModel):
+    """A significant change to the support plan, proposed by the buddy; the ID and the trust approve it."""
+
+    model_config = ConfigDict(extra="forbid")
+    plan: SupportPlan
+    reason: str = Field(min_length=1, max_length=4000)
+    actor: Actor
+
+
+class LedgerView(BaseModel):
+    partnership_id: str
+    buddy_ods: str
+    scope: str
+    stage: str
+    totals: LedgerTotals | None
+    quarters: list[Quarter]
+
+
+class BuddyStepView(BaseModel):
+    step: Step
+    stage: str
+    ledger: LedgerTotals | None = None

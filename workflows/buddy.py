@@ -1,23 +1,765 @@
-"""Buddy partnership child workflow (one per partnership). See issue 4; being built out."""
+"""Buddy partnership workflow: one per partnership (regime + buddy ODS code [+ service]), started by the regime.
+
+The chain (seed 000 §3, §4a(ii)): agreement in principle (regulator records the agreed level and terms,
+the buddy accepts) → formal agreement signed by the regulator, the trust and the buddy within 6 weeks
+(three steps) → initial support plan drafted by the buddy within 6 weeks of the formal agreement and
+agreed by the regulator and the trust → quarters, for as long as the partnership runs: the improvement
+director signs off each quarter's forecast before it starts; after it ends the ID, the trust and the buddy
+each confirm delivery (or dispute it; the regulator resolves); the ID authorises the payment; the
+payment activity records it once. Every step has a deadline and climbs the regime's escalation ladder.
+
+Step ids start with the partnership key so they are unique within the regime: `RBB.sign_trust`,
+`RBB-maternity.q3.confirm_buddy`. Every step's subject carries `buddy_ods` and `partnership_id` (the API
+authorises buddy users by it).
+
+Message API
+- update `decide_step(Decision) -> BuddyStepView`: a person acts on an open step.
+- update `end_early(PartnershipEnd) -> BuddySummary`: the regulator ends the partnership with a reason;
+  the current quarter is cut short at today and settled, later quarters are dropped.
+- update `propose_plan_change(PlanChange) -> PlanChangeRecord`: the buddy proposes a significant change
+  to the support plan; the improvement director and the trust approve it.
+- signal `end_partnership(str)`: the regime has ended (exit or closure); as `end_early`.
+- query `get_state() -> BuddyState`, `get_ledger() -> LedgerView`, `get_summary() -> BuddySummary`.
+The partnership reports a `BuddySummary` to the regime (signal `buddy_changed`) whenever it changes.
+"""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
+from typing import Any
+
 from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.common import BuddyStart
+    from pydantic import ValidationError
+
+    from domain import dates
+    from domain.ledger import (
+        AGREE_DAYS,
+        AIP_DAYS,
+        AUTHORISE_DAYS,
+        BUDDY_STEPS,
+        CONFIRM_DAYS,
+        CONFIRM_KIND,
+        FORECAST_LEAD_DAYS,
+        FORMAL_AGREEMENT_DAYS,
+        PARTIES,
+        RECORD_PAYMENT,
+        RESOLVE_DAYS,
+        SIGN_KINDS,
+        SUPPORT_PLAN_DAYS,
+        AgreementInPrinciple,
+        BuddyContinue,
+        BuddyState,
+        BuddyStepView,
+        ForecastPayload,
+        InvoicePayload,
+        Ledger,
+        LedgerError,
+        LedgerView,
+        Partnership,
+        PartnershipEnd,
+        PaymentInstruction,
+        PaymentRecord,
+        PlanChange,
+        PlanChangeRecord,
+        Quarter,
+        ResolutionPayload,
+        SupportPlan,
+        money,
+    )
+    from domain.models import SYSTEM, Action, Actor, BuddySummary, Decision, Escalation, Step
+    from workflows.common import APPLY_EFFECTS, BuddyStart, EffectBatch
+
+SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
+SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
+PRE_CYCLE = ("agreement_in_principle", "formal_agreement", "support_plan")
+
+_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                     maximum_interval=timedelta(seconds=30))
+_PAYMENT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(seconds=30), non_retryable_error_types=["PaymentConflict"])
+
+
+def reject(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def partnership_key(buddy_ods: str, scope: str) -> str:
+    return buddy_ods if scope == "trust-wide" else f"{buddy_ods}-{scope}"
 
 
 @workflow.defn
 class BuddyPartnershipWorkflow:
-    def __init__(self) -> None:
-        self._ended: str | None = None
+    @workflow.init
+    def __init__(self, start: BuddyStart | BuddyContinue) -> None:
+        # State exists before the first activation so messages reaching a fresh run see it.
+        self._effects: list[dict[str, Any]] = []
+        self._wake = False
+        self._updates_this_run = 0
+        if isinstance(start, BuddyContinue):
+            self.s = start.state
+            self.s.runs += 1
+            return
+        req = start.request
+        self.s = BuddyState(p=Partnership(
+            partnership_id=workflow.info().workflow_id, key=partnership_key(req.buddy.ods_code, req.scope),
+            regime_id=start.regime_id, parent_workflow_id=start.parent_workflow_id, trust=start.trust,
+            buddy=req.buddy, scope=req.scope, ladder=start.ladder, started_by=req.actor,
+            continue_as_new_after_events=start.continue_as_new_after_events,
+        ))
+        self._begin(start)
 
+    # ---------------------------------------------------------------- run loop
     @workflow.run
-    async def run(self, start: BuddyStart) -> str:
-        await workflow.wait_condition(lambda: self._ended is not None)
-        return self._ended or ""
+    async def run(self, start: BuddyStart | BuddyContinue) -> BuddySummary:
+        # Partnership search attributes: codes only, never a person.
+        workflow.upsert_search_attributes([SA_ODS.value_set(self.s.p.trust.ods_code),
+                                           SA_REGIME.value_set(self.s.p.regime_id)])
+        while True:
+            # Reset before flushing: a handler that runs while the flush awaits must still wake the loop.
+            self._wake = False
+            self._process_time()
+            await self._flush()
+            if self.s.finished:
+                break
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._process_time()
+                await self._flush()
+                if not self.s.finished:
+                    workflow.continue_as_new(BuddyContinue(state=self.s))
+            wake_at = self._next_wake()
+            timeout = None
+            if wake_at is not None:
+                timeout = max(wake_at - workflow.now(), timedelta(seconds=1))
+            try:
+                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
+            except TimeoutError:
+                pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        return self.summary()
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self.s.p.continue_as_new_after_events
+            or self._updates_this_run > 1000
+        )
+
+    # ---------------------------------------------------------------- start
+    def _begin(self, start: BuddyStart) -> None:
+        req = start.request
+        self._audit("partnership_started", req.actor, reason=f"{req.buddy.name} ({req.scope})",
+                    detail={"partnership_id": self.s.p.partnership_id, "buddy_ods": req.buddy.ods_code,
+                            "scope": req.scope})
+        aip_due = self._today() + timedelta(days=AIP_DAYS)
+        if req.agreement_in_principle is None:
+            self._open("buddy_aip_regulator", aip_due, "aip_regulator")
+            return
+        # The regulator brought the agreement in principle with the request: record it as its step, done.
+        aip = AgreementInPrinciple.model_validate(req.agreement_in_principle)
+        st = self._new_step("buddy_aip_regulator", self._today(), "aip_regulator")
+        st.status, st.outcome, st.completed_at, st.completed_by = "done", "record", workflow.now(), req.actor.user_id
+        st.actions.append(Action(action="record", by=req.actor.user_id, role=req.actor.role, at=workflow.now()))
+        st.data.update(aip.model_dump(mode="json"))
+        self._record_aip(aip, req.actor, st)
+
+    def _record_aip(self, aip: AgreementInPrinciple, actor: Actor, st: Step) -> None:
+        self.s.ledger = Ledger(agreed_level_pence=aip.agreed_level_pence)
+        self.s.terms_of_reference = aip.terms_of_reference
+        self._audit("buddy_aip_regulator.record", actor, step=st,
+                    reason=f"agreed level {money(aip.agreed_level_pence)}",
+                    detail={"agreed_level_pence": aip.agreed_level_pence})
+        self._open("buddy_aip_buddy", self._today() + timedelta(days=AIP_DAYS), "aip_buddy")
+
+    # ---------------------------------------------------------------- time
+    def _today(self) -> date:
+        return dates.london_date(workflow.now())
+
+    def _rung_instant(self, st: Step, i: int) -> datetime:
+        return dates.end_of_day(st.due + timedelta(days=self.s.p.ladder[i].offset_days))
+
+    def _quarter_dates(self, n: int) -> tuple[date, date]:
+        assert self.s.plan_agreed_on is not None
+        start = dates.add_months(self.s.plan_agreed_on, 3 * (n - 1))
+        end = dates.add_months(self.s.plan_agreed_on, 3 * n) - timedelta(days=1)
+        return start, end
+
+    def _forecast_opens(self, n: int) -> datetime:
+        return dates.london_midnight(self._quarter_dates(n)[0] - timedelta(days=FORECAST_LEAD_DAYS))
+
+    def _review_opens(self, q: Quarter) -> datetime:
+        return dates.london_midnight(q.end + timedelta(days=1))
+
+    def _next_wake(self) -> datetime | None:
+        candidates: list[datetime] = []
+        for st in self.s.steps.values():
+            if st.status == "open" and not st.paused and st.next_rung < len(self.s.p.ladder):
+                candidates.append(self._rung_instant(st, st.next_rung))
+        if self.s.stage == "quarterly_cycle":
+            candidates.append(self._forecast_opens(self.s.next_forecast_quarter))
+            led = self.s.ledger
+            if led is not None and self.s.next_review_quarter <= len(led.quarters):
+                candidates.append(self._review_opens(led.quarter(self.s.next_review_quarter)))
+        return min(candidates) if candidates else None
+
+    def _process_time(self) -> None:
+        now = workflow.now()
+        led = self.s.ledger
+        while self.s.stage == "quarterly_cycle" and led is not None:
+            if self._forecast_opens(self.s.next_forecast_quarter) <= now:
+                self._open_quarter(self.s.next_forecast_quarter)
+                self.s.next_forecast_quarter += 1
+            elif self.s.next_review_quarter <= len(led.quarters) and \
+                    self._review_opens(led.quarter(self.s.next_review_quarter)) <= now:
+                self._open_review(self.s.next_review_quarter)
+            else:
+                break
+        ladder = self.s.p.ladder
+        for st in list(self.s.steps.values()):
+            while st.status == "open" and not st.paused and st.next_rung < len(ladder):
+                if self._rung_instant(st, st.next_rung) > now:
+                    break
+                rung = ladder[st.next_rung]
+                st.next_rung += 1
+                if rung.offset_days < 0 and dates.end_of_day(st.due) <= now:
+                    continue  # a reminder after the deadline has passed is noise
+                self._escalate(st, rung.name, st.next_rung, rung.notify)
+
+    def _escalate(self, st: Step, rung: str, level: int, notify: list[str]) -> None:
+        if self.s.p.ladder[level - 1].offset_days >= 0:
+            st.late = True
+        days = (self._today() - st.due).days
+        if days < 0:
+            reason = f"'{st.title}' is due on {st.due.isoformat()} ({-days} days left)"
+        elif days == 0:
+            reason = f"'{st.title}' was due on {st.due.isoformat()} and is not done"
+        else:
+            reason = f"'{st.title}' is {days} days overdue (due {st.due.isoformat()})"
+        targets = [st.role if n == "responsible" else n for n in notify]
+        self.s.escalations.append(Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level,
+                                             at=workflow.now(), due=st.due, notified=targets, reason=reason))
+        self._audit("escalation", SYSTEM, step=st, reason=reason,
+                    detail={"rung": rung, "level": level, "notified": targets})
+        self._emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
+                    "subject": f"[{rung}] {self.s.p.trust.ods_code} buddy {self.s.p.key}: {st.title}",
+                    "body": reason})
+
+    # ---------------------------------------------------------------- quarters
+    def _open_quarter(self, n: int) -> None:
+        assert self.s.ledger is not None
+        start, end = self._quarter_dates(n)
+        self.s.ledger.open_quarter(n, start, end)
+        due = start + timedelta(days=AGREE_DAYS) if n == 1 else start - timedelta(days=1)
+        self._open("buddy_forecast", due, f"q{n}.forecast", quarter=n)
+
+    def _open_review(self, n: int) -> None:
+        due = self._today() + timedelta(days=CONFIRM_DAYS)
+        for party in PARTIES:
+            self._open(CONFIRM_KIND[party], due, f"q{n}.{CONFIRM_KIND[party].removeprefix('buddy_')}", quarter=n)
+        self.s.next_review_quarter = n + 1
+
+    def _quarter_steps(self, n: int) -> list[Step]:
+        return [s for s in self.s.steps.values() if s.subject.get("quarter") == n]
+
+    def _maybe_open_authorisation(self, n: int) -> None:
+        assert self.s.ledger is not None
+        q = self.s.ledger.quarter(n)
+        if q.forecast_pence is None or not q.all_confirmed or q.settled or q.authorised_pence is not None:
+            return
+        if any(s.kind == "buddy_authorise" and s.status == "open" for s in self._quarter_steps(n)):
+            return
+        self._open("buddy_authorise", self._today() + timedelta(days=AUTHORISE_DAYS), f"q{n}.authorise", quarter=n)
+
+    # ---------------------------------------------------------------- steps
+    def _new_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
+                  extra: dict[str, Any] | None = None) -> Step:
+        spec = BUDDY_STEPS[kind]
+        sid = f"{self.s.p.key}.{name}"
+        if sid in self.s.steps:
+            n = 2
+            while f"{sid}-{n}" in self.s.steps:
+                n += 1
+            sid = f"{sid}-{n}"
+        title = f"{spec.title}: {self.s.p.buddy.name}" + ("" if self.s.p.scope == "trust-wide" else
+                                                         f" ({self.s.p.scope})")
+        if quarter is not None:
+            title = f"Q{quarter} " + title
+        subject = {"buddy_ods": self.s.p.buddy.ods_code, "partnership_id": self.s.p.partnership_id,
+                   "scope": self.s.p.scope, **({"quarter": quarter} if quarter is not None else {}), **(extra or {})}
+        st = Step(id=sid, kind=kind, title=title, role=spec.role, group=spec.group, due=due,
+                  opened_at=workflow.now(), subject=subject)
+        self.s.steps[sid] = st
+        return st
+
+    def _open(self, kind: str, due: date, name: str, *, quarter: int | None = None,
+              extra: dict[str, Any] | None = None) -> Step:
+        st = self._new_step(kind, due, name, quarter=quarter, extra=extra)
+        self._emit({"type": "task_open", "step": {"step_id": st.id, "kind": st.kind, "title": st.title,
+                                                  "role": st.role, "due": st.due.isoformat(),
+                                                  "subject": st.subject, "paused": st.paused}})
+        self._audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
+        self._wake = True
+        return st
+
+    def _close(self, st: Step, outcome: str, actor: Actor) -> None:
+        st.status = "cancelled" if outcome == "cancelled" else "done"
+        st.outcome = outcome
+        st.completed_at = workflow.now()
+        st.completed_by = actor.user_id
+        if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
+            st.late = True
+        self._emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
+                    "closed_by": actor.user_id})
+
+    def _cancel(self, pred, reason: str) -> None:
+        for st in self.s.steps.values():
+            if st.status == "open" and pred(st):
+                self._close(st, "cancelled", SYSTEM)
+                st.data["cancelled_because"] = reason
+
+    # ---------------------------------------------------------------- effects
+    def _emit(self, effect: dict[str, Any]) -> None:
+        self.s.seq += 1
+        effect["seq"] = self.s.seq
+        self._effects.append(effect)
+
+    def _audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
+               detail: dict[str, Any] | None = None) -> None:
+        self._emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
+                    "request_id": actor.request_id, "step_id": step.id if step else None,
+                    "step_kind": step.kind if step else None, "reason": reason,
+                    "detail": {"partnership_id": self.s.p.partnership_id, **(detail or {})},
+                    "at": workflow.now().isoformat()})
+
+    async def _flush(self) -> None:
+        while True:
+            await self._record_payments()
+            if self._effects:
+                batch, self._effects = self._effects, []
+                await workflow.execute_activity(
+                    APPLY_EFFECTS,
+                    EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.p.regime_id,
+                                ods_code=self.s.p.trust.ods_code, effects=batch),
+                    start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY)
+            self._check_settled()
+            if not self._effects:
+                await self._report()
+            if not self._effects and not self._payments_due():
+                break
+
+    def _payments_due(self) -> list[Quarter]:
+        led = self.s.ledger
+        if led is None:
+            return []
+        return [q for q in led.awaiting_payment() if q.number not in self.s.payment_failures]
+
+    async def _record_payments(self) -> None:
+        led = self.s.ledger
+        for q in self._payments_due():
+            assert led is not None and q.authorised_pence is not None and q.authorised_by is not None
+            ins = PaymentInstruction(
+                partnership_id=self.s.p.partnership_id, quarter=q.number, regime_id=self.s.p.regime_id,
+                buddy_ods=self.s.p.buddy.ods_code, amount_pence=q.authorised_pence, lines=q.invoice_lines,
+                authorised_by=q.authorised_by, authorised_at=q.authorised_at or workflow.now())
+            try:
+                rec = await workflow.execute_activity(
+                    RECORD_PAYMENT, ins, result_type=PaymentRecord, start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=_PAYMENT_RETRY)
+            except ActivityError as e:
+                # Only a conflicting row gets here (infrastructure failures retry): people must look.
+                msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
+                self.s.payment_failures[q.number] = msg
+                self._audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
+                self._emit({"type": "notify", "step_id": None, "rung": "payment_refused",
+                            "recipients": ["operations", "improvement_director"],
+                            "subject": f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} "
+                                       f"Q{q.number}", "body": msg})
+                continue
+            led.record_payment(q.number, rec.payment_id, rec.amount_pence)
+            self._audit("buddy_payment_recorded", SYSTEM,
+                        reason=f"Q{q.number}: {money(rec.amount_pence)} (payment {rec.payment_id})",
+                        detail={"quarter": q.number, "payment_id": rec.payment_id,
+                                "amount_pence": rec.amount_pence, "first_write": rec.created,
+                                "lines": [ln.model_dump() for ln in q.invoice_lines]})
+
+    async def _report(self) -> None:
+        summary = self.summary()
+        if summary == self.s.last_summary:
+            return
+        self.s.last_summary = summary
+        try:
+            await workflow.get_external_workflow_handle(self.s.p.parent_workflow_id).signal("buddy_changed", summary)
+        except Exception as e:  # the regime has closed: the partnership still settles its money
+            workflow.logger.info("regime %s not told of %s: %s", self.s.p.parent_workflow_id,
+                                 self.s.p.partnership_id, e)
+
+    # ---------------------------------------------------------------- views
+    def summary(self) -> BuddySummary:
+        led = self.s.ledger
+        outstanding = [f"Q{s.subject['quarter']}:{s.role}" for s in self.s.steps.values()
+                       if s.status == "open" and s.kind in CONFIRM_KIND.values()]
+        return BuddySummary(
+            partnership_id=self.s.p.partnership_id, buddy_ods=self.s.p.buddy.ods_code,
+            buddy_name=self.s.p.buddy.name, scope=self.s.p.scope, stage=self.s.stage,
+            agreed_level_pence=led.agreed_level_pence if led else 0, paid_pence=led.paid_pence if led else 0,
+            current_quarter=self._current_quarter(), confirmations_outstanding=outstanding,
+            ended=self.s.finished,
+        )
+
+    def _current_quarter(self) -> int | None:
+        led = self.s.ledger
+        if led is None or not led.quarters:
+            return None
+        today = self._today()
+        started = [q.number for q in led.quarters if q.start <= today]
+        return max(started) if started else None
+
+    def _view(self, st: Step) -> BuddyStepView:
+        return BuddyStepView(step=st, stage=self.s.stage, ledger=self.s.ledger.totals() if self.s.ledger else None)
+
+    @workflow.query
+    def get_state(self) -> BuddyState:
+        return self.s
+
+    @workflow.query
+    def get_ledger(self) -> LedgerView:
+        led = self.s.ledger
+        return LedgerView(partnership_id=self.s.p.partnership_id, buddy_ods=self.s.p.buddy.ods_code,
+                          scope=self.s.p.scope, stage=self.s.stage, totals=led.totals() if led else None,
+                          quarters=list(led.quarters) if led else [])
+
+    @workflow.query
+    def get_summary(self) -> BuddySummary:
+        return self.summary()
+
+    # ---------------------------------------------------------------- decisions
+    @workflow.update
+    async def decide_step(self, d: Decision) -> BuddyStepView:
+        # Two updates admitted in one activation both pass their validators before either runs: check again.
+        self._validate_decision(d)
+        self._updates_this_run += 1
+        st = self.s.steps[d.step_id]
+        payload = BUDDY_STEPS[st.kind].actions[d.action].model_validate(d.payload)
+        st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
+                                 comment=d.comment))
+        st.data.update(payload.model_dump(mode="json"))
+        self._audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
+                    detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
+        self._close(st, d.action, d.actor)
+        try:
+            self._after(st, d, payload)
+        except LedgerError as e:  # the validator ran the same check; reaching here is a bug, not a payment
+            raise reject(e.kind, e.message) from None
+        self._wake = True
+        return self._view(st)
+
+    @decide_step.validator
+    def _validate_decision(self, d: Decision) -> None:
+        st = self.s.steps.get(d.step_id)
+        if st is None:
+            raise reject("UnknownStep", f"no step '{d.step_id}' in partnership {self.s.p.partnership_id}")
+        if st.status != "open":
+            raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
+        spec = BUDDY_STEPS[st.kind]
+        if d.actor.role != st.role:
+            raise reject("WrongRole", f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
+                                      f"not the {d.actor.role.replace('_', ' ')}")
+        if d.action not in spec.actions:
+            raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: "
+                                          + ", ".join(spec.actions))
+        if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
+            raise reject("ReasonRequired", f"'{d.action}' needs a reason")
+        try:
+            payload = spec.actions[d.action].model_validate(d.payload)
+        except ValidationError as e:
+            raise reject("InvalidPayload", _errors(e)) from None
+        self._check_separation(st, d.actor)
+        try:
+            self._check_rules(st, d, payload)
+        except LedgerError as e:
+            raise reject(e.kind, e.message) from None
+
+    def _check_separation(self, st: Step, actor: Actor) -> None:
+        """One person never acts for two parties of the same decision (agreement, plan, change, quarter)."""
+        key = (st.group, st.subject.get("quarter"), st.subject.get("change"))
+        proposer = st.subject.get("proposed_by")
+        if proposer == actor.user_id and actor.role != "buddy":
+            raise reject("SeparationOfDuties", f"{actor.user_id} proposed this change for the buddy and cannot "
+                                               f"also approve it as {actor.role.replace('_', ' ')}")
+        for other in self.s.steps.values():
+            if (other.group, other.subject.get("quarter"), other.subject.get("change")) != key:
+                continue
+            for a in other.actions:
+                if a.by == actor.user_id and a.role != actor.role:
+                    raise reject("SeparationOfDuties",
+                                 f"{actor.user_id} already acted as {a.role.replace('_', ' ')} on "
+                                 f"'{other.title}' and cannot also act as {actor.role.replace('_', ' ')}")
+
+    def _check_rules(self, st: Step, d: Decision, payload: Any) -> None:
+        led = self.s.ledger
+        k, a, n = st.kind, d.action, st.subject.get("quarter")
+        if k == "buddy_support_plan":
+            assert isinstance(payload, SupportPlan) and led is not None
+            if payload.projected_total_pence > led.agreed_level_pence:
+                raise LedgerError("RuleBroken", f"projected costs of {money(payload.projected_total_pence)} are "
+                                                f"above the agreed level ({money(led.agreed_level_pence)})")
+        elif k == "buddy_aip_regulator":
+            pass  # the payload model is the whole rule
+        elif k == "buddy_forecast":
+            assert isinstance(payload, ForecastPayload) and led is not None and self.s.plan is not None
+            led.check_forecast(n, payload.lines, self.s.plan.workstream_ids())
+        elif k in CONFIRM_KIND.values():
+            led_ = self._ledger()
+            led_.check_confirmation(n, _party(k), d.actor.user_id, "confirmed" if a == "confirm" else "disputed")
+        elif k == "buddy_resolve":
+            agreed = payload.agreed_pence if isinstance(payload, ResolutionPayload) else None
+            self._ledger().check_resolution(n, d.actor.user_id, agreed)
+        elif k == "buddy_authorise":
+            if a == "authorise":
+                assert isinstance(payload, InvoicePayload) and self.s.plan is not None
+                self._ledger().check_authorisation(n, payload.lines, d.actor.user_id, self.s.plan.workstream_ids())
+            else:
+                self._ledger().check_decline(n)
+
+    def _ledger(self) -> Ledger:
+        assert self.s.ledger is not None
+        return self.s.ledger
+
+    def _after(self, st: Step, d: Decision, payload: Any) -> None:
+        """What a completed step records and opens next."""
+        today = self._today()
+        k, a, n = st.kind, d.action, st.subject.get("quarter")
+        if k == "buddy_aip_regulator":
+            self._record_aip(payload, d.actor, st)
+        elif k == "buddy_aip_buddy":
+            if a == "decline":
+                self._finish_early(f"the buddy declined the agreement in principle: {d.comment}", d.actor)
+                return
+            self.s.agreed_in_principle_on = today
+            self.s.stage = "formal_agreement"
+            due = today + timedelta(days=FORMAL_AGREEMENT_DAYS)
+            for kind in SIGN_KINDS:
+                self._open(kind, due, kind.removeprefix("buddy_"))
+        elif k in SIGN_KINDS:
+            signed = [s for s in self.s.steps.values() if s.kind in SIGN_KINDS and s.status == "done"]
+            if {s.kind for s in signed} == set(SIGN_KINDS):
+                self.s.formal_agreement_on = today
+                self.s.stage = "support_plan"
+                self._audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and "
+                                                                      "the buddy")
+                self._open("buddy_support_plan", today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
+        elif k == "buddy_support_plan":
+            self.s.plan_draft = payload
+            deadline = self._plan_deadline()
+            due = max(deadline, today + timedelta(days=AGREE_DAYS))
+            self._open("buddy_plan_agree_regulator", due, "plan_agree_regulator")
+            self._open("buddy_plan_agree_trust", due, "plan_agree_trust")
+        elif k in ("buddy_plan_agree_regulator", "buddy_plan_agree_trust"):
+            if a == "return":
+                self._cancel(lambda s: s.kind.startswith("buddy_plan_agree"), "support plan returned")
+                again = self._open("buddy_support_plan", max(self._plan_deadline(), today + timedelta(days=14)),
+                                   "support_plan")
+                again.data["returned_reason"] = d.comment
+            elif all(s.status == "done" and s.outcome == "agree" for s in self._open_round_agreements()):
+                self._start_cycle()
+        elif k == "buddy_forecast":
+            q = self._ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, self._workstreams())
+            self._audit("buddy_forecast.signed_off", d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
+            self._maybe_open_authorisation(n)
+        elif k in CONFIRM_KIND.values():
+            if a == "confirm":
+                self._ledger().confirm(n, _party(k), d.actor.user_id)
+                self._maybe_open_authorisation(n)
+            else:
+                self._ledger().dispute(n, _party(k), d.actor.user_id, d.comment or "")
+                if not any(s.kind == "buddy_resolve" and s.status == "open" for s in self._quarter_steps(n)):
+                    self._open("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+        elif k == "buddy_resolve":
+            if a == "not_payable":
+                self._ledger().resolve_not_payable(n, d.actor.user_id, d.comment or "")
+                self._cancel(lambda s: s.subject.get("quarter") == n, "dispute resolved as not payable")
+            else:
+                disp = self._ledger().resolve(n, d.actor.user_id, payload.resolution, payload.agreed_pence)
+                kind = CONFIRM_KIND[disp.party]
+                self._open(kind, today + timedelta(days=CONFIRM_DAYS), f"q{n}.{kind.removeprefix('buddy_')}",
+                           quarter=n)
+                if self._ledger().quarter(n).open_dispute is not None:
+                    self._open("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+        elif k == "buddy_authorise":
+            if a == "authorise":
+                q = self._ledger().authorise(n, payload.lines, d.actor.user_id, self._workstreams())
+                q.authorised_at = workflow.now()
+            else:
+                self._ledger().decline(n, d.comment or "declined")
+        elif k in ("buddy_plan_change_id", "buddy_plan_change_trust"):
+            self._plan_change_decided(st, d)
+
+    def _workstreams(self) -> set[str]:
+        return self.s.plan.workstream_ids() if self.s.plan else set()
+
+    def _plan_deadline(self) -> date:
+        assert self.s.formal_agreement_on is not None
+        return self.s.formal_agreement_on + timedelta(days=SUPPORT_PLAN_DAYS)
+
+    def _open_round_agreements(self) -> list[Step]:
+        latest: dict[str, Step] = {}
+        for s in self.s.steps.values():
+            if s.kind.startswith("buddy_plan_agree") and s.status != "cancelled":
+                latest[s.kind] = s
+        return list(latest.values()) if len(latest) == 2 else []
+
+    def _start_cycle(self) -> None:
+        assert self.s.plan_draft is not None
+        self.s.plan, self.s.plan_draft = self.s.plan_draft, None
+        self.s.plan_version = 1
+        self.s.plan_agreed_on = self._today()
+        self.s.stage = "quarterly_cycle"
+        self._audit("support_plan.agreed", SYSTEM, reason="agreed by the regulator and the trust",
+                    detail={"projected_total_pence": self.s.plan.projected_total_pence,
+                            "workstreams": sorted(self.s.plan.workstream_ids())})
+        self._open_quarter(1)
+        self.s.next_forecast_quarter = 2
+        self.s.next_review_quarter = 1
+
+    # ---------------------------------------------------------------- plan changes
+    @workflow.update
+    async def propose_plan_change(self, c: PlanChange) -> PlanChangeRecord:
+        self._validate_plan_change(c)
+        self._updates_this_run += 1
+        rec = PlanChangeRecord(number=len(self.s.plan_changes) + 1, plan=c.plan, reason=c.reason,
+                               proposed_by=c.actor.user_id, proposed_at=workflow.now())
+        self.s.plan_changes.append(rec)
+        self._audit("support_plan.change_proposed", c.actor, reason=c.reason,
+                    detail={"change": rec.number, "projected_total_pence": c.plan.projected_total_pence})
+        due = self._today() + timedelta(days=AGREE_DAYS)
+        extra = {"change": rec.number, "proposed_by": c.actor.user_id}
+        self._open("buddy_plan_change_id", due, f"plan_change-{rec.number}.approve_id", extra=extra)
+        self._open("buddy_plan_change_trust", due, f"plan_change-{rec.number}.approve_trust", extra=extra)
+        self._wake = True
+        return rec
+
+    @propose_plan_change.validator
+    def _validate_plan_change(self, c: PlanChange) -> None:
+        if c.actor.role != "buddy":
+            raise reject("WrongRole", "the buddy proposes changes to its support plan")
+        if self.s.stage != "quarterly_cycle" or self.s.plan is None:
+            raise reject("StepNotOpen", f"the partnership is at stage '{self.s.stage}'; only an agreed plan "
+                                        "of a running partnership changes")
+        if any(r.status == "pending" for r in self.s.plan_changes):
+            raise reject("Conflict", "a change to the support plan is already awaiting approval")
+        led = self._ledger()
+        if c.plan.projected_total_pence > led.agreed_level_pence:
+            raise reject("RuleBroken", f"projected costs of {money(c.plan.projected_total_pence)} are above the "
+                                       f"agreed level ({money(led.agreed_level_pence)})")
+        keep = c.plan.workstream_ids()
+        for q in led.quarters:
+            if not q.settled and any(ln.workstream not in keep for ln in q.forecast_lines):
+                raise reject("RuleBroken", f"Q{q.number}'s signed-off forecast uses workstreams this change "
+                                           "removes")
+
+    def _plan_change_decided(self, st: Step, d: Decision) -> None:
+        rec = self.s.plan_changes[st.subject["change"] - 1]
+        if rec.status != "pending":
+            return
+        if d.action == "reject":
+            rec.status = "rejected"
+            self._cancel(lambda s: s.subject.get("change") == rec.number, "change rejected")
+            self._audit("support_plan.change_rejected", d.actor, reason=d.comment, detail={"change": rec.number})
+            return
+        both = [s for s in self.s.steps.values() if s.subject.get("change") == rec.number]
+        if all(s.status == "done" and s.outcome == "approve" for s in both):
+            rec.status = "approved"
+            self.s.plan = rec.plan
+            self.s.plan_version += 1
+            self._audit("support_plan.changed", SYSTEM, reason=rec.reason,
+                        detail={"change": rec.number, "version": self.s.plan_version,
+                                "projected_total_pence": rec.plan.projected_total_pence})
+
+    # ---------------------------------------------------------------- ending
+    @workflow.update
+    async def end_early(self, e: PartnershipEnd) -> BuddySummary:
+        self._validate_end(e)
+        self._updates_this_run += 1
+        self._begin_end(e.reason, e.actor)
+        self._wake = True
+        return self.summary()
+
+    @end_early.validator
+    def _validate_end(self, e: PartnershipEnd) -> None:
+        if e.actor.role != "regulator":
+            raise reject("WrongRole", "the regulator ends a buddy partnership")
+        if self.s.finished or self.s.ending is not None:
+            raise reject("StepNotOpen", f"the partnership is already {self.s.stage}")
+        if not e.reason.strip():
+            raise reject("ReasonRequired", "ending a partnership early needs a reason")
 
     @workflow.signal
     def end_partnership(self, reason: str) -> None:
-        self._ended = reason
+        if not self.s.finished and self.s.ending is None:
+            self._begin_end(reason, SYSTEM)
+        self._wake = True
+
+    def _begin_end(self, reason: str, actor: Actor) -> None:
+        today = self._today()
+        self.s.ending = {"reason": reason, "by": actor.user_id, "role": actor.role, "on": today.isoformat()}
+        self._audit("partnership_ending", actor, reason=reason)
+        if self.s.stage in PRE_CYCLE:
+            self._finish_early(reason, actor)
+            return
+        led = self._ledger()
+        self.s.stage = "settling"
+        self._cancel(lambda s: s.group == "plan_change", "partnership ended")
+        for r in self.s.plan_changes:
+            if r.status == "pending":
+                r.status = "rejected"
+        for q in led.quarters:
+            if q.settled or q.authorised_pence is not None:
+                continue
+            if q.start > today:
+                self._drop_quarter(q, "the partnership ended before the quarter began")
+            elif q.number >= self.s.next_review_quarter:
+                # The current quarter: cut short at today and settled now.
+                if q.forecast_pence is None:
+                    self._drop_quarter(q, "the partnership ended before the quarter's forecast was signed off")
+                    continue
+                q.end = today
+                self._open_review(q.number)
+                self._audit("buddy_quarter_cut_short", actor, reason=reason,
+                            detail={"quarter": q.number, "end": today.isoformat()})
+
+    def _drop_quarter(self, q: Quarter, why: str) -> None:
+        self._ledger().decline(q.number, why)
+        self._cancel(lambda s: s.subject.get("quarter") == q.number, why)
+
+    def _finish_early(self, reason: str, actor: Actor) -> None:
+        self._cancel(lambda s: True, reason)
+        self.s.stage = "ended"
+        self.s.finished = True
+        self._audit("partnership_ended", actor, reason=reason)
+
+    def _check_settled(self) -> None:
+        if self.s.stage != "settling" or self.s.finished:
+            return
+        if any(s.status == "open" for s in self.s.steps.values()):
+            return
+        if not all(q.settled or q.number in self.s.payment_failures for q in self._ledger().quarters):
+            return
+        self.s.stage = "ended"
+        self.s.finished = True
+        totals = self._ledger().totals()
+        self._audit("partnership_ended", SYSTEM, reason=(self.s.ending or {}).get("reason"),
+                    detail={"paid_pence": totals.paid_pence, "remaining_pence": totals.remaining_pence})
+
+
+def _party(kind: str) -> str:
+    return next(p for p, k in CONFIRM_KIND.items() if k == kind)
+
+
+def _errors(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())

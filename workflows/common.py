@@ -50,3 +50,4 @@ class BuddyStart(BaseModel):
     trust: Trust
     request: BuddyRequest
     ladder: list[Rung]
+    continue_as_new_after_events: int = 8000

@@ -24,13 +24,14 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from domain import dates
+    from domain.ledger import AgreementInPrinciple
     from domain.models import (
         SYSTEM,
         Action,
@@ -299,23 +300,40 @@ class RegimeWorkflow:
 
     async def _flush(self) -> None:
         self._upsert_search_attributes()
+        handed_off = False
         while self._effects:
             batch, self._effects = self._effects, []
             for eff in batch:
                 if eff["type"] == "start_buddy":
-                    await workflow.start_child_workflow(
-                        "BuddyPartnershipWorkflow",
-                        BuddyStart(regime_id=self.s.placement.regime_id,
-                                   parent_workflow_id=workflow.info().workflow_id,
-                                   trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff["request"]),
-                                   ladder=self.s.placement.ladder),
-                        id=eff["partnership_id"],
-                        # The regime continues as new over the years; its partnerships must outlive each run.
-                        parent_close_policy=ParentClosePolicy.ABANDON,
-                    )
+                    try:
+                        await workflow.start_child_workflow(
+                            "BuddyPartnershipWorkflow",
+                            BuddyStart(regime_id=self.s.placement.regime_id,
+                                       parent_workflow_id=workflow.info().workflow_id,
+                                       trust=self.s.placement.trust,
+                                       request=BuddyRequest.model_validate(eff["request"]),
+                                       ladder=self.s.placement.ladder,
+                                       continue_as_new_after_events=self.s.placement.continue_as_new_after_events),
+                            id=eff["partnership_id"],
+                            # The regime continues as new over the years; its partnerships must outlive each run.
+                            parent_close_policy=ParentClosePolicy.ABANDON,
+                        )
+                        handed_off = True
+                    except WorkflowAlreadyStartedError:
+                        # An ended partnership still settling its last quarter holds the id.
+                        self._audit("buddy_start_refused", SYSTEM, reason=f"{eff['partnership_id']} is still "
+                                    "settling; add it again once it has ended",
+                                    detail={"partnership_id": eff["partnership_id"]})
+                        pid = eff["partnership_id"]
+                        if pid in self.s.buddies:
+                            self.s.buddies[pid] = self.s.buddies[pid].model_copy(
+                                update={"stage": "start_refused", "ended": True})
                 elif eff["type"] == "end_buddy":
-                    await workflow.get_external_workflow_handle(eff["partnership_id"]).signal(
-                        "end_partnership", eff["reason"])
+                    try:
+                        await workflow.get_external_workflow_handle(eff["partnership_id"]).signal(
+                            "end_partnership", eff["reason"])
+                    except Exception as e:  # it has already ended and completed: nothing to tell it
+                        workflow.logger.info("partnership %s not signalled: %s", eff["partnership_id"], e)
             await workflow.execute_activity(
                 APPLY_EFFECTS,
                 EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.placement.regime_id,
@@ -324,6 +342,14 @@ class RegimeWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_EFFECTS_RETRY,
             )
+        if handed_off and not self.s.finished and workflow.patched("buddy-handoff-continue-as-new"):
+            # A running child is in-flight work for its parent, which stops the regime's timers being
+            # skipped (tests, simulation) for as long as the partnership lives; with ABANDON the link is
+            # cut at the regime's next continue-as-new anyway, so hand the partnership off now.
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._flush()
+            if not self.s.finished:
+                workflow.continue_as_new(RegimeStart(state=self.s))
 
     def _upsert_search_attributes(self) -> None:
         proj = self.projection()
@@ -740,6 +766,13 @@ class RegimeWorkflow:
         pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
         if pid in self.s.buddies and not self.s.buddies[pid].ended:
             raise reject("Conflict", f"{pid} already exists")
+        if req.buddy.ods_code == self.s.placement.trust.ods_code:
+            raise reject("RuleBroken", "a trust cannot be its own buddy")
+        if req.agreement_in_principle is not None:
+            try:
+                AgreementInPrinciple.model_validate(req.agreement_in_principle)
+            except ValidationError as e:
+                raise reject("InvalidPayload", "agreement_in_principle: " + _errors(e)) from None
 
     @workflow.signal
     def buddy_changed(self, summary: BuddySummary) -> None:

@@ -1,0 +1,133 @@
+"""Buddy partnerships of a regime: their state, their ledgers and payments, early end, plan changes.
+
+Starting a partnership is `POST /regimes/{id}/buddies` (regimes router); its steps are decided through
+`POST /regimes/{id}/steps/{step_id}/decisions` like every other step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.payments import payments_for
+from api.auth import User
+from api.deps import CurrentUser, DbPool, RequestId, TemporalClientDep
+from api.errors import Problem
+from api.idempotency import idempotent
+from api.routes.regimes import actor, live_state, regime_row, require_act, run_update
+from domain.ledger import BuddyState, PartnershipEnd, PlanChange, SupportPlan
+from workflows.buddy import BuddyPartnershipWorkflow
+
+router = APIRouter(prefix="/regimes", tags=["buddies"])
+
+
+class EndRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class PlanChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: SupportPlan
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+async def partnership_state(client: Client, regime_id: str, partnership_id: str) -> BuddyState:
+    if not partnership_id.startswith(f"{regime_id}-buddy-"):
+        raise Problem(404, "unknown-partnership", f"'{partnership_id}' is not a partnership of {regime_id}")
+    try:
+        state = await client.get_workflow_handle(partnership_id).query(BuddyPartnershipWorkflow.get_state)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise Problem(404, "unknown-partnership", f"no partnership '{partnership_id}'") from None
+        raise
+    if state.p.regime_id != regime_id:
+        raise Problem(404, "unknown-partnership", f"'{partnership_id}' is not a partnership of {regime_id}")
+    return state
+
+
+def require_read_partnership(user: User, trust_ods: str, buddy_ods: str) -> None:
+    if user.may_read_trust(trust_ods) or (user.has("buddy") and user.org == buddy_ods):
+        return
+    raise Problem(403, "forbidden-trust", f"you are not assigned to trust {trust_ods} or its buddy {buddy_ods}")
+
+
+def _json(m: BaseModel) -> Any:
+    return m.model_dump(mode="json")
+
+
+@router.get("/{regime_id}/buddies", summary="A regime's buddy partnerships: stage, quarter, share of the level used")
+async def list_partnerships(regime_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+    row = await regime_row(pool, regime_id)
+    if not user.may_read_trust(row["ods_code"]):
+        raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
+    state = await live_state(client, regime_id)
+    items = []
+    for b in state.buddies.values():
+        item = _json(b)
+        item["share_used"] = round(b.paid_pence / b.agreed_level_pence, 4) if b.agreed_level_pence else 0.0
+        items.append(item)
+    return {"regime_id": regime_id, "items": items}
+
+
+@router.get("/{regime_id}/buddies/{partnership_id}", summary="A partnership's live state: stage, steps, plan, quarters")
+async def get_partnership(regime_id: str, partnership_id: str, user: CurrentUser, pool: DbPool,
+                          client: TemporalClientDep):
+    row = await regime_row(pool, regime_id)
+    s = await partnership_state(client, regime_id, partnership_id)
+    require_read_partnership(user, row["ods_code"], s.p.buddy.ods_code)
+    out = _json(s)
+    out["open_steps"] = [st for st in out["steps"].values() if st["status"] == "open"]
+    out["ledger_totals"] = _json(s.ledger.totals()) if s.ledger else None
+    return out
+
+
+@router.get("/{regime_id}/buddies/{partnership_id}/ledger",
+            summary="A partnership's ledger: forecast, confirmed, authorised, paid, remaining; recorded payments")
+async def get_ledger(regime_id: str, partnership_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+    row = await regime_row(pool, regime_id)
+    s = await partnership_state(client, regime_id, partnership_id)
+    require_read_partnership(user, row["ods_code"], s.p.buddy.ods_code)
+    view = await client.get_workflow_handle(partnership_id).query(BuddyPartnershipWorkflow.get_ledger)
+    payments = await payments_for(pool, partnership_id)
+    out = _json(view)
+    out["payments"] = payments
+    out["recorded_paid_pence"] = sum(p["amount_pence"] for p in payments)
+    return out
+
+
+@router.post("/{regime_id}/buddies/{partnership_id}/end",
+             summary="End a partnership early with a reason (regulator); its current quarter is settled")
+async def end_partnership(regime_id: str, partnership_id: str, req: EndRequest, request: Request, user: CurrentUser,
+                          pool: DbPool, client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    s = await partnership_state(client, regime_id, partnership_id)
+    require_act(user, "regulator", row["ods_code"], {"buddy_ods": s.p.buddy.ods_code})
+
+    async def handler() -> tuple[int, Any]:
+        summary = await run_update(client.get_workflow_handle(partnership_id), BuddyPartnershipWorkflow.end_early,
+                                   PartnershipEnd(reason=req.reason, actor=actor(user, "regulator", rid)))
+        return 200, _json(summary)
+
+    return await idempotent(request, pool, user, {"partnership": partnership_id, **_json(req)}, handler)
+
+
+@router.post("/{regime_id}/buddies/{partnership_id}/plan-changes", status_code=201,
+             summary="Propose a significant change to the support plan (buddy); the ID and the trust approve it")
+async def propose_plan_change(regime_id: str, partnership_id: str, req: PlanChangeRequest, request: Request,
+                              user: CurrentUser, pool: DbPool, client: TemporalClientDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    s = await partnership_state(client, regime_id, partnership_id)
+    require_act(user, "buddy", row["ods_code"], {"buddy_ods": s.p.buddy.ods_code})
+
+    async def handler() -> tuple[int, Any]:
+        rec = await run_update(client.get_workflow_handle(partnership_id),
+                               BuddyPartnershipWorkflow.propose_plan_change,
+                               PlanChange(plan=req.plan, reason=req.reason, actor=actor(user, "buddy", rid)))
+        return 201, _json(rec)
+
+    return await idempotent(request, pool, user, {"partnership": partnership_id, **_json(req)}, handler)
