@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class Rating(str, Enum):
+class Rating(StrEnum):
     outstanding = "outstanding"
     good = "good"
     requires_improvement = "requires_improvement"
