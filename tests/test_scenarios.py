@@ -1,0 +1,153 @@
+"""Every example in scenarios/ runs on the real stack (dev server with time skipping, PostgreSQL, API)
+and meets its own expectations; bad scenario files are refused with their line and field."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from regime_cli import app
+from tools.scenario import ScenarioError, load
+from tools.simulate import SimulationError, simulate_files
+from tools.stack import run_stack
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+EXAMPLES = sorted(p for p in SCENARIOS.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+
+def by_file(results: list[dict]) -> dict[str, dict]:
+    return {Path(r["file"]).stem: r for r in results}
+
+
+def rungs(regime: dict, step: str) -> list[str]:
+    return [e["rung"] for e in regime["escalations"] if e["step"] == step]
+
+
+async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_address, database_url):
+    async with run_stack(temporal_address, database_url) as stack:
+        results = await simulate_files(EXAMPLES, stack=stack, parallel=3)
+    failed = {r["file"]: [c for reg in r["regimes"] for c in reg["expectations"] if not c["ok"]]
+              for r in results if not r["ok"]}
+    assert not failed, failed
+    got = by_file(results)
+    assert set(got) >= {"exit_on_time", "late_plan_escalations", "extension_then_exit", "sos_letter_then_merger",
+                        "multi_site_exceptional_exit", "reentry_after_exit", "continue_as_new"}
+
+    # The timelines tell each story, not just its ending.
+    [on_time] = got["exit_on_time"]["regimes"]
+    assert on_time["final"]["exit_day"] is not None and on_time["final"]["exit_day"] <= 366
+    assert [m for m in on_time["milestones"] if m["kind"] == "board_to_board_post_exit"][0]["status"] == "done"
+
+    [late] = got["late_plan_escalations"]["regimes"]
+    esc = [e for e in late["escalations"] if e["step"] == "improvement_plan"]
+    assert [(e["rung"], e["day"]) for e in esc] == [("reminder", 22), ("breach", 29), ("dd_escalation", 36),
+                                                    ("executive_escalation", 50)]
+    plan = [m for m in late["milestones"] if m["step"] == "improvement_plan"][0]
+    assert plan["done_day"] == 53 and plan["late"]
+
+    [long] = got["extension_then_exit"]["regimes"]
+    assert 700 <= long["final"]["day"] <= 760, "the example is the 24-month regime"
+    assert long["wall_seconds"] < 60, f"a 24-month regime took {long['wall_seconds']} s"
+    assert [r["exit_rule_met"] for r in long["ratings"][1:]] == [False, True]
+
+    [merger] = got["sos_letter_then_merger"]["regimes"]
+    assert merger["final"]["sos_letter"]["sent_on"] and merger["final"]["closure"]["solution"] == "merger"
+    assert merger["final"]["enforcement"][0]["action"] == "conditions"
+    refused = [a for a in merger["actions"] if a["do"] == "refer_to_secretary_of_state"]
+    assert len(refused) == 2  # once refused (before any extension), once made
+
+    [multi] = got["multi_site_exceptional_exit"]["regimes"]
+    statuses = [(r["reference"], r["status"], r["exit_rule_met"]) for r in multi["ratings"][1:]]
+    assert statuses == [("INS-RSE05-2", "superseded", False), ("INS-RSE05-2", "current", True)]
+
+    first, again = got["reentry_after_exit"]["regimes"]
+    assert again["final"]["previous_regime_id"] == first["regime_id"] != again["regime_id"]
+
+    [can] = got["continue_as_new"]["regimes"]
+    runs = can["final"]["history"]
+    assert len(runs) == can["final"]["runs"] >= 3
+    assert all(r["events"] < 700 for r in runs), runs
+    assert len([m for m in can["milestones"] if m["kind"] == "monthly_return"]) >= 30, "state lost across runs"
+
+
+def test_cli_simulate_prints_json_timeline(temporal_address, database_url, monkeypatch):
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_address)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    r = CliRunner().invoke(app, ["simulate", str(SCENARIOS / "late_plan_escalations.yaml"), "--json",
+                                 "--ods", "RCLI1"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["ok"] and out["trust"]["ods_code"] == "RCLI1"
+    [reg] = out["regimes"]
+    assert reg["regime_id"].startswith("regime-RCLI1-")
+    assert {"milestones", "escalations", "ratings", "payments", "final", "expectations"} <= set(reg)
+    assert "trust: submit improvement_plan" in r.stderr  # progress goes to stderr
+
+
+def test_cli_simulate_prints_table(temporal_address, database_url, monkeypatch):
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_address)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    r = CliRunner().invoke(app, ["simulate", str(SCENARIOS / "late_plan_escalations.yaml"), "--ods", "RCLI2"])
+    assert r.exit_code == 0, r.output
+    for heading in ("Milestones", "Escalations", "Ratings", "Final:", "executive_escalation",
+                    "expect escalations[improvement_plan]: ok"):
+        assert heading in r.stdout
+
+
+BAD = {
+    "unknown_field.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n  - day: 3\n    who: trust\n"
+                           "    do: submit\n    step: improvement_plan\n    colour: red\n",
+                           ":8: steps[0].colour: unknown field"),
+    "bad_role.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n  - day: 3\n    who: trustee\n"
+                      "    do: submit\n    step: improvement_plan\n",
+                      ":5: steps[0].who: 'trustee' is not a role"),
+    "wrong_action.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n  - day: 3\n    who: trust\n"
+                          "    do: agree\n    step: improvement_plan\n",
+                          ":6: steps[0].do: 'agree' is not an action of improvement_plan; allowed: submit"),
+    "bad_rating.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n  - day: 300\n    who: cqc\n"
+                        "    do: publish_inspection\n    payload:\n      reference: I-1\n"
+                        "      ratings: {safe: great, effective: good, caring: good, responsive: good,\n"
+                        "                well_led: good, overall: good}\n",
+                        ":9: steps[0].payload.ratings.safe: Input should be"),
+    "out_of_order.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n"
+                          "  - {day: 30, who: trust, do: submit, step: improvement_plan}\n"
+                          "  - {day: 20, who: improvement_director, do: agree, step: plan_review}\n",
+                          ":5: steps[1].day: day 20 comes before the previous step's day 30"),
+    "not_yaml.yaml": ("name: x\ntrust: {ods_code: RXX, name: X\nsteps: []\n", ":3: (file): not valid YAML"),
+    "bad_type.json": ('{"name": "x",\n "trust": {"ods_code": "RXX", "name": "X"},\n "until_day": "soon"}\n',
+                      ":3: until_day: Input should be a valid integer"),
+    "same_entry.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nthen:\n  entry: {}\n",
+                        ":4: then.entry: the later regime needs another entry date"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_invalid_scenarios_name_line_and_field(tmp_path, name):
+    text, message = BAD[name]
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as e:
+        load(path)
+    assert any(message in line for line in e.value.lines()), e.value.lines()
+    r = CliRunner().invoke(app, ["simulate", "--check", str(path)])
+    assert r.exit_code == 2 and message in r.stderr, r.stderr
+
+
+def test_every_example_is_valid():
+    r = CliRunner().invoke(app, ["simulate", "--check", *map(str, EXAMPLES)])
+    assert r.exit_code == 0, r.stderr
+
+
+async def test_a_step_that_cannot_happen_names_its_line(temporal_address, database_url, tmp_path):
+    path = tmp_path / "premature.yaml"
+    path.write_text("name: Premature exit\ntrust: {ods_code: RERR1, name: X}\nsteps:\n"
+                    "  - day: 5\n    who: regulator\n    do: exit\n    step: regulator_decision\n")
+    async with run_stack(temporal_address, database_url) as stack:
+        with pytest.raises(SimulationError) as e:
+            await asyncio.wait_for(simulate_files([path], stack=stack), 60)
+    assert str(e.value).startswith(f"{path}:7: steps[0].step: no step 'regulator_decision' is open on this day "
+                                   "(open: improvement_plan,")
