@@ -83,13 +83,25 @@ def install(app: FastAPI) -> None:
                                 "the workflow engine cannot be reached; nothing was changed",
                                 request.url.path, {"Retry-After": "5"})
 
+    @app.middleware("http")
+    async def _dependencies_down(request: Request, call_next):
+        # Answered here rather than by an Exception handler, which Starlette re-raises into the server log.
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            if _unavailable(exc):
+                log.warning("dependency unavailable: %r", exc)
+                return problem_response(503, "database-unavailable", "Service unavailable",
+                                        "the database cannot be reached; nothing was changed", request.url.path,
+                                        {"Retry-After": "5"})
+            raise
+
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, UNAVAILABLE) or isinstance(exc, asyncpg.exceptions.PostgresError) and \
-                exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08001", "08003"):
-            log.warning("dependency unavailable: %r", exc)
-            return problem_response(503, "database-unavailable", "Service unavailable",
-                                    "the database cannot be reached; nothing was changed", request.url.path,
-                                    {"Retry-After": "5"})
         log.exception("unexpected error")
         return problem_response(500, "internal", "Internal error", "an unexpected error occurred", request.url.path)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, UNAVAILABLE) or isinstance(exc, asyncpg.exceptions.PostgresError) and \
+        exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08001", "08003")
