@@ -86,7 +86,7 @@ async def _task_open(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, An
                            paused, state, last_seq)
         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'open',$12)
         ON CONFLICT (workflow_id, step_id) DO UPDATE SET due = EXCLUDED.due, paused = EXCLUDED.paused,
-            last_seq = EXCLUDED.last_seq
+            assignee = EXCLUDED.assignee, last_seq = EXCLUDED.last_seq
         WHERE tasks.last_seq < EXCLUDED.last_seq
         """,
         b.workflow_id, t["step_id"], b.regime_id, b.ods_code, t["kind"], t["title"], t["role"],

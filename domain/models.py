@@ -200,6 +200,7 @@ class RegimeState(BaseModel):
     exit_date: date | None = None
     buddies: dict[str, BuddySummary] = Field(default_factory=dict)
     next_monthly: date | None = None
+    assignees: dict[str, str] = Field(default_factory=dict, description="role -> user id, once known")
     seq: int = 0
     runs: int = 1
     finished: bool = False

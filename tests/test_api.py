@@ -279,6 +279,13 @@ async def test_inbox_by_role_with_status_filters_and_stable_paging(stack):
     assert dues == sorted(dues)
     r = await stack.http.get("/tasks?status=red", headers=reg_h)
     assert r.status_code == 200
+    # Once the regulator records the improvement director's appointment, their tasks are assigned to them.
+    await regs[1].act("appoint_improvement_director", "record",
+                      {"appointed_on": str(today()), "improvement_director_user_id": "id-77"})
+    await regs[1].act("improvement_plan", "submit", PLAN)
+    await stack.settle(regs[1].id)
+    r = await stack.http.get("/tasks", headers=stack.auth("id-77", "improvement_director"))
+    assert [(i["step_id"], i["assignee"]) for i in r.json()["items"]] == [("plan_review", "id-77")]
 
 
 async def test_readiness(stack):

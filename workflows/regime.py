@@ -261,7 +261,7 @@ class RegimeWorkflow:
 
     def _task(self, st: Step) -> dict[str, Any]:
         return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
-                "subject": st.subject, "paused": st.paused}
+                "subject": st.subject, "paused": st.paused, "assignee": self.s.assignees.get(st.role)}
 
     def _cancel_open(self, reason: str, keep: tuple[str, ...] = ()) -> None:
         for st in self.s.steps.values():
@@ -460,6 +460,11 @@ class RegimeWorkflow:
                 plan.data["signed_off_on"] = today.isoformat()
                 self._audit("improvement_plan.signed_off", SYSTEM, step=plan,
                             reason="agreed by the improvement director; signed off by regulator and commissioner")
+        elif k == "appoint_improvement_director":
+            self.s.assignees["improvement_director"] = d.payload["improvement_director_user_id"]
+            for o in self.s.steps.values():
+                if o.status == "open" and o.role == "improvement_director":
+                    self._emit({"type": "task_open", "step": self._task(o)})
         elif k in ("board_to_board", "board_to_board_pre_inspection"):
             self._open("letter_to_chair", today + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
             if d.payload.get("commission_capability_review"):
