@@ -38,10 +38,26 @@ async def main(settings: Settings | None = None) -> None:
     client = await connect_temporal(settings.temporal_target, settings.temporal_namespace, attempts=50)
     worker = build_worker(client, pool, settings.temporal_task_queue)
     logging.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
+    relay = asyncio.create_task(relay_notifications(pool, settings)) if settings.smtp_host else None
     try:
         await worker.run()
     finally:
+        if relay:
+            relay.cancel()
         await pool.close()
+
+
+async def relay_notifications(pool: asyncpg.Pool, settings: Settings, every: float = 10.0) -> None:
+    """Drain the notification outbox to SMTP; a failed send stays unsent and is tried again."""
+    from activities.notify import SmtpRelay
+
+    relay = SmtpRelay(pool, settings.smtp_host or "", settings.smtp_port, settings.smtp_from)
+    while True:
+        try:
+            await relay.drain_once()
+        except Exception:
+            logging.exception("notification relay failed; will retry")
+        await asyncio.sleep(every)
 
 
 if __name__ == "__main__":

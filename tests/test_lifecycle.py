@@ -321,3 +321,21 @@ async def test_deadlines_cross_clock_changes(stack):
     assert abs(jan - datetime(2027, 1, 19, 0, 0, tzinfo=UTC)) < timedelta(minutes=1), jan
     assert abs(apr - datetime(2027, 4, 19, 23, 0, tzinfo=UTC)) < timedelta(minutes=1), apr
     assert st["steps"]["monthly_return-2027-04"]["due"] == "2027-04-19"
+
+
+async def test_paused_clock_does_not_escalate_until_resumed(stack):
+    reg = await Regime.place(stack, "RLD")
+    reg_h = reg.users["regulator"]
+    url = f"/regimes/{reg.id}/steps/improvement_plan/deadline"
+    r = await stack.http.post(url, headers=reg_h, json={"pause": True, "reason": "awaiting CQC's final report"})
+    assert r.status_code == 200 and r.json()["step"]["paused"] is True
+    await reg.advance(40, diligent=False)
+    assert await reg.escalations("improvement_plan") == []
+    task = await stack.pool.fetchrow("SELECT paused FROM tasks WHERE regime_id=$1 AND step_id='improvement_plan'",
+                                     reg.id)
+    assert task["paused"] is True
+    r = await stack.http.post(url, headers=reg_h, json={"pause": False, "new_due": str(reg.today + timedelta(days=5)),
+                                                        "reason": "report received"})
+    assert r.status_code == 200
+    await reg.advance(7, diligent=False)
+    assert await reg.escalations("improvement_plan") == ["reminder", "breach"]

@@ -78,3 +78,22 @@ def _dumps(v: Any) -> str:
     import json
 
     return json.dumps(v, sort_keys=True)
+
+
+@router.get("/notifications", summary="The notification outbox (escalation notices), newest first")
+async def notifications(user: CurrentUser, pool: DbPool, regime_id: str | None = Query(None, max_length=200),
+                        unsent_only: bool = False, limit: int = Query(100, ge=1, le=1000)):
+    if not user.has("operations", "regulator", "admin"):
+        raise Problem(403, "forbidden-role", "the outbox is for operations and the regulator")
+    args: list[Any] = []
+    clauses = ["TRUE"]
+    if regime_id:
+        args.append(regime_id)
+        clauses.append(f"regime_id = ${len(args)}")
+    if unsent_only:
+        clauses.append("sent_at IS NULL")
+    args.append(limit)
+    rows = await pool.fetch(f"SELECT * FROM notifications WHERE {' AND '.join(clauses)} ORDER BY id DESC "
+                            f"LIMIT ${len(args)}", *args)
+    return {"items": [{**dict(r), "created_at": r["created_at"].isoformat(),
+                       "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None} for r in rows]}
