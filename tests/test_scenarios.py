@@ -35,7 +35,8 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     assert not failed, failed
     got = by_file(results)
     assert set(got) >= {"exit_on_time", "late_plan_escalations", "extension_then_exit", "sos_letter_then_merger",
-                        "multi_site_exceptional_exit", "reentry_after_exit", "continue_as_new"}
+                        "multi_site_exceptional_exit", "reentry_after_exit", "continue_as_new",
+                        "two_buddies_payments"}
 
     # The timelines tell each story, not just its ending.
     [on_time] = got["exit_on_time"]["regimes"]
@@ -66,6 +67,17 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
 
     first, again = got["reentry_after_exit"]["regimes"]
     assert again["final"]["previous_regime_id"] == first["regime_id"] != again["regime_id"]
+
+    [buddies] = got["two_buddies_payments"]["regimes"]
+    pay = {p["key"]: p for p in buddies["payments"]}
+    assert set(pay) == {"RBX01", "RBX02-maternity"}
+    # Never over the agreed level, each quarter paid once, and the payments are recorded in PostgreSQL.
+    mat = pay["RBX02-maternity"]
+    assert [q["paid_pence"] for q in mat["quarters"]] == [2_000_000, 2_000_000, 1_000_000]
+    assert mat["remaining_pence"] == 0 and mat["recorded_payments"] == 3
+    assert all(p["ended"] for p in pay.values()), "the exit ends both partnerships"
+    steps = {m["step"] for m in buddies["milestones"]}
+    assert {"RBX01.sign_trust", "RBX01.q1.confirm_buddy", "RBX02-maternity.q3.authorise"} <= steps
 
     [can] = got["continue_as_new"]["regimes"]
     runs = can["final"]["history"]

@@ -42,6 +42,14 @@ ROUTINE_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "monthly_return_cosign": ("cosign", {}),
 }
 
+# Buddy partnership steps done as a matter of course (see tools/simulate.py for their payloads).
+BUDDY_ROUTINE = ("buddy_aip_regulator", "buddy_aip_buddy", "buddy_sign_regulator", "buddy_sign_trust",
+                 "buddy_sign_buddy", "buddy_support_plan", "buddy_plan_agree_regulator", "buddy_plan_agree_trust",
+                 "buddy_forecast", "buddy_confirm_id", "buddy_confirm_trust", "buddy_confirm_buddy",
+                 "buddy_authorise")
+# Keys of an add_buddy payload that tell the simulator how the partnership behaves; not sent to the API.
+BUDDY_SIM_KEYS = ("support_plan", "quarterly_pence")
+
 # Verbs that are not decisions on a step: each maps to its own API route.
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "announce_reinspection": ("cqc", "regulator"),
@@ -318,7 +326,7 @@ def check(sc: Scenario, today: date) -> list[tuple[tuple[Any, ...], str]]:
                 out.append((base + ("entry", "completed_steps", i, "day"),
                             f"day {cs.day} is after the simulation starts (day {start_day}); script it as a step"))
         for k in reg.routine.skip:
-            if k not in CATALOGUE and k != "buddy":
+            if k not in CATALOGUE and k not in BUDDY_ROUTINE:
                 out.append((base + ("routine", "skip"), f"unknown step kind {k!r}"))
         last = start_day
         for i, st in enumerate(reg.steps):
@@ -388,6 +396,18 @@ def _check_operation(st: StepSpec) -> list[tuple[tuple[Any, ...], str]]:
                 CoreServiceRating.model_validate(c)
             except ValidationError as e:
                 out += [(("core_services", i) + tuple(x["loc"]), x["msg"]) for x in e.errors()]
+    if st.do == "add_buddy":
+        from domain.ledger import AgreementInPrinciple, SupportPlan
+
+        for key, model in (("support_plan", SupportPlan), ("agreement_in_principle", AgreementInPrinciple)):
+            if p.get(key) is not None:
+                try:
+                    model.model_validate(p[key])
+                except ValidationError as e:
+                    out += [((key,) + tuple(x["loc"]), x["msg"]) for x in e.errors()]
+        q = p.get("quarterly_pence")
+        if q is not None and not (isinstance(q, int) and not isinstance(q, bool) and q >= 0):
+            out.append((("quarterly_pence",), "a whole number of pence, 0 or more"))
     for k, v in p.items():
         if isinstance(v, str) and v.startswith("day") and not DAY_REF.match(v):
             out.append(((k,), f"{v!r}: write a relative day as 'day N'"))

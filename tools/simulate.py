@@ -28,7 +28,10 @@ import httpx
 import typer
 
 from domain import dates
+from domain.ledger import FORECAST_LEAD_DAYS
 from tools.scenario import (
+    BUDDY_ROUTINE,
+    BUDDY_SIM_KEYS,
     MAX_DAYS,
     ROUTINE_ACTIONS,
     RegimeSpec,
@@ -45,7 +48,8 @@ from tools.stack import Stack, embedded_services, run_stack
 
 SCOPED = ("trust", "improvement_director", "commissioner")
 ACTIVE = ("in_special_measures", "extended", "long_term_solution")
-BUDDY_STRIDE_DAYS = 14
+BUDDY_STRIDE_DAYS = 28
+TOR = "Mentoring of the board and of the services rated inadequate; secondments by agreement."
 
 
 class SimulationError(Exception):
@@ -95,6 +99,7 @@ class Simulation:
         self.runs: list[RegimeRun] = []
         self.tag = uuid.uuid4().hex[:8]
         self._n = 0
+        self.partners: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ http
     def headers(self, role: str, user: str | None = None, org: str | None = None) -> dict[str, str]:
@@ -174,7 +179,7 @@ class Simulation:
             while pending and pending[0][0] <= run.day:
                 _, i, st = pending.popleft()
                 await self.perform(run, st, run.base + ("steps", i))
-            state = await self.routine(run)
+            state, partners = await self.routine(run)
             if state["finished"]:
                 if pending:
                     raise SimulationError(f"{self.sc.where(run.base + ('steps', pending[0][1]))}: the regime "
@@ -182,13 +187,13 @@ class Simulation:
                 break
             if spec.until_day is not None and run.day >= spec.until_day and not pending:
                 break
-            nxt = self.next_stop(run, state, pending)
+            nxt = self.next_stop(run, state, partners, pending)
             if nxt > limit:
                 if spec.until_day is None:
                     raise SimulationError(f"{self.sc.where(run.base)}: the regime had not finished by day "
                                           f"{MAX_DAYS}; set until_day")
                 nxt = limit
-            await self.advance(run, state, nxt)
+            await self.advance(run, partners, nxt)
             if run.day - last_beat >= 60:
                 last_beat = run.day
                 st = await self.state(run.regime_id)
@@ -201,7 +206,8 @@ class Simulation:
         now = await self.stack.virtual_now(run.regime_id)
         return (dates.london_date(now) - run.entry).days
 
-    def next_stop(self, run: RegimeRun, state: dict[str, Any], pending: deque) -> int:
+    def next_stop(self, run: RegimeRun, state: dict[str, Any], partners: dict[str, dict[str, Any]],
+                  pending: deque) -> int:
         cands = [pending[0][0]] if pending else []
         if run.spec.until_day is not None:
             cands.append(run.spec.until_day)
@@ -215,14 +221,15 @@ class Simulation:
                 m = date.fromisoformat(nm)
                 due = dates.third_monday(m.year, m.month)
                 cands.append(max((m - run.entry).days, (due - run.entry).days - routine.lead_days))
-        if any(not b["ended"] for b in state["buddies"].values()):
-            cands.append(run.day + BUDDY_STRIDE_DAYS)
+        for bs in partners.values():
+            cands += self._partner_stops(run, bs)
         later = [c for c in cands if c > run.day]
         return min(later) if later else run.day + 30
 
-    async def advance(self, run: RegimeRun, state: dict[str, Any], day: int) -> None:
+    async def advance(self, run: RegimeRun, partners: dict[str, dict[str, Any]], day: int) -> None:
         target = noon(run.entry + timedelta(days=day))
-        ids = [run.regime_id] + [b for b, v in state["buddies"].items() if not v["ended"]]
+        # Partnerships keep their own clocks: each is moved to the same instant as the regime.
+        ids = [run.regime_id] + [pid for pid, bs in partners.items() if not bs["finished"]]
 
         async def one(wid: str) -> None:
             now = await self.stack.virtual_now(wid)
@@ -242,14 +249,17 @@ class Simulation:
         due = (date.fromisoformat(s["due"]) - run.entry).days
         return max(opened, due - run.spec.routine.lead_days)
 
-    async def routine(self, run: RegimeRun) -> dict[str, Any]:
-        """Do every routine step whose day has come; return the regime's state afterwards."""
+    async def routine(self, run: RegimeRun) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """Do every routine step whose day has come; return the regime's and its partnerships' states."""
         for _ in range(50):
             state = await self.state(run.regime_id)
             todo = [s for s in state["open_steps"] if self._routine_kind(run, s["kind"]) and not s["paused"]
                     and self._act_day(run, s) <= run.day]
             if not todo:
-                return state
+                if not state["buddies"]:
+                    return state, {}
+                partners = await self.partner_routine(run, state)
+                return await self.state(run.regime_id), partners
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
                 action, payload = ROUTINE_ACTIONS[s["kind"]]
                 today = run.entry + timedelta(days=run.day)
@@ -262,6 +272,117 @@ class Simulation:
                 self._log(run, s["role"], action, s["id"], routine=True)
         raise SimulationError(f"{self.sc.where(run.base + ('routine',))}: routine work does not settle on day "
                               f"{run.day}")
+
+    # ------------------------------------------------------------------ buddy partnerships
+    async def partner_states(self, run: RegimeRun, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for pid in state["buddies"]:
+            r = await self.call("GET", f"/regimes/{run.regime_id}/buddies/{pid}", role="operations")
+            if r.status_code == 200:
+                out[pid] = r.json()
+            elif r.status_code != 404:  # 404: the regime has not started it yet
+                raise SimulationError(f"reading partnership {pid} failed: {r.status_code} {_detail(r)}")
+        return out
+
+    def _partner_routine_kind(self, run: RegimeRun, kind: str) -> bool:
+        r = run.spec.routine
+        return r.enabled and r.buddy and kind in BUDDY_ROUTINE and kind not in r.skip
+
+    def _partner_stops(self, run: RegimeRun, bs: dict[str, Any]) -> list[int]:
+        """Days on which a partnership's routine step falls due or a quarter's steps open."""
+        if bs["finished"]:
+            return []
+        out = [self._act_day(run, s) for s in bs["open_steps"] if self._partner_routine_kind(run, s["kind"])]
+        if bs["stage"] == "quarterly_cycle" and bs.get("plan_agreed_on"):
+            agreed = date.fromisoformat(bs["plan_agreed_on"])
+            start = dates.add_months(agreed, 3 * (bs["next_forecast_quarter"] - 1))
+            out.append((start - timedelta(days=FORECAST_LEAD_DAYS) - run.entry).days)
+            quarters = (bs.get("ledger") or {}).get("quarters") or []
+            if bs["next_review_quarter"] <= len(quarters):
+                end = date.fromisoformat(quarters[bs["next_review_quarter"] - 1]["end"])
+                out.append((end + timedelta(days=1) - run.entry).days)
+        out.append(run.day + BUDDY_STRIDE_DAYS)  # in case a partnership opens steps we cannot foresee
+        return out
+
+    def _partner_action(self, bs: dict[str, Any], s: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+        p = bs["p"]
+        cfg = self.partners.get((p["buddy"]["ods_code"], p["scope"]), {})
+        k = s["kind"]
+        if k == "buddy_aip_regulator":
+            return "record", cfg.get("agreement_in_principle") or {"agreed_level_pence": 20_000_000,
+                                                                     "terms_of_reference": TOR}, None
+        if k == "buddy_aip_buddy":
+            return "accept", {}, None
+        if k.startswith("buddy_sign_"):
+            return "sign", {}, None
+        if k.startswith("buddy_plan_agree_"):
+            return "agree", {}, None
+        if k.startswith("buddy_confirm_"):
+            return "confirm", {}, None
+        ledger = bs.get("ledger") or {"agreed_level_pence": 0, "quarters": []}
+        level = ledger["agreed_level_pence"]
+        if k == "buddy_support_plan":
+            return "submit", cfg.get("support_plan") or {"workstreams": [
+                {"id": "improvement-support", "name": "Improvement support", "activities": ["mentoring"],
+                 "projected_cost_pence": level}]}, None
+        plan = bs.get("plan") or {"workstreams": [{"id": "improvement-support"}]}
+        ws = plan["workstreams"][0]["id"]
+        remaining = (bs.get("ledger_totals") or {}).get("remaining_pence", 0)
+        quarters = ledger["quarters"]
+
+        def line(amount: int, what: str) -> dict[str, Any]:
+            return {"lines": [{"workstream": ws, "description": what, "amount_pence": amount}]}
+
+        if k == "buddy_forecast":
+            # Forecasts of quarters not yet settled count against what is left of the agreed level.
+            pending = sum(q["forecast_pence"] or 0 for q in quarters
+                          if q["forecast_pence"] and q["payment_id"] is None and q["declined"] is None
+                          and q["authorised_pence"] is None)
+            amount = max(0, min(cfg.get("quarterly_pence") or level // 8, remaining - pending))
+            return "sign_off", line(amount, "planned support") if amount else {}, None
+        if k == "buddy_authorise":
+            q = next(q for q in quarters if q["number"] == s["subject"]["quarter"])
+            cap = q["forecast_pence"] or 0
+            if q.get("cap_pence") is not None:
+                cap = min(cap, q["cap_pence"])
+            amount = min(cap, remaining)
+            if amount <= 0:
+                return "decline", {}, "nothing payable for this quarter"
+            return "authorise", line(amount, "support delivered"), None
+        raise AssertionError(k)
+
+    async def _wait_task(self, workflow_id: str, step_id: str) -> None:
+        """The API routes a decision by the task row the partnership writes; wait until it is there."""
+        for _ in range(200):
+            if await self.stack.pool.fetchval("SELECT 1 FROM tasks WHERE workflow_id = $1 AND step_id = $2",
+                                              workflow_id, step_id):
+                return
+            await asyncio.sleep(0.05)
+        raise SimulationError(f"the task {step_id} of {workflow_id} never reached PostgreSQL")
+
+    async def partner_routine(self, run: RegimeRun, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        for _ in range(100):
+            partners = await self.partner_states(run, state)
+            todo = [(pid, bs, s) for pid, bs in partners.items() for s in bs["open_steps"]
+                    if self._partner_routine_kind(run, s["kind"]) and not s["paused"]
+                    and self._act_day(run, s) <= run.day]
+            if not todo:
+                return partners
+            pid, bs, s = min(todo, key=lambda t: (t[2]["due"], t[2]["id"]))
+            action, payload, comment = self._partner_action(bs, s)
+            await self._wait_task(pid, s["id"])
+            role = s["role"]
+            org = s["subject"].get("buddy_ods") if role == "buddy" else None
+            r = await self.call("POST", f"/regimes/{run.regime_id}/steps/{s['id']}/decisions", role=role,
+                                user=f"buddy-lead-{org}" if org else None, org=org,
+                                body={"action": action, "payload": payload, "role": role,
+                                      "comment": comment or "routine"})
+            if r.status_code != 200:
+                raise SimulationError(f"{self.sc.where(run.base + ('routine',))}: routine {action} of {s['id']} "
+                                      f"on day {run.day} refused: {r.status_code} {_detail(r)}")
+            self._log(run, role, action, s["id"], routine=True)
+        raise SimulationError(f"{self.sc.where(run.base + ('routine',))}: partnership routine does not settle "
+                              f"on day {run.day}")
 
     def _log(self, run: RegimeRun, who: str, do: str, what: str | None, routine: bool = False,
              note: str | None = None) -> None:
@@ -297,6 +418,9 @@ class Simulation:
         elif st.do == "record_enforcement":
             r = await self.call("POST", f"/regimes/{rid}/enforcement", role=st.who, user=st.user, body=payload)
         elif st.do == "add_buddy":
+            cfg = {k: payload.pop(k) for k in BUDDY_SIM_KEYS if k in payload}
+            cfg["agreement_in_principle"] = payload.get("agreement_in_principle")
+            self.partners[(payload["buddy"]["ods_code"], payload.get("scope", "trust-wide"))] = cfg
             r = await self.call("POST", f"/regimes/{rid}/buddies", role=st.who, user=st.user, body=payload)
         else:
             step_id = await self._resolve_decision_step(run, before, st, path)
@@ -404,10 +528,34 @@ class Simulation:
                                     if c["rating"] == "inadequate"],
                 "exit_rule_met": (i["verdict"] or {}).get("met"), "reasons": (i["verdict"] or {}).get("reasons", []),
             })
-        payments = [{"partnership": pid, "buddy": b["buddy_name"], "buddy_ods": b["buddy_ods"], "scope": b["scope"],
-                     "stage": b["stage"], "agreed_level_pence": b["agreed_level_pence"],
-                     "paid_pence": b["paid_pence"], "quarter": b["current_quarter"], "ended": b["ended"]}
-                    for pid, b in st["buddies"].items()]
+        payments = []
+        for pid, b in st["buddies"].items():
+            bs, ledger = await self._partner_record(run, pid)
+            key = (bs or {}).get("p", {}).get("key", pid)
+            for x in (bs or {}).get("steps", {}).values():
+                done = ldate(x["completed_at"]) if x["status"] == "done" else None
+                milestones.append({
+                    "step": x["id"], "kind": x["kind"], "title": x["title"], "role": x["role"],
+                    "opened": ldate(x["opened_at"]), "due": x["due"], "due_day": day_of(x["due"]),
+                    "status": x["status"], "outcome": x["outcome"], "done": done, "done_day": day_of(done),
+                    "late": x["late"], "by": x["completed_by"], "amended": len(x["amendments"]), "partnership": key})
+            escalations += [{"step": x["step_id"], "title": x["step_title"], "rung": x["rung"], "level": x["level"],
+                             "date": ldate(x["at"]), "day": day_of(ldate(x["at"])), "due": x["due"],
+                             "notified": x["notified"], "reason": x["reason"], "partnership": key}
+                            for x in (bs or {}).get("escalations", [])]
+            quarters = [{"quarter": q["number"], "start": q["start"], "end": q["end"],
+                         "forecast_pence": q["forecast_pence"], "authorised_pence": q["authorised_pence"],
+                         "paid_pence": q["paid_pence"], "paid_on": ldate(q["authorised_at"]) if q["payment_id"]
+                         else None, "paid_day": day_of(ldate(q["authorised_at"])) if q["payment_id"] else None,
+                         "declined": q["declined"]} for q in (ledger or {}).get("quarters", [])]
+            payments.append({"partnership": pid, "key": key, "buddy": b["buddy_name"], "buddy_ods": b["buddy_ods"],
+                             "scope": b["scope"], "stage": (bs or {}).get("stage", b["stage"]),
+                             "agreed_level_pence": b["agreed_level_pence"],
+                             "paid_pence": (ledger or {}).get("recorded_paid_pence", b["paid_pence"]),
+                             "remaining_pence": ((ledger or {}).get("totals") or {}).get("remaining_pence"),
+                             "ended": b["ended"], "quarters": quarters,
+                             "recorded_payments": len((ledger or {}).get("payments", []))})
+        escalations.sort(key=lambda x: (x["date"] or "", x["step"]))
         runs = await self.history_runs(run.regime_id)
         final = {
             "phase": st["phase"], "segment": st["segment"], "finished": st["finished"], "day": run.day,
@@ -423,6 +571,13 @@ class Simulation:
               "actions": run.actions, "wall_seconds": round(time.monotonic() - run.started, 1)}
         tl["expectations"] = check_expectations(run.spec, tl)
         return tl
+
+    async def _partner_record(self, run: RegimeRun, pid: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        r = await self.call("GET", f"/regimes/{run.regime_id}/buddies/{pid}", role="operations")
+        if r.status_code != 200:
+            return None, None
+        led = await self.call("GET", f"/regimes/{run.regime_id}/buddies/{pid}/ledger", role="operations")
+        return r.json(), led.json() if led.status_code == 200 else None
 
     async def history_runs(self, workflow_id: str) -> list[dict[str, Any]]:
         out = []
@@ -519,7 +674,8 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
                       + (f", follows {f['previous_regime_id']}" if f["previous_regime_id"] else ""))
             t = Table("step", "who", "opened", "due (day)", "done (day)", "outcome", "late", title="Milestones",
                       title_justify="left")
-            monthly = [m for m in reg["milestones"] if m["kind"].startswith("monthly_return")]
+            monthly = [m for m in reg["milestones"] if m["kind"].startswith("monthly_return")
+                       or m.get("partnership") and ".q" in m["step"]]
             for m in reg["milestones"]:
                 if m in monthly and not all_rows and not m["late"]:
                     continue
@@ -528,8 +684,8 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
                           "[red]late[/]" if m["late"] else "")
             if monthly and not all_rows:
                 on_time = sum(1 for m in monthly if m["status"] == "done" and not m["late"])
-                t.add_row(f"monthly returns ({len(monthly)} steps)", "trust / ID", "", "", "",
-                          f"{on_time} done on time", "", style="dim")
+                t.add_row(f"monthly returns, buddy quarters ({len(monthly)} steps; --all lists them)", "", "", "",
+                          "", f"{on_time} done on time", "", style="dim")
             con.print(t)
             if reg["escalations"]:
                 t = Table("day", "date", "step", "rung", "level", "notified", title="Escalations",
@@ -548,12 +704,16 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
                           "" if r["exit_rule_met"] is None else ("met" if r["exit_rule_met"] else "not met"))
             con.print(t)
             if reg["payments"]:
-                t = Table("partnership", "scope", "stage", "agreed", "paid", "ended", title="Buddy payments",
-                          title_justify="left")
+                t = Table("partnership", "quarter", "forecast", "authorised", "paid on (day)", "paid",
+                          title="Buddy payments", title_justify="left")
                 for p in reg["payments"]:
-                    t.add_row(f"{p['buddy']} ({p['buddy_ods']})", p["scope"], p["stage"],
-                              f"£{p['agreed_level_pence'] / 100:,.2f}", f"£{p['paid_pence'] / 100:,.2f}",
-                              "yes" if p["ended"] else "")
+                    for q in p["quarters"]:
+                        t.add_row(p["key"], f"Q{q['quarter']} {q['start']}..{q['end']}", _money(q["forecast_pence"]),
+                                  _money(q["authorised_pence"]),
+                                  f"{q['paid_on']} ({q['paid_day']})" if q["paid_on"] else (q["declined"] or "-"),
+                                  _money(q["paid_pence"]))
+                    t.add_row(f"[bold]{p['key']}[/]", p["stage"] + (", ended" if p["ended"] and p["stage"] != "ended" else ""),
+                              f"agreed {_money(p['agreed_level_pence'])}", "", "", f"[bold]{_money(p['paid_pence'])}[/]")
                 con.print(t)
             runs = f["history"]
             con.print(f"[bold]Final:[/] {f['phase']} (segment {f['segment']}) on day {f['day']} ({f['date']})"
@@ -570,6 +730,10 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
 
 
 _SHORT = {"requires_improvement": "req. improvement"}
+
+
+def _money(pence: int | None) -> str:
+    return "-" if pence is None else f"£{pence / 100:,.2f}"
 
 
 def register(app: typer.Typer) -> None:
