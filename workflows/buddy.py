@@ -402,8 +402,10 @@ class BuddyPartnershipWorkflow:
     # ---------------------------------------------------------------- views
     def summary(self) -> BuddySummary:
         led = self.s.ledger
-        outstanding = [f"Q{s.subject['quarter']}:{s.role}" for s in self.s.steps.values()
-                       if s.status == "open" and s.kind in CONFIRM_KIND.values()]
+        # Parties yet to confirm a quarter under review (a party whose dispute is open has not confirmed).
+        outstanding = [f"Q{q.number}:{party}" for q in (led.quarters if led else [])
+                       if q.number < self.s.next_review_quarter and not q.settled and q.authorised_pence is None
+                       for party in q.outstanding]
         return BuddySummary(
             partnership_id=self.s.p.partnership_id, buddy_ods=self.s.p.buddy.ods_code,
             buddy_name=self.s.p.buddy.name, scope=self.s.p.scope, stage=self.s.stage,
