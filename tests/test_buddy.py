@@ -14,13 +14,15 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Replayer
 
 from activities.payments import PaymentActivities
 from domain.dates import london_date
 from domain.ledger import Line, PaymentInstruction
-from domain.models import Actor, Decision, Rung, Trust
+from domain.models import Actor, DeadlineChange, Decision, Rung, Trust
 from tests.harness import Stack
 from tests.helpers import placement
 from workflows.buddy import BuddyPartnershipWorkflow
@@ -256,6 +258,10 @@ async def test_two_buddies_over_18_months_ledgers_right_at_every_quarter(stack):
     # Nobody acted late in this scenario, so no partnership step escalated beyond a reminder.
     for pid in w.pids:
         assert {e.rung for e in (await w.state(pid)).escalations} <= {"reminder"}
+    # Eighteen months of a partnership replay deterministically.
+    history = await w.stack.handle(a).fetch_history()
+    await Replayer(workflows=[BuddyPartnershipWorkflow], data_converter=pydantic_data_converter).replay_workflow(
+        history)
 
 
 # ---------------------------------------------------------------------------- deadlines
@@ -297,6 +303,11 @@ async def test_formal_agreement_signed_late_escalates_then_is_accepted(stack):
     events = [r["event"] for r in await w.stack.pool.fetch(
         "SELECT event FROM audit_log WHERE workflow_id=$1 ORDER BY id", pid)]
     assert events.count("escalation") == 3 and "formal_agreement.signed" in events
+    # The regulator moves the plan's deadline (a message to the partnership; see the report on the API route).
+    view = await w.stack.handle(pid).execute_update(BuddyPartnershipWorkflow.amend_deadline, DeadlineChange(
+        step_id="BZ3.support_plan", new_due=s.formal_agreement_on + timedelta(days=60), reason="board elections",
+        actor=Actor(user_id="reg-1", role="regulator")))
+    assert view.step.due == s.formal_agreement_on + timedelta(days=60) and view.step.amendments
 
 
 # ---------------------------------------------------------------------------- disputes and duties
@@ -346,6 +357,29 @@ async def test_disputed_quarter_pays_nothing_until_resolved(stack):
     assert q1["disputes"][0]["resolution"].startswith("two of four") and q1["disputes"][0]["resolved_by"] == "reg-1"
     assert led["totals"]["paid_pence"] == led["recorded_paid_pence"] == 2_500_000
     await w.regime_sees(pid, confirmations_outstanding=[], paid_pence=2_500_000)
+
+    # A significant change to the support plan: proposed by the buddy, approved by the ID and the trust.
+    new_plan = {"workstreams": PLAN["workstreams"] + [{"id": "estates", "name": "Estates", "activities": ["audit"],
+                                                        "projected_cost_pence": 1_000_000}]}
+    r = await w.stack.http.post(f"/regimes/{w.rid}/buddies/{pid}/plan-changes", headers=w.buddy("BZ4", "planner"),
+                                json={"plan": new_plan, "reason": "estates review requested by the trust"})
+    assert r.status_code == 201, r.text
+    await w.settle(pid)
+    err = await update_error(handle, BuddyPartnershipWorkflow.decide_step, Decision(
+        step_id="BZ4.plan_change-1.approve_trust", action="approve",
+        actor=Actor(user_id="planner-BZ4", role="trust")))
+    assert err.type == "SeparationOfDuties"
+    await w.decide("BZ4.plan_change-1.approve_id", "approve")
+    await w.decide("BZ4.plan_change-1.approve_trust", "approve")
+    s = await w.state(pid)
+    assert s.plan_version == 2 and "estates" in s.plan.workstream_ids()
+    # Who may read the ledger: the trust's people, national roles, and the buddy itself; no other buddy.
+    url = f"/regimes/{w.rid}/buddies/{pid}/ledger"
+    assert (await w.stack.http.get(url, headers=w.buddy("BZ4"))).status_code == 200
+    assert (await w.stack.http.get(url, headers=w.buddy("BZX"))).status_code == 403
+    assert (await w.stack.http.get(url, headers=w.trust)).status_code == 200
+    r = await w.stack.http.get(f"/regimes/{w.rid}/buddies/{pid}", headers=w.idir)
+    assert r.status_code == 200 and r.json()["ledger_totals"]["paid_pence"] == 2_500_000
 
 
 # ---------------------------------------------------------------------------- money limits

@@ -14,6 +14,7 @@ authorises buddy users by it).
 
 Message API
 - update `decide_step(Decision) -> BuddyStepView`: a person acts on an open step.
+- update `amend_deadline(DeadlineChange) -> BuddyStepView`: the regulator moves a due date or pauses a clock.
 - update `end_early(PartnershipEnd) -> BuddySummary`: the regulator ends the partnership with a reason;
   the current quarter is cut short at today and settled, later quarters are dropped.
 - update `propose_plan_change(PlanChange) -> PlanChangeRecord`: the buddy proposes a significant change
@@ -70,7 +71,7 @@ with workflow.unsafe.imports_passed_through():
         SupportPlan,
         money,
     )
-    from domain.models import SYSTEM, Action, Actor, BuddySummary, Decision, Escalation, Step
+    from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Escalation, Step
     from workflows.common import APPLY_EFFECTS, BuddyStart, EffectBatch
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
@@ -511,14 +512,12 @@ class BuddyPartnershipWorkflow:
             if payload.projected_total_pence > led.agreed_level_pence:
                 raise LedgerError("RuleBroken", f"projected costs of {money(payload.projected_total_pence)} are "
                                                 f"above the agreed level ({money(led.agreed_level_pence)})")
-        elif k == "buddy_aip_regulator":
-            pass  # the payload model is the whole rule
         elif k == "buddy_forecast":
             assert isinstance(payload, ForecastPayload) and led is not None and self.s.plan is not None
             led.check_forecast(n, payload.lines, self.s.plan.workstream_ids())
         elif k in CONFIRM_KIND.values():
-            led_ = self._ledger()
-            led_.check_confirmation(n, _party(k), d.actor.user_id, "confirmed" if a == "confirm" else "disputed")
+            self._ledger().check_confirmation(n, _party(k), d.actor.user_id,
+                                              "confirmed" if a == "confirm" else "disputed")
         elif k == "buddy_resolve":
             agreed = payload.agreed_pence if isinstance(payload, ResolutionPayload) else None
             self._ledger().check_resolution(n, d.actor.user_id, agreed)
@@ -628,6 +627,50 @@ class BuddyPartnershipWorkflow:
         self._open_quarter(1)
         self.s.next_forecast_quarter = 2
         self.s.next_review_quarter = 1
+
+    # ---------------------------------------------------------------- deadlines
+    @workflow.update
+    async def amend_deadline(self, c: DeadlineChange) -> BuddyStepView:
+        self._validate_amend(c)
+        self._updates_this_run += 1
+        st = self.s.steps[c.step_id]
+        old = {"due": st.due.isoformat(), "paused": st.paused}
+        if c.pause is not None:
+            st.paused = c.pause
+        if c.new_due is not None:
+            st.due = c.new_due
+        # The ladder restarts from the new date; reminders already past under it are not repeated.
+        st.next_rung = 0
+        st.late = workflow.now() > dates.end_of_day(st.due)
+        now, ladder = workflow.now(), self.s.p.ladder
+        while st.next_rung < len(ladder) and ladder[st.next_rung].offset_days < 0 \
+                and self._rung_instant(st, st.next_rung) <= now and dates.end_of_day(st.due) > now:
+            st.next_rung += 1
+        new = {"due": st.due.isoformat(), "paused": st.paused}
+        st.amendments.append({"at": workflow.now().isoformat(), "by": c.actor.user_id, "reason": c.reason,
+                              "old": old, "new": new})
+        self._audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
+        self._emit({"type": "task_open", "step": {"step_id": st.id, "kind": st.kind, "title": st.title,
+                                                  "role": st.role, "due": st.due.isoformat(),
+                                                  "subject": st.subject, "paused": st.paused}})
+        self._wake = True
+        return self._view(st)
+
+    @amend_deadline.validator
+    def _validate_amend(self, c: DeadlineChange) -> None:
+        st = self.s.steps.get(c.step_id)
+        if st is None:
+            raise reject("UnknownStep", f"no step '{c.step_id}' in partnership {self.s.p.partnership_id}")
+        if st.status != "open":
+            raise reject("StepNotOpen", f"'{st.title}' is {st.status}; its deadline cannot change")
+        if c.actor.role != "regulator":
+            raise reject("WrongRole", "only the regulator moves deadlines")
+        if c.new_due is None and c.pause is None:
+            raise reject("InvalidPayload", "give new_due, pause, or both")
+        if c.new_due is not None and c.new_due < self._today():
+            raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
+        if not c.reason.strip():
+            raise reject("ReasonRequired", "a reason is required")
 
     # ---------------------------------------------------------------- plan changes
     @workflow.update
