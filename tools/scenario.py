@@ -136,6 +136,7 @@ class ExpectSpec(_Strict):
     extensions: int | None = None
     late: list[str] | None = Field(None, description="exactly these steps (ids) were late")
     escalations: dict[str, list[str]] = Field(default_factory=dict, description="step id -> rungs, in order")
+    due_days: dict[str, int] = Field(default_factory=dict, description="step id -> due day (counted from entry)")
     only_reminders: bool | None = Field(None, description="no escalation beyond a reminder")
     buddies: int | None = None
     follows_previous: bool | None = Field(None, description="the regime is linked to the trust's earlier one")

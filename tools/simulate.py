@@ -617,6 +617,8 @@ def check_expectations(spec: RegimeSpec, tl: dict[str, Any]) -> list[dict[str, A
         add("late", sorted(x.late), sorted(m["step"] for m in tl["milestones"] if m["late"]))
     for step, rungs in x.escalations.items():
         add(f"escalations[{step}]", rungs, [e["rung"] for e in tl["escalations"] if e["step"] == step])
+    for step, day in x.due_days.items():
+        add(f"due_days[{step}]", day, next((m["due_day"] for m in tl["milestones"] if m["step"] == step), None))
     if x.only_reminders is not None:
         beyond = [f"{e['step']}:{e['rung']}" for e in tl["escalations"] if e["rung"] != "reminder"]
         out.append({"check": "only_reminders", "expected": x.only_reminders, "actual": beyond,

@@ -123,7 +123,7 @@ class Stack:
     base_url: str
     schema: str
     task_queue: str
-    worker: Worker
+    worker: Worker | None
 
     def token(self, sub: str, *roles: str, trusts: list[str] | None = None, org: str | None = None) -> str:
         return mint_token(self.settings, sub, list(roles), trusts or [], org)
@@ -175,7 +175,8 @@ def make_worker(client: Client, pool: asyncpg.Pool, task_queue: str, workflows: 
 async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequence[type] | None = None,
                     start_worker: bool = True, worker_options: dict[str, Any] | None = None,
                     **overrides: Any) -> AsyncIterator[Stack]:
-    """Worker + API on a free port, in a fresh schema and task queue. `stack.worker` is the running worker."""
+    """Worker + API on a free port, in a fresh schema and task queue. `stack.worker` is the running worker
+    (None with start_worker=False: the caller runs its own, e.g. an old and then a new version)."""
     schema = "s_" + uuid.uuid4().hex[:12]
     task_queue = "tq-" + uuid.uuid4().hex[:12]
     port = free_port()
@@ -188,7 +189,7 @@ async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequ
     # parent's skipping without its bound and races to its end.
     skipper = TimeSkipper(client, config=TimeSkippingConfig(enabled=False, disable_propagation=True,
                                                             max_session_skip_count=1_000_000))
-    worker = make_worker(client, pool, task_queue, workflows, **(worker_options or {}))
+    worker = make_worker(client, pool, task_queue, workflows, **(worker_options or {})) if start_worker else None
     app = create_app(settings, database=database_url, temporal_client=skipper.client)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serve = asyncio.create_task(server.serve())
@@ -200,7 +201,7 @@ async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequ
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             stack = Stack(settings, client, skipper, pool, http, base, schema, task_queue, worker)
-            if start_worker:
+            if worker is not None:
                 async with worker:
                     yield stack
             else:
