@@ -72,6 +72,9 @@ SA_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 
 ACTIVE_PHASES = ("in_special_measures", "extended", "long_term_solution")
 PARTY_ROLES = ("trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc")
+# Patch ids (docs/versioning.md). Each guards a behaviour change that regimes already running must not see
+# while they replay the path they took before it.
+FOLLOWUPS_FROM_MEETING_DATE = "followups-from-meeting-date"
 
 
 def reject(kind: str, message: str) -> ApplicationError:
@@ -466,9 +469,10 @@ class RegimeWorkflow:
                 if o.status == "open" and o.role == "improvement_director":
                     self._emit({"type": "task_open", "step": self._task(o)})
         elif k in ("board_to_board", "board_to_board_pre_inspection"):
-            self._open("letter_to_chair", today + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
+            held = self._followups_from(d, today)
+            self._open("letter_to_chair", held + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
             if d.payload.get("commission_capability_review"):
-                self._open("capability_review", dates.add_months(today, CAPABILITY_REVIEW_MONTHS))
+                self._open("capability_review", dates.add_months(held, CAPABILITY_REVIEW_MONTHS))
         elif k == "letter_to_chair":
             if d.payload.get("commission_capability_review"):
                 self._open("capability_review", dates.add_months(today, CAPABILITY_REVIEW_MONTHS))
@@ -488,6 +492,17 @@ class RegimeWorkflow:
                                  "sent_by": d.actor.user_id}
             self._set_phase("long_term_solution", d.actor, "Chief Inspector wrote to the Secretary of State")
             self._open("reinspection", dates.add_months(today, 6), step_id=f"reinspection-{self._n_reinspections() + 1}")
+
+    def _followups_from(self, d: Decision, today: date) -> date:
+        """The day a board-to-board's follow-ups (letter to the chair, capability review) count from.
+
+        They count from the day the boards met (a business date), not the day someone recorded the
+        meeting, so recording it late no longer moves their deadlines. Introduced by a patch: a run that
+        took the old path before the change keeps it until it continues as new.
+        """
+        if not workflow.patched(FOLLOWUPS_FROM_MEETING_DATE):
+            return today
+        return min(date.fromisoformat(str(d.payload.get("meeting_date") or today.isoformat())), today)
 
     def _regulator_decided(self, st: Step, d: Decision) -> None:
         today = self._today()
