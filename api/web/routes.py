@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -185,7 +185,8 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         clock = await data.clock(client, row["workflow_id"])
         from workflows.regime import RegimeWorkflow
 
-        state: RegimeState = await client.get_workflow_handle(row["workflow_id"]).query(RegimeWorkflow.get_state)
+        state: RegimeState = await client.get_workflow_handle(row["workflow_id"]).query(
+            RegimeWorkflow.get_state, rpc_timeout=timedelta(seconds=10))
     except RPCError as e:
         return page(request, "error.html", {"user": user, "title": "Regime state unavailable",
                                             "detail": f"The workflow engine did not answer: {e.message}"},
@@ -255,26 +256,24 @@ def _ratings(state: RegimeState) -> dict[str, Any]:
 
 
 async def _buddies(client: Client, state: RegimeState) -> list[dict[str, Any]]:
+    """Each partnership's summary (carried in the regime state) and, from its own workflow, its agreement
+    dates and quarterly ledger. A partnership that does not answer still shows its summary."""
     out = []
     for b in state.buddies.values():
-        share = (b.paid_pence / b.agreed_level_pence) if b.agreed_level_pence else None
-        out.append({"b": b, "share": share, "quarters": await _quarters(client, b.partnership_id)})
-    return out
-
-
-async def _quarters(client: Client, partnership_id: str) -> list[dict[str, Any]] | None:
-    """The partnership's quarterly ledger, if its workflow answers a query that carries one."""
-    handle = client.get_workflow_handle(partnership_id)
-    for query in ("get_ledger", "get_state"):
+        item: dict[str, Any] = {"b": b, "share": (b.paid_pence / b.agreed_level_pence) if b.agreed_level_pence
+                                else None, "ledger": None, "detail": None}
+        handle = client.get_workflow_handle(b.partnership_id)
         try:
-            result = await handle.query(query)
-        except Exception:
-            continue
-        if isinstance(result, dict):
-            result = result.get("quarters") or result.get("ledger")
-        if isinstance(result, list) and all(isinstance(q, dict) for q in result):
-            return result
-    return None
+            from domain.ledger import BuddyState, LedgerView
+
+            item["ledger"] = await handle.query("get_ledger", result_type=LedgerView,
+                                                rpc_timeout=timedelta(seconds=3))
+            item["detail"] = await handle.query("get_state", result_type=BuddyState,
+                                                rpc_timeout=timedelta(seconds=3))
+        except Exception:  # an older partnership workflow, or one the worker cannot answer for now
+            pass
+        out.append(item)
+    return out
 
 
 # ------------------------------------------------------------------ cohort

@@ -21,7 +21,7 @@ from domain.models import RegimeState, Step
 
 W, LABEL_W, STATE_W = 1040, 250, 150
 CHART_X0, CHART_X1 = LABEL_W, W - STATE_W - 10
-ROW_H, TOP = 30, 54
+ROW_H, TOP = 32, 64
 INK, GRID, BAND = "#212b32", "#d8dde0", "#fff9c4"
 MONTHLY = ("monthly_return", "monthly_return_cosign")
 
@@ -143,13 +143,13 @@ def _render(rows: list[Row], start: date, end: date, today: date | None, markers
     def x(d: date) -> float:
         return round(CHART_X0 + (CHART_X1 - CHART_X0) * (d - start).days / span, 1)
 
-    height = TOP + ROW_H * max(len(rows), 1) + 16
-    bottom = height - 16
+    bottom = TOP + ROW_H * max(len(rows), 1)
+    height = bottom + (44 if markers or bands else 12)
     summary = ", ".join(f"{n} {labels.state_label(s).lower()}" for s, n in counts.items()) or "no milestones"
     out: list[str] = [
         f'<svg class="sm-timeline" viewBox="0 0 {W} {height}" width="100%" role="img" '
         f'aria-labelledby="timeline-title timeline-desc" xmlns="http://www.w3.org/2000/svg" '
-        f'font-family="Arial, sans-serif" font-size="13">',
+        f'font-family="Arial, sans-serif" font-size="14">',
         f'<title id="timeline-title">Timeline of the regime from {labels.fmt_date(entry)}</title>',
         f'<desc id="timeline-desc">{len(rows)} milestone rows: {escape(summary)}. '
         f'The table below the chart lists the same milestones.</desc>',
@@ -157,38 +157,38 @@ def _render(rows: list[Row], start: date, end: date, today: date | None, markers
         'patternTransform="rotate(45)"><rect width="6" height="6" fill="#f7d4d1"/>'
         '<line x1="0" y1="0" x2="0" y2="6" stroke="#d5281b" stroke-width="3"/></pattern></defs>',
     ]
+    for n in range(0, len(rows), 2):
+        out.append(f'<rect x="0" y="{TOP + n * ROW_H}" width="{W}" height="{ROW_H}" fill="#f0f4f5"/>')
     for b in bands:
         x0, x1 = x(max(b["start"], start)), x(min(b["end"], end))
         out.append(f'<g class="sm-band"><title>{escape(b["label"])}: {labels.fmt_date(b["start"])} to '
-                   f'{labels.fmt_date(b["end"])}</title><rect x="{x0}" y="{TOP - 8}" width="{max(x1 - x0, 1)}" '
-                   f'height="{bottom - TOP + 8}" fill="{BAND}" stroke="#ffb81c"/>'
-                   f'<text x="{x0 + 4}" y="{bottom - 4}" fill="{INK}" font-size="12">{escape(b["label"])}</text></g>')
+                   f'{labels.fmt_date(b["end"])}</title><rect x="{x0}" y="{TOP - 4}" width="{max(x1 - x0, 1)}" '
+                   f'height="{bottom - TOP + 8}" fill="{BAND}" fill-opacity="0.75" stroke="#ffb81c"/>'
+                   f'<text x="{x0 + 4}" y="{bottom + 34}" fill="{INK}" font-size="12">{escape(b["label"])}</text></g>')
     out.append(_months_axis(start, end, x, bottom))
     for n, row in enumerate(rows):
         y = TOP + n * ROW_H
-        if n % 2 == 0:
-            out.append(f'<rect x="0" y="{y}" width="{W}" height="{ROW_H}" fill="#f0f4f5" opacity="0.6"/>')
-        out.append(f'<text x="{LABEL_W - 10}" y="{y + 19}" text-anchor="end" fill="{INK}">{escape(row.label)}</text>')
+        out.append(f'<text x="{LABEL_W - 10}" y="{y + 21}" text-anchor="end" fill="{INK}">{escape(row.label)}</text>')
         for item in row.items:
             out.append(_item_svg(row, item, x, y, today))
         colour = labels.STATES[row.state][1]
         out.append(f'<g class="sm-state"><rect x="{CHART_X1 + 14}" y="{y + 9}" width="11" height="11" '
                    f'fill="{colour}" stroke="{INK}" stroke-width="0.8"/>'
-                   f'<text x="{CHART_X1 + 31}" y="{y + 19}" fill="{INK}" font-size="12">'
+                   f'<text x="{CHART_X1 + 31}" y="{y + 20}" fill="{INK}" font-size="13">'
                    f'{escape(row.state_text(today or end))}</text></g>')
     for m in markers:
         mx = x(m["date"])
         colour = "#007f3b" if m["kind"] == "exit" else "#330072"
         dash = "" if m["kind"] == "exit" else ' stroke-dasharray="4 3"'
         out.append(f'<g class="sm-marker"><title>{escape(m["label"])} ({labels.fmt_date(m["date"])})</title>'
-                   f'<line x1="{mx}" y1="{TOP - 6}" x2="{mx}" y2="{bottom}" stroke="{colour}" stroke-width="2"{dash}/>'
-                   f'<text x="{mx + 3}" y="{TOP - 10}" fill="{colour}" font-size="11">{escape(m["label"])}</text></g>')
+                   f'<line x1="{mx}" y1="{TOP - 6}" x2="{mx}" y2="{bottom + 6}" stroke="{colour}" stroke-width="2"{dash}/>'
+                   f'<text x="{mx + 3}" y="{bottom + 16}" fill="{colour}" font-size="12">{escape(m["label"])}</text></g>')
     if today is not None and start <= today <= end:
         tx = x(today)
         out.append(f'<g class="sm-today"><title>Today, {labels.fmt_date(today)}</title>'
-                   f'<line x1="{tx}" y1="{TOP - 22}" x2="{tx}" y2="{bottom}" stroke="{INK}" stroke-width="2.5"/>'
-                   f'<rect x="{tx - 26}" y="{TOP - 38}" width="52" height="17" rx="3" fill="{INK}"/>'
-                   f'<text x="{tx}" y="{TOP - 25}" text-anchor="middle" fill="#ffffff" font-size="12" '
+                   f'<line x1="{tx}" y1="{TOP - 12}" x2="{tx}" y2="{bottom}" stroke="{INK}" stroke-width="2.5"/>'
+                   f'<rect x="{tx - 26}" y="{TOP - 30}" width="52" height="18" rx="3" fill="{INK}"/>'
+                   f'<text x="{tx}" y="{TOP - 16}" text-anchor="middle" fill="#ffffff" font-size="12" '
                    f'font-weight="bold">Today</text></g>')
     out.append("</svg>")
     return Markup("".join(out))
@@ -200,13 +200,16 @@ def _months_axis(start: date, end: date, x: Any, bottom: float) -> str:
     out = []
     m = date(start.year, start.month, 1)
     i = 0
+    year_shown = None
     while m <= end:
         if m >= start:
             mx = x(m)
             out.append(f'<line x1="{mx}" y1="{TOP - 4}" x2="{mx}" y2="{bottom}" stroke="{GRID}"/>')
             if i % step == 0:
-                label = f"{m:%b}" + (f" {m:%Y}" if m.month == 1 or i == 0 else "")
-                out.append(f'<text x="{mx + 2}" y="{TOP - 42}" fill="#4c6272" font-size="11">{label}</text>')
+                out.append(f'<text x="{mx + 3}" y="{TOP - 50}" fill="#4c6272" font-size="12">{m:%b}</text>')
+                if m.year != year_shown:
+                    year_shown = m.year
+                    out.append(f'<text x="{mx + 3}" y="{TOP - 36}" fill="#4c6272" font-size="12">{m:%Y}</text>')
             i += 1
         m = dates.add_months(m, 1)
     return "".join(out)
