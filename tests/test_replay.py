@@ -93,6 +93,13 @@ async def test_incompatible_copy_of_the_workflow_fails_replay(broken):
     assert not results[0].ok and "Nondeterminism" in results[0].error
 
 
+def test_cli_replays_the_golden_glob():
+    """`regime replay tests/histories/*.json`, as CI and the issue run it (the glob includes the manifest)."""
+    r = CliRunner().invoke(app, ["replay", *map(str, sorted(HISTORIES.glob("*.json")))])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("ok ") == len(GOLDEN)
+
+
 def test_cli_replays_files_and_fails_on_a_bad_one(tmp_path):
     good = golden("late_plan_escalations.regime.run1")
     r = CliRunner().invoke(app, ["replay", str(good)])
