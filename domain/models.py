@@ -178,7 +178,12 @@ class BuddySummary(BaseModel):
     scope: str
     stage: str
     agreed_level_pence: int = 0
+    forecast_pence: int = 0
+    confirmed_pence: int = 0
+    authorised_pence: int = 0
     paid_pence: int = 0
+    remaining_pence: int = 0
+    used_share: float = Field(0.0, description="authorised / agreed level, for display only")
     current_quarter: int | None = None
     confirmations_outstanding: list[str] = Field(default_factory=list)
     ended: bool = False

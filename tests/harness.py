@@ -86,9 +86,16 @@ class Stack:
         return self.skipper.client.get_workflow_handle(regime_id)
 
     async def fast_forward(self, regime_id: str, days: float) -> bool:
-        """Advance the regime's virtual clock; False once the workflow has completed."""
+        """Advance the regime's virtual clock, and its running buddy partnerships' with it (a child's
+        clock does not follow its parent's); False once the regime has completed."""
+        children = [w.id async for w in self.client.list_workflows(
+            f"RegimeId = '{regime_id}' AND ExecutionStatus = 'Running' AND WorkflowId != '{regime_id}'")]
+        results = await asyncio.gather(*(self._skip(w, days) for w in [regime_id, *children]))
+        return results[0]
+
+    async def _skip(self, workflow_id: str, days: float) -> bool:
         try:
-            return await self.skipper.fast_forward(self.handle(regime_id), timedelta(days=days))
+            return await self.skipper.fast_forward(self.handle(workflow_id), timedelta(days=days))
         except RPCError as e:
             if "already completed" in e.message:
                 return False

@@ -410,7 +410,7 @@ class BuddyPartnershipWorkflow:
         return BuddySummary(
             partnership_id=self.s.p.partnership_id, buddy_ods=self.s.p.buddy.ods_code,
             buddy_name=self.s.p.buddy.name, scope=self.s.p.scope, stage=self.s.stage,
-            agreed_level_pence=led.agreed_level_pence if led else 0, paid_pence=led.paid_pence if led else 0,
+            **(led.totals().model_dump() if led else {}),
             current_quarter=self._current_quarter(), confirmations_outstanding=outstanding,
             ended=self.s.finished,
         )

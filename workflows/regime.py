@@ -383,6 +383,7 @@ class RegimeWorkflow:
     @workflow.update
     async def decide_step(self, d: Decision) -> StepView:
         self._updates_this_run += 1
+        self._validate_decision(d)  # again: another update may have changed the step since
         st = self.s.steps[d.step_id]
         spec = CATALOGUE[st.kind]
         payload = spec.actions[d.action].model_validate(d.payload)
@@ -575,6 +576,7 @@ class RegimeWorkflow:
     @workflow.update
     async def amend_deadline(self, c: DeadlineChange) -> StepView:
         self._updates_this_run += 1
+        self._validate_amend(c)
         st = self.s.steps[c.step_id]
         old = {"due": st.due.isoformat(), "paused": st.paused}
         if c.pause is not None:
@@ -621,6 +623,7 @@ class RegimeWorkflow:
     @workflow.update
     async def announce_reinspection(self, a: ReinspectionAnnouncement) -> StepView:
         self._updates_this_run += 1
+        self._validate_announce(a)
         st = self._open_reinspection()
         assert st is not None
         st.data["announced_date"] = a.inspection_date.isoformat()
@@ -731,6 +734,7 @@ class RegimeWorkflow:
     @workflow.update
     async def close_regime(self, c: Closure) -> str:
         self._updates_this_run += 1
+        self._validate_close(c)
         self.s.closure = {"solution": c.solution, "reason": c.reason, "by": c.actor.user_id,
                           "on": self._today().isoformat()}
         self._set_phase("closed_structural", c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
@@ -750,6 +754,7 @@ class RegimeWorkflow:
     @workflow.update
     async def record_enforcement(self, e: Enforcement) -> int:
         self._updates_this_run += 1
+        self._validate_enforcement(e)
         self.s.enforcement.append({"action": e.action, "detail": e.detail, "by": e.actor.user_id,
                                    "on": self._today().isoformat()})
         self._audit("enforcement_recorded", e.actor, reason=e.detail, detail={"action": e.action})
@@ -767,6 +772,7 @@ class RegimeWorkflow:
     @workflow.update
     async def add_buddy(self, req: BuddyRequest) -> BuddySummary:
         self._updates_this_run += 1
+        self._validate_add_buddy(req)
         pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
         summary = BuddySummary(partnership_id=pid, buddy_ods=req.buddy.ods_code, buddy_name=req.buddy.name,
                                scope=req.scope, stage="starting")

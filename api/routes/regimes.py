@@ -170,7 +170,14 @@ def actor(user: User, role: str, rid: str) -> Actor:
 
 async def run_update(handle: WorkflowHandle, update: Any, arg: Any) -> Any:
     try:
-        return await handle.execute_update(update, arg)
+        for attempt in range(40):
+            try:
+                return await handle.execute_update(update, arg)
+            except RPCError as e:
+                # A run that has just continued as new cannot take an update until its first task.
+                if e.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 39:
+                    raise
+                await asyncio.sleep(0.05)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError):
@@ -353,12 +360,15 @@ async def amend(regime_id: str, step_id: str, req: DeadlineRequest, request: Req
                 pool: DbPool, client: TemporalClientDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "regulator", row["ods_code"])
+    wf_id = await pool.fetchval("SELECT workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
+                                regime_id, step_id) or regime_id
 
     async def handler() -> tuple[int, Any]:
         c = DeadlineChange(step_id=step_id, new_due=req.new_due, pause=req.pause, reason=req.reason,
                            actor=actor(user, "regulator", rid))
-        view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.amend_deadline, c)
-        return 200, _json(view)
+        update = RegimeWorkflow.amend_deadline if wf_id == regime_id else "amend_deadline"
+        view = await run_update(client.get_workflow_handle(wf_id), update, c)
+        return 200, _json(view) if isinstance(view, BaseModel) else view
 
     return await idempotent(request, pool, user, {"step": step_id, **_json(req)}, handler)
 
