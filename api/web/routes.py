@@ -93,12 +93,15 @@ async def sign_in(request: Request):
     if not _same_origin(request):
         return page(request, "error.html", {"title": "Sign-in refused", "detail":
                     "The sign-in form was sent from another site."}, status=403)
+    settings = _settings(request)
+    if settings.auth_jwks_url and settings.environment != "local":
+        return page(request, "error.html", {"title": "Page not found", "detail":
+                    "Sign in through your organisation's account."}, status=404)
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     nxt = _safe_next((form.get("next") or [""])[0])
     if token.lower().startswith("bearer "):
         token = token[7:].strip()
-    settings = _settings(request)
     try:
         if not token:
             raise Problem(401, "token-missing", "Paste a token")
