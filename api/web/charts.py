@@ -12,7 +12,7 @@ PROGRAMME_AVERAGE = 23  # months: the real special measures programme's average 
 
 
 def months_chart(items: list[dict[str, Any]], mean: float | None) -> Markup:
-    w, label_w, bar_h, gap, top = 1000, 300, 22, 8, 40
+    w, label_w, bar_h, gap, top = 1000, 340, 22, 8, 58
     x0, x1 = label_w, w - 70
     top_months = max([12.0, PROGRAMME_AVERAGE + 2.0] + [i["months"] for i in items])
     scale_max = (int(top_months) // 6 + 1) * 6
@@ -39,18 +39,18 @@ def months_chart(items: list[dict[str, Any]], mean: float | None) -> Markup:
         label = f'{i["trust_name"]} ({i["entry_date"].year})'
         out.append(f'<g class="sm-cohort-bar"><title>{escape(label)}: {i["months"]} months, {escape(i["outcome"])}'
                    f'</title><text x="{label_w - 10}" y="{y + 16}" text-anchor="end" fill="{INK}">'
-                   f'{escape(label[:44])}</text><rect x="{x0}" y="{y}" width="{max(x(i["months"]) - x0, 2)}" '
+                   f'{escape(label if len(label) <= 50 else label[:48] + "…")}</text><rect x="{x0}" y="{y}" width="{max(x(i["months"]) - x0, 2)}" '
                    f'height="{bar_h}" fill="{colour}"/><text x="{x(i["months"]) + 6}" y="{y + 16}" fill="{INK}">'
                    f'{i["months"]}</text></g>')
-    for value, label, dash in ((12, "Re-inspection due (12 months)", "2 3"),
-                               (PROGRAMME_AVERAGE, f"Programme average (about {PROGRAMME_AVERAGE} months)", "6 3"),
-                               (mean, f"Mean here ({mean} months)" if mean is not None else "", "")):
+    refs = ((12, "Re-inspection due (12 months)", "2 3", 14),
+            (PROGRAMME_AVERAGE, f"Programme average (about {PROGRAMME_AVERAGE} months)", "6 3", 30),
+            (mean, f"Mean here ({mean} months)", "", 46))
+    for value, label, dash, y_text in refs:
         if value is None:
             continue
         lx = x(value)
-        anchor = "end" if lx > w - 200 else "start"
+        anchor = "end" if lx > w - 260 else "start"
         tx = lx - 4 if anchor == "end" else lx + 4
-        y_text = {12: 14, PROGRAMME_AVERAGE: 28}.get(value, 28 if value != 12 else 14) if value != mean else 14
         out.append(f'<line x1="{lx}" y1="{top - 8}" x2="{lx}" y2="{height - 26}" stroke="{INK}" stroke-width="1.5"'
                    + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
                    f'<text x="{tx}" y="{y_text}" text-anchor="{anchor}" fill="{INK}" font-size="12">{escape(label)}'
