@@ -313,7 +313,7 @@ class Stack:
             "",
             f"Special measures regime orchestrator is running (ready in {started_in:.1f} s)",
             f"  API docs     {api}/docs",
-            f"  Web pages    {api}/ui",
+            f"  Web pages    {api}/web/regimes",
             f"  Temporal UI  {ui}",
             f"  Health       {api}/health/ready",
             f"  Temporal     {temporal}",

@@ -98,10 +98,11 @@ async def _task_open(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, An
 async def _task_close(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, Any]) -> int:
     r = await conn.execute(
         """
-        UPDATE tasks SET state = $3, outcome = $4, closed_by = $5, closed_at = now(), last_seq = $6
+        UPDATE tasks SET state = $3, outcome = $4, closed_by = $5, closed_at = coalesce($7, now()), last_seq = $6
         WHERE workflow_id = $1 AND step_id = $2 AND last_seq < $6
         """,
         b.workflow_id, eff["step_id"], eff["state"], eff["outcome"], eff["closed_by"], eff["seq"],
+        datetime.fromisoformat(eff["at"]) if eff.get("at") else None,
     )
     return int(r.split()[-1])
 

@@ -193,7 +193,7 @@ def test_run_command_starts_everything_and_stops_cleanly(tmp_path):
             time.sleep(0.2)
         api = f"http://127.0.0.1:{ports['API_PORT']}"
         text = log.read_text()
-        assert f"{api}/docs" in text and f"{api}/ui" in text and f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}" in text
+        assert f"{api}/docs" in text and f"{api}/web/regimes" in text and f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}" in text
         for url in (f"{api}/health/ready", f"{api}/docs", f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/"):
             with urllib.request.urlopen(url, timeout=10) as r:
                 assert r.status == 200, url

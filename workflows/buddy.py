@@ -316,7 +316,7 @@ class BuddyPartnershipWorkflow:
         if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
             st.late = True
         self._emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
-                    "closed_by": actor.user_id})
+                    "closed_by": actor.user_id, "at": workflow.now().isoformat()})
 
     def _cancel(self, pred, reason: str) -> None:
         for st in self.s.steps.values():

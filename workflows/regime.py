@@ -260,7 +260,7 @@ class RegimeWorkflow:
         if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
             st.late = True
         self._emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
-                    "closed_by": actor.user_id})
+                    "closed_by": actor.user_id, "at": workflow.now().isoformat()})
 
     def _task(self, st: Step) -> dict[str, Any]:
         return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
