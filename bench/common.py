@@ -504,6 +504,45 @@ async def history_counts(client: Client, workflow_id: str) -> dict[str, int]:
     return counts
 
 
+def task_latencies(events: list[Any]) -> dict[str, list[float]]:
+    """Real-time gaps inside one history: how long workflow and activity tasks waited and ran (gaps over 5 s
+    are skipped time, not work, and are left out)."""
+    from temporalio.api.enums.v1 import EventType as E
+
+    at = {e.event_id: e.event_time.ToDatetime() for e in events}
+    out: dict[str, list[float]] = {"workflow_task_queue": [], "workflow_task_run": [], "activity_queue": [],
+                                   "activity_run": []}
+
+    def gap(a: int, b: int, key: str) -> None:
+        d = (at[b] - at[a]).total_seconds()
+        if 0 <= d < 5:
+            out[key].append(d)
+
+    for e in events:
+        if e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            gap(e.workflow_task_started_event_attributes.scheduled_event_id, e.event_id, "workflow_task_queue")
+        elif e.event_type == E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            gap(e.workflow_task_completed_event_attributes.started_event_id, e.event_id, "workflow_task_run")
+        elif e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            gap(e.activity_task_started_event_attributes.scheduled_event_id, e.event_id, "activity_queue")
+        elif e.event_type == E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            gap(e.activity_task_completed_event_attributes.started_event_id, e.event_id, "activity_run")
+    return out
+
+
+async def latency_summary(client: Client, workflow_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Mean and total real time per kind of task over every run of the given workflows."""
+    acc: dict[str, list[float]] = {}
+    for wid in workflow_ids:
+        async for wf in client.list_workflows(f"WorkflowId = '{wid}'"):
+            h = await client.get_workflow_handle(wid, run_id=wf.run_id).fetch_history()
+            for k, v in task_latencies(list(h.events)).items():
+                acc.setdefault(k, []).extend(v)
+    return {k: {"n": len(v), "mean_ms": round(1000 * sum(v) / len(v), 1) if v else None,
+                "p95_ms": round(1000 * pct(v, 95), 1) if v else None, "total_s": round(sum(v), 2)}
+            for k, v in acc.items()}
+
+
 def add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
     out = {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
     out["largest_run_events"] = max(a.get("largest_run_events", 0), b.get("largest_run_events", 0))
