@@ -71,8 +71,9 @@ with workflow.unsafe.imports_passed_through():
         SupportPlan,
         money,
     )
-    from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Escalation, Step
+    from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
     from workflows.common import APPLY_EFFECTS, BuddyStart, EffectBatch
+    from workflows.engine import StepEngine, errors, reject
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
@@ -84,16 +85,12 @@ _PAYMENT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coef
                              maximum_interval=timedelta(seconds=30), non_retryable_error_types=["PaymentConflict"])
 
 
-def reject(kind: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
-
-
 def partnership_key(buddy_ods: str, scope: str) -> str:
     return buddy_ods if scope == "trust-wide" else f"{buddy_ods}-{scope}"
 
 
 @workflow.defn
-class BuddyPartnershipWorkflow:
+class BuddyPartnershipWorkflow(StepEngine):
     @workflow.init
     def __init__(self, start: BuddyStart | BuddyContinue) -> None:
         # State exists before the first activation so messages reaching a fresh run see it.
@@ -179,11 +176,17 @@ class BuddyPartnershipWorkflow:
         self._open("buddy_aip_buddy", self._today() + timedelta(days=AIP_DAYS), "aip_buddy")
 
     # ---------------------------------------------------------------- time
-    def _today(self) -> date:
-        return dates.london_date(workflow.now())
+    def _ladder(self) -> list[Rung]:
+        return self.s.p.ladder
 
-    def _rung_instant(self, st: Step, i: int) -> datetime:
-        return dates.end_of_day(st.due + timedelta(days=self.s.p.ladder[i].offset_days))
+    def _notice_subject(self, st: Step, rung: str) -> str:
+        return f"[{rung}] {self.s.p.trust.ods_code} buddy {self.s.p.key}: {st.title}"
+
+    def _where(self) -> str:
+        return f"partnership {self.s.p.partnership_id}"
+
+    def _audit_detail(self, detail: dict[str, Any]) -> dict[str, Any]:
+        return {"partnership_id": self.s.p.partnership_id, **detail}
 
     def _quarter_dates(self, n: int) -> tuple[date, date]:
         assert self.s.plan_agreed_on is not None
@@ -198,10 +201,7 @@ class BuddyPartnershipWorkflow:
         return dates.london_midnight(q.end + timedelta(days=1))
 
     def _next_wake(self) -> datetime | None:
-        candidates: list[datetime] = []
-        for st in self.s.steps.values():
-            if st.status == "open" and not st.paused and st.next_rung < len(self.s.p.ladder):
-                candidates.append(self._rung_instant(st, st.next_rung))
+        candidates = self._ladder_wakes()
         if self.s.stage == "quarterly_cycle":
             candidates.append(self._forecast_opens(self.s.next_forecast_quarter))
             led = self.s.ledger
@@ -221,35 +221,7 @@ class BuddyPartnershipWorkflow:
                 self._open_review(self.s.next_review_quarter)
             else:
                 break
-        ladder = self.s.p.ladder
-        for st in list(self.s.steps.values()):
-            while st.status == "open" and not st.paused and st.next_rung < len(ladder):
-                if self._rung_instant(st, st.next_rung) > now:
-                    break
-                rung = ladder[st.next_rung]
-                st.next_rung += 1
-                if rung.offset_days < 0 and dates.end_of_day(st.due) <= now:
-                    continue  # a reminder after the deadline has passed is noise
-                self._escalate(st, rung.name, st.next_rung, rung.notify)
-
-    def _escalate(self, st: Step, rung: str, level: int, notify: list[str]) -> None:
-        if self.s.p.ladder[level - 1].offset_days >= 0:
-            st.late = True
-        days = (self._today() - st.due).days
-        if days < 0:
-            reason = f"'{st.title}' is due on {st.due.isoformat()} ({-days} days left)"
-        elif days == 0:
-            reason = f"'{st.title}' was due on {st.due.isoformat()} and is not done"
-        else:
-            reason = f"'{st.title}' is {days} days overdue (due {st.due.isoformat()})"
-        targets = [st.role if n == "responsible" else n for n in notify]
-        self.s.escalations.append(Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level,
-                                             at=workflow.now(), due=st.due, notified=targets, reason=reason))
-        self._audit("escalation", SYSTEM, step=st, reason=reason,
-                    detail={"rung": rung, "level": level, "notified": targets})
-        self._emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
-                    "subject": f"[{rung}] {self.s.p.trust.ods_code} buddy {self.s.p.key}: {st.title}",
-                    "body": reason})
+        self._fire_due_rungs()
 
     # ---------------------------------------------------------------- quarters
     def _open_quarter(self, n: int) -> None:
@@ -325,19 +297,6 @@ class BuddyPartnershipWorkflow:
                 st.data["cancelled_because"] = reason
 
     # ---------------------------------------------------------------- effects
-    def _emit(self, effect: dict[str, Any]) -> None:
-        self.s.seq += 1
-        effect["seq"] = self.s.seq
-        self._effects.append(effect)
-
-    def _audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
-               detail: dict[str, Any] | None = None) -> None:
-        self._emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
-                    "request_id": actor.request_id, "step_id": step.id if step else None,
-                    "step_kind": step.kind if step else None, "reason": reason,
-                    "detail": {"partnership_id": self.s.p.partnership_id, **(detail or {})},
-                    "at": workflow.now().isoformat()})
-
     async def _flush(self) -> None:
         while True:
             await self._record_payments()
@@ -481,7 +440,7 @@ class BuddyPartnershipWorkflow:
         try:
             payload = spec.actions[d.action].model_validate(d.payload)
         except ValidationError as e:
-            raise reject("InvalidPayload", _errors(e)) from None
+            raise reject("InvalidPayload", errors(e)) from None
         self._check_separation(st, d.actor)
         try:
             self._check_rules(st, d, payload)
@@ -633,44 +592,13 @@ class BuddyPartnershipWorkflow:
     async def amend_deadline(self, c: DeadlineChange) -> BuddyStepView:
         self._validate_amend(c)
         self._updates_this_run += 1
-        st = self.s.steps[c.step_id]
-        old = {"due": st.due.isoformat(), "paused": st.paused}
-        if c.pause is not None:
-            st.paused = c.pause
-        if c.new_due is not None:
-            st.due = c.new_due
-        # The ladder restarts from the new date; reminders already past under it are not repeated.
-        st.next_rung = 0
-        st.late = workflow.now() > dates.end_of_day(st.due)
-        now, ladder = workflow.now(), self.s.p.ladder
-        while st.next_rung < len(ladder) and ladder[st.next_rung].offset_days < 0 \
-                and self._rung_instant(st, st.next_rung) <= now and dates.end_of_day(st.due) > now:
-            st.next_rung += 1
-        new = {"due": st.due.isoformat(), "paused": st.paused}
-        st.amendments.append({"at": workflow.now().isoformat(), "by": c.actor.user_id, "reason": c.reason,
-                              "old": old, "new": new})
-        self._audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
-        self._emit({"type": "task_open", "step": {"step_id": st.id, "kind": st.kind, "title": st.title,
-                                                  "role": st.role, "due": st.due.isoformat(),
-                                                  "subject": st.subject, "paused": st.paused}})
+        st = self._amend(c)
         self._wake = True
         return self._view(st)
 
     @amend_deadline.validator
     def _validate_amend(self, c: DeadlineChange) -> None:
-        st = self.s.steps.get(c.step_id)
-        if st is None:
-            raise reject("UnknownStep", f"no step '{c.step_id}' in partnership {self.s.p.partnership_id}")
-        if st.status != "open":
-            raise reject("StepNotOpen", f"'{st.title}' is {st.status}; its deadline cannot change")
-        if c.actor.role != "regulator":
-            raise reject("WrongRole", "only the regulator moves deadlines")
-        if c.new_due is None and c.pause is None:
-            raise reject("InvalidPayload", "give new_due, pause, or both")
-        if c.new_due is not None and c.new_due < self._today():
-            raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
-        if not c.reason.strip():
-            raise reject("ReasonRequired", "a reason is required")
+        self._check_amend(c)
 
     # ---------------------------------------------------------------- plan changes
     @workflow.update
@@ -806,5 +734,3 @@ def _party(kind: str) -> str:
     return next(p for p, k in CONFIRM_KIND.items() if k == kind)
 
 
-def _errors(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())

@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -41,13 +41,13 @@ with workflow.unsafe.imports_passed_through():
         DeadlineChange,
         Decision,
         Enforcement,
-        Escalation,
         InspectionRecord,
         InspectionSignal,
         Placement,
         RegimeStart,
         RegimeState,
         ReinspectionAnnouncement,
+        Rung,
         Step,
         StepView,
         Withdrawal,
@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNOFF_DAYS,
     )
     from workflows.common import APPLY_EFFECTS, BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
+    from workflows.engine import StepEngine, errors, reject
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_PHASE = SearchAttributeKey.for_keyword("RegimePhase")
@@ -77,12 +78,8 @@ PARTY_ROLES = ("trust", "improvement_director", "regulator", "commissioner", "bu
 FOLLOWUPS_FROM_MEETING_DATE = "followups-from-meeting-date"
 
 
-def reject(kind: str, message: str) -> ApplicationError:
-    return ApplicationError(message, type=kind, non_retryable=True)
-
-
 @workflow.defn
-class RegimeWorkflow:
+class RegimeWorkflow(StepEngine):
     @workflow.init
     def __init__(self, start: RegimeStart) -> None:
         # State exists before the first activation, so updates and queries that reach a new run
@@ -163,18 +160,17 @@ class RegimeWorkflow:
         self.s.next_monthly = month
 
     # ---------------------------------------------------------------- time
-    def _today(self) -> date:
-        return dates.london_date(workflow.now())
+    def _ladder(self) -> list[Rung]:
+        return self.s.placement.ladder
 
-    def _rung_instant(self, step: Step, i: int) -> datetime:
-        rung = self.s.placement.ladder[i]
-        return dates.end_of_day(step.due + timedelta(days=rung.offset_days))
+    def _notice_subject(self, st: Step, rung: str) -> str:
+        return f"[{rung}] {self.s.placement.trust.ods_code}: {st.title}"
+
+    def _where(self) -> str:
+        return "this regime"
 
     def _next_wake(self) -> datetime | None:
-        candidates: list[datetime] = []
-        for st in self.s.steps.values():
-            if st.status == "open" and not st.paused and st.next_rung < len(self.s.placement.ladder):
-                candidates.append(self._rung_instant(st, st.next_rung))
+        candidates = self._ladder_wakes()
         if self.s.next_monthly is not None and self.s.phase in ACTIVE_PHASES:
             candidates.append(dates.london_midnight(self.s.next_monthly))
         return min(candidates) if candidates else None
@@ -191,37 +187,7 @@ class RegimeWorkflow:
             tag = f"{m.year:04d}-{m.month:02d}"
             self._open("monthly_return", due, step_id=f"monthly_return-{tag}", subject={"month": tag})
             self.s.next_monthly = dates.add_months(m, 1)
-        ladder = self.s.placement.ladder
-        for st in list(self.s.steps.values()):
-            while st.status == "open" and not st.paused and st.next_rung < len(ladder):
-                at = self._rung_instant(st, st.next_rung)
-                if at > now:
-                    break
-                rung = ladder[st.next_rung]
-                st.next_rung += 1
-                breach_at = dates.end_of_day(st.due)
-                if rung.offset_days < 0 and breach_at <= now:
-                    continue  # a reminder after the deadline has passed is noise
-                self._escalate(st, rung.name, st.next_rung, rung.notify)
-
-    def _escalate(self, st: Step, rung: str, level: int, notify: list[str]) -> None:
-        if rung != "reminder" and self.s.placement.ladder[level - 1].offset_days >= 0:
-            st.late = True
-        days = (self._today() - st.due).days
-        if days < 0:
-            reason = f"'{st.title}' is due on {st.due.isoformat()} ({-days} days left)"
-        elif days == 0:
-            reason = f"'{st.title}' was due on {st.due.isoformat()} and is not done"
-        else:
-            reason = f"'{st.title}' is {days} days overdue (due {st.due.isoformat()})"
-        targets = [st.role if n == "responsible" else n for n in notify]
-        esc = Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level, at=workflow.now(),
-                         due=st.due, notified=targets, reason=reason)
-        self.s.escalations.append(esc)
-        self._audit("escalation", SYSTEM, step=st, reason=reason, detail={"rung": rung, "level": level,
-                                                                           "notified": targets})
-        self._emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
-                    "subject": f"[{rung}] {self.s.placement.trust.ods_code}: {st.title}", "body": reason})
+        self._fire_due_rungs()
 
     # ---------------------------------------------------------------- steps
     def _open(self, kind: str, due: date, *, step_id: str | None = None,
@@ -272,18 +238,6 @@ class RegimeWorkflow:
                 self._close(st, "cancelled", SYSTEM, reason)
 
     # ---------------------------------------------------------------- effects
-    def _emit(self, effect: dict[str, Any]) -> None:
-        self.s.seq += 1
-        effect["seq"] = self.s.seq
-        self._effects.append(effect)
-
-    def _audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
-               detail: dict[str, Any] | None = None) -> None:
-        self._emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
-                    "request_id": actor.request_id, "step_id": step.id if step else None,
-                    "step_kind": step.kind if step else None, "reason": reason, "detail": detail or {},
-                    "at": workflow.now().isoformat()})
-
     def projection(self) -> dict[str, Any]:
         open_steps = [s for s in self.s.steps.values() if s.status == "open"]
         today = self._today()
@@ -414,7 +368,7 @@ class RegimeWorkflow:
         try:
             spec.actions[d.action].model_validate(d.payload)
         except ValidationError as e:
-            raise reject("InvalidPayload", _errors(e)) from None
+            raise reject("InvalidPayload", errors(e)) from None
         if st.kind == "regulator_decision":
             self._validate_regulator_decision(st, d)
         if st.kind == "cqc_recommendation" and d.action == "recommend_exit":
@@ -577,47 +531,13 @@ class RegimeWorkflow:
     async def amend_deadline(self, c: DeadlineChange) -> StepView:
         self._updates_this_run += 1
         self._validate_amend(c)
-        st = self.s.steps[c.step_id]
-        old = {"due": st.due.isoformat(), "paused": st.paused}
-        if c.pause is not None:
-            st.paused = c.pause
-        if c.new_due is not None:
-            st.due = c.new_due
-        # The ladder restarts from the new date; rungs already in the past under it fire at once.
-        st.next_rung = 0
-        st.late = workflow.now() > dates.end_of_day(st.due)
-        st.amendments.append({"at": workflow.now().isoformat(), "by": c.actor.user_id, "reason": c.reason,
-                              "old": old, "new": {"due": st.due.isoformat(), "paused": st.paused}})
-        self._audit("deadline_amended", c.actor, step=st, reason=c.reason,
-                    detail={"old": old, "new": {"due": st.due.isoformat(), "paused": st.paused}})
-        self._emit({"type": "task_open", "step": self._task(st)})
-        self._skip_stale_reminders(st)
+        st = self._amend(c)
         self._wake = True
         return StepView(step=st, phase=self.s.phase)
 
-    def _skip_stale_reminders(self, st: Step) -> None:
-        # Rungs before the new date that already fired under the old one are not repeated.
-        now = workflow.now()
-        ladder = self.s.placement.ladder
-        while st.next_rung < len(ladder) and ladder[st.next_rung].offset_days < 0 \
-                and self._rung_instant(st, st.next_rung) <= now and dates.end_of_day(st.due) > now:
-            st.next_rung += 1
-
     @amend_deadline.validator
     def _validate_amend(self, c: DeadlineChange) -> None:
-        st = self.s.steps.get(c.step_id)
-        if st is None:
-            raise reject("UnknownStep", f"no step '{c.step_id}' in this regime")
-        if st.status != "open":
-            raise reject("StepNotOpen", f"'{st.title}' is {st.status}; its deadline cannot change")
-        if c.actor.role != "regulator":
-            raise reject("WrongRole", "only the regulator moves deadlines")
-        if c.new_due is None and c.pause is None:
-            raise reject("InvalidPayload", "give new_due, pause, or both")
-        if c.new_due is not None and c.new_due < self._today():
-            raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
-        if not c.reason.strip():
-            raise reject("ReasonRequired", "a reason is required")
+        self._check_amend(c)
 
     # ---------------------------------------------------------------- re-inspection
     @workflow.update
@@ -798,7 +718,7 @@ class RegimeWorkflow:
             try:
                 AgreementInPrinciple.model_validate(req.agreement_in_principle)
             except ValidationError as e:
-                raise reject("InvalidPayload", "agreement_in_principle: " + _errors(e)) from None
+                raise reject("InvalidPayload", "agreement_in_principle: " + errors(e)) from None
 
     @workflow.signal
     def buddy_changed(self, summary: BuddySummary) -> None:
@@ -820,9 +740,6 @@ def _same_decision(a: Step, b: Step) -> bool:
         return a.subject.get("month") == b.subject.get("month")
     return a.subject.get("reference") == b.subject.get("reference") if a.group == "exit_decision" else False
 
-
-def _errors(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())
 
 
 _EFFECTS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,

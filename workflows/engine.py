@@ -1,0 +1,145 @@
+"""What the regime and partnership workflows share: deadline ladders, escalation, effects, amendments.
+
+A host class provides `self.s` (with `steps`, `escalations`, `seq`), `self._effects`, and the hooks
+`_ladder()`, `_notice_subject(step, rung)` and `_where()`; it may override `_task(step)` and
+`_audit_detail(detail)`. Everything here is deterministic workflow code.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from domain import dates
+    from domain.models import SYSTEM, Actor, DeadlineChange, Escalation, Rung, Step
+
+
+def reject(kind: str, message: str) -> ApplicationError:
+    """Refuse a message; the type maps to an HTTP status in the API (api/routes/regimes.py)."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def errors(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'payload'}: {err['msg']}" for err in e.errors())
+
+
+class StepEngine:
+    s: Any
+    _effects: list[dict[str, Any]]
+
+    # ---------------------------------------------------------------- hooks
+    def _ladder(self) -> list[Rung]:
+        raise NotImplementedError
+
+    def _notice_subject(self, st: Step, rung: str) -> str:
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+    def _audit_detail(self, detail: dict[str, Any]) -> dict[str, Any]:
+        return detail
+
+    def _task(self, st: Step) -> dict[str, Any]:
+        return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
+                "subject": st.subject, "paused": st.paused}
+
+    # ---------------------------------------------------------------- time
+    def _today(self) -> date:
+        return dates.london_date(workflow.now())
+
+    def _rung_instant(self, st: Step, i: int) -> datetime:
+        return dates.end_of_day(st.due + timedelta(days=self._ladder()[i].offset_days))
+
+    def _ladder_wakes(self) -> list[datetime]:
+        n = len(self._ladder())
+        return [self._rung_instant(st, st.next_rung) for st in self.s.steps.values()
+                if st.status == "open" and not st.paused and st.next_rung < n]
+
+    def _fire_due_rungs(self) -> None:
+        now, ladder = workflow.now(), self._ladder()
+        for st in list(self.s.steps.values()):
+            while st.status == "open" and not st.paused and st.next_rung < len(ladder):
+                if self._rung_instant(st, st.next_rung) > now:
+                    break
+                rung = ladder[st.next_rung]
+                st.next_rung += 1
+                if rung.offset_days < 0 and dates.end_of_day(st.due) <= now:
+                    continue  # a reminder after the deadline has passed is noise
+                self._escalate(st, rung.name, st.next_rung, rung.notify)
+
+    def _escalate(self, st: Step, rung: str, level: int, notify: list[str]) -> None:
+        if self._ladder()[level - 1].offset_days >= 0:
+            st.late = True
+        days = (self._today() - st.due).days
+        if days < 0:
+            reason = f"'{st.title}' is due on {st.due.isoformat()} ({-days} days left)"
+        elif days == 0:
+            reason = f"'{st.title}' was due on {st.due.isoformat()} and is not done"
+        else:
+            reason = f"'{st.title}' is {days} days overdue (due {st.due.isoformat()})"
+        targets = [st.role if n == "responsible" else n for n in notify]
+        self.s.escalations.append(Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level,
+                                             at=workflow.now(), due=st.due, notified=targets, reason=reason))
+        self._audit("escalation", SYSTEM, step=st, reason=reason,
+                    detail={"rung": rung, "level": level, "notified": targets})
+        self._emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
+                    "subject": self._notice_subject(st, rung), "body": reason})
+
+    # ---------------------------------------------------------------- effects
+    def _emit(self, effect: dict[str, Any]) -> None:
+        self.s.seq += 1
+        effect["seq"] = self.s.seq
+        self._effects.append(effect)
+
+    def _audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
+               detail: dict[str, Any] | None = None) -> None:
+        self._emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
+                    "request_id": actor.request_id, "step_id": step.id if step else None,
+                    "step_kind": step.kind if step else None, "reason": reason,
+                    "detail": self._audit_detail(detail or {}), "at": workflow.now().isoformat()})
+
+    # ---------------------------------------------------------------- deadlines
+    def _check_amend(self, c: DeadlineChange) -> None:
+        st = self.s.steps.get(c.step_id)
+        if st is None:
+            raise reject("UnknownStep", f"no step '{c.step_id}' in {self._where()}")
+        if st.status != "open":
+            raise reject("StepNotOpen", f"'{st.title}' is {st.status}; its deadline cannot change")
+        if c.actor.role != "regulator":
+            raise reject("WrongRole", "only the regulator moves deadlines")
+        if c.new_due is None and c.pause is None:
+            raise reject("InvalidPayload", "give new_due, pause, or both")
+        if c.new_due is not None and c.new_due < self._today():
+            raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
+        if not c.reason.strip():
+            raise reject("ReasonRequired", "a reason is required")
+
+    def _amend(self, c: DeadlineChange) -> Step:
+        """Move a due date or pause a clock; the ladder follows the new date at once."""
+        st = self.s.steps[c.step_id]
+        old = {"due": st.due.isoformat(), "paused": st.paused}
+        if c.pause is not None:
+            st.paused = c.pause
+        if c.new_due is not None:
+            st.due = c.new_due
+        # The ladder restarts from the new date: rungs already past under it fire at once, except
+        # reminders for a deadline still ahead (they would only repeat what was said).
+        st.next_rung = 0
+        now, ladder = workflow.now(), self._ladder()
+        st.late = now > dates.end_of_day(st.due)
+        while st.next_rung < len(ladder) and ladder[st.next_rung].offset_days < 0 \
+                and self._rung_instant(st, st.next_rung) <= now and dates.end_of_day(st.due) > now:
+            st.next_rung += 1
+        new = {"due": st.due.isoformat(), "paused": st.paused}
+        st.amendments.append({"at": now.isoformat(), "by": c.actor.user_id, "reason": c.reason,
+                              "old": old, "new": new})
+        self._audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
+        self._emit({"type": "task_open", "step": self._task(st)})
+        return st
