@@ -157,6 +157,7 @@ class Buddies:
         self.pids: list[str] = []
         self.forecast: dict[str, int] = {}
         self.plans: dict[str, dict] = {}
+        self.hold: set[str] = set()  # step kinds nobody acts on for now
         self.ops = stack.auth("ops-1", "operations")
 
     def headers(self, role: str, buddy_ods: str) -> dict[str, str]:
@@ -214,15 +215,16 @@ class Buddies:
                 s = await self.state(pid)
                 if s.get("finished"):
                     break
-                todo = [st for st in s["open_steps"] if st["due"] <= horizon.isoformat()]
+                todo = [st for st in s["open_steps"] if st["due"] <= horizon.isoformat()
+                        and st["kind"] not in self.hold]
                 if not todo:
                     break
                 for st in sorted(todo, key=lambda x: (x["due"], x["id"])):
-                    await self._act(pid, s, st)
+                    await self.act(pid, s, st)
                     acted_total += 1
         return acted_total
 
-    async def _act(self, pid: str, s: dict[str, Any], st: dict[str, Any]) -> None:
+    async def act(self, pid: str, s: dict[str, Any], st: dict[str, Any]) -> None:
         k = st["kind"]
         led = s.get("ledger") or {}
         remaining = (s.get("ledger_totals") or {}).get("remaining_pence", 0)
