@@ -232,6 +232,27 @@ class Sampler:
         return out
 
 
+def wait_quiet(pids: list[int], below: float = 10.0, for_seconds: float = 3.0, timeout: float = 900.0) -> float:
+    """Block until the processes together use under `below` % of one core for `for_seconds` in a row (the
+    backlog has drained); returns the seconds waited."""
+    procs = [psutil.Process(p) for p in pids]
+    s = Sampler()
+    t0 = time.monotonic()
+    quiet_since = None
+    last = sum(s._cpu(p) for p in procs)
+    while time.monotonic() - t0 < timeout:
+        time.sleep(1.0)
+        now = sum(s._cpu(p) for p in procs)
+        if (now - last) * 100 < below:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= for_seconds:
+                break
+        else:
+            quiet_since = None
+        last = now
+    return round(time.monotonic() - t0, 1)
+
+
 def listening_pid(address: str) -> int:
     """PID of the process listening on host:port (a dev server we may not have started)."""
     port = int(address.rsplit(":", 1)[1])

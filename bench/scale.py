@@ -41,6 +41,7 @@ from bench.common import (
     scratch,
     skipper_for,
     temporal_client,
+    wait_quiet,
     write_results,
 )
 from bench.driver import IMPROVED, BenchRegime, Stackish, drive_raw, window
@@ -189,7 +190,7 @@ async def part2(args, tmp: Path, url: str, m: int, conc: int) -> tuple[dict, dic
                     finally:
                         await pool.close()
                     settle_wall = time.perf_counter() - t0
-                await asyncio.sleep(5)
+                quiet = await asyncio.to_thread(wait_quiet, [srv.proc.pid, p.worker.pid])
                 idle = {"temporal_server": rss_mib(srv.proc.pid), "worker": rss_mib(p.worker.pid),
                         "api": rss_mib(p.api.pid)}
                 ops = p.auth("ops-1", "operations")
@@ -198,7 +199,7 @@ async def part2(args, tmp: Path, url: str, m: int, conc: int) -> tuple[dict, dic
                                                                     "ExecutionStatus = 'Running'")
     proj = {"regimes": m, "placement_seconds": round(place_wall, 1),
             "placements_per_second": round(m / place_wall, 1),
-            "all_effects_in_postgresql_seconds": round(settle_wall, 1),
+            "all_effects_in_postgresql_seconds": round(settle_wall, 1), "seconds_until_quiet_after": quiet,
             "rss_mib_before": base, "rss_mib_idle_after": idle, "processes_during_placement": sampler.report(),
             "list_api": {"rows": n_api, "seconds": round(api_s, 2), "pages_of_1000": len(pages),
                          "page_p50_ms": round(statistics.median(pages) * 1000, 1)},
@@ -222,11 +223,12 @@ async def part2(args, tmp: Path, url: str, m: int, conc: int) -> tuple[dict, dic
             t0 = time.perf_counter()
             await asyncio.gather(*(start(i) for i in range(m)))
             start_wall = time.perf_counter() - t0
-            await asyncio.sleep(5)
+            quiet = await asyncio.to_thread(wait_quiet, [srv2.proc.pid, rw.pid])
             idle = {"temporal_server": rss_mib(srv2.proc.pid), "raw_worker": rss_mib(rw.pid)}
             n_t, t_s, count_s = await list_all_temporal(plain, "WorkflowType = 'RawLifecycleWorkflow' AND "
                                                                "ExecutionStatus = 'Running'")
     raw = {"workflows": m, "start_seconds": round(start_wall, 1), "starts_per_second": round(m / start_wall, 1),
+           "seconds_until_quiet_after": quiet,
            "rss_mib_before": base, "rss_mib_idle_after": idle,
            "list_temporal_visibility": {"rows": n_t, "seconds": round(t_s, 2), "count_seconds": round(count_s, 3)}}
     print(f"idle raw: {raw}")
