@@ -76,8 +76,8 @@ async def audit_counts(conn: asyncpg.Connection, state: dict[str, Any]) -> dict[
     rows = await conn.fetch("SELECT step_id, event FROM audit_log WHERE regime_id = $1", rid)
     got = Counter((r["step_id"], r["event"]) for r in rows)
     expected = decided + opened + Counter({(None, "regime_closed"): 1})
-    lost = sum(max(0, n - got[k]) for k, n in expected.items())
-    doubled = sum(max(0, got[k] - n) for k, n in expected.items())
+    missing = {f"{k[0]} {k[1]}": n - got[k] for k, n in expected.items() if got[k] < n}
+    extra = {f"{k[0]} {k[1]}": got[k] - n for k, n in expected.items() if got[k] > n}
     seqs = await conn.fetchval("SELECT count(*) - count(DISTINCT seq) FROM audit_log WHERE workflow_id = $1", rid)
-    return {"expected": sum(expected.values()), "decisions": sum(decided.values()), "lost": lost,
-            "doubled": doubled + seqs}
+    return {"expected": sum(expected.values()), "decisions": sum(decided.values()), "lost": sum(missing.values()),
+            "doubled": sum(extra.values()) + seqs, "missing": missing, "extra": extra}
