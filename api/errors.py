@@ -65,6 +65,13 @@ def install(app: FastAPI) -> None:
                                 "; ".join(f"{e['field']}: {e['message']}" for e in errors)[:2000],
                                 request.url.path, errors=errors)
 
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    async def _bad_value(request: Request, exc: asyncpg.exceptions.DataError) -> JSONResponse:
+        # A value PostgreSQL cannot take (e.g. a NUL character in a path or query parameter) is the caller's error.
+        return problem_response(422, "invalid-value", "Unprocessable content",
+                                "a value in the request cannot be stored or searched for (e.g. it contains a NUL "
+                                "character)", request.url.path)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "http")

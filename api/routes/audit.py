@@ -7,13 +7,14 @@ import io
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from activities.effects import verify_chain
 from api.deps import CurrentUser, DbPool
 from api.errors import Problem
 from api.routes.regimes import regime_row, require_read
+from domain.models import ODS_PATTERN
 
 router = APIRouter(tags=["audit"])
 COLUMNS = ("id", "regime_id", "workflow_id", "seq", "at", "actor", "role", "event", "step_id", "step_kind",
@@ -54,7 +55,9 @@ async def verify(regime_id: str, user: CurrentUser, pool: DbPool):
 
 
 @router.get("/trusts/{ods_code}/audit", summary="Export a trust's audit log (all its regimes) as JSON or CSV")
-async def trust_audit(ods_code: str, user: CurrentUser, pool: DbPool,
+async def trust_audit(user: CurrentUser, pool: DbPool,
+                      # Only an ODS code: the code goes into the CSV's Content-Disposition header.
+                      ods_code: str = Path(pattern=ODS_PATTERN, examples=["RXX"]),
                       format: Literal["json", "csv"] = "json"):
     if not user.may_read_trust(ods_code):
         raise Problem(403, "forbidden-trust", f"you are not assigned to trust {ods_code}")
