@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -83,7 +84,7 @@ async def get_partnership(regime_id: str, partnership_id: str, user: CurrentUser
     out = _json(s)
     out["open_steps"] = [st for st in out["steps"].values() if st["status"] == "open"]
     out["ledger_totals"] = _json(s.ledger.totals()) if s.ledger else None
-    return out
+    return JSONResponse(out)
 
 
 @router.get("/{regime_id}/buddies/{partnership_id}/ledger",
@@ -97,7 +98,7 @@ async def get_ledger(regime_id: str, partnership_id: str, user: CurrentUser, poo
     out = _json(view)
     out["payments"] = payments
     out["recorded_paid_pence"] = sum(p["amount_pence"] for p in payments)
-    return out
+    return JSONResponse(out)
 
 
 @router.post("/{regime_id}/buddies/{partnership_id}/end",

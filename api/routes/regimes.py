@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -310,7 +311,7 @@ async def list_regimes(user: CurrentUser, pool: DbPool,
     rows = await pool.fetch(
         f"SELECT * FROM regimes WHERE {' AND '.join(clauses)} ORDER BY next_due NULLS LAST, regime_id "
         f"LIMIT ${len(args) - 1} OFFSET ${len(args)}", *args)
-    return {"items": [_regime_json(r) for r in rows], "limit": limit, "offset": offset}
+    return JSONResponse({"items": [_regime_json(r) for r in rows], "limit": limit, "offset": offset})
 
 
 def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
@@ -330,7 +331,8 @@ async def get_regime(regime_id: str, user: CurrentUser, pool: DbPool, client: Te
     s["regime_id"] = regime_id
     s["open_steps"] = [st for st in s["steps"].values() if st["status"] == "open"]
     s["projection"] = _regime_json(row)
-    return s
+    # Already JSON-mode: skip FastAPI's jsonable_encoder walk over the whole state (bench/ lifecycle_cost).
+    return JSONResponse(s)
 
 
 # ------------------------------------------------------------------ decisions
