@@ -131,6 +131,19 @@ async def regime_row(pool: asyncpg.Pool, regime_id: str) -> asyncpg.Record:
     return row
 
 
+async def step_target(pool: asyncpg.Pool, regime_id: str, step_id: str) -> tuple[str, str | None, dict[str, Any]]:
+    """(workflow id, role, subject) of a step. The task row says; a step opened a moment ago may not have its
+    row yet, and a partnership's step ids carry their partnership ("<buddy ODS>[-scope].<step>")."""
+    task = await pool.fetchrow("SELECT role, subject, workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
+                               regime_id, step_id)
+    if task is not None:
+        return task["workflow_id"], task["role"], task["subject"] or {}
+    if "." in step_id:
+        key = step_id.split(".", 1)[0]
+        return f"{regime_id}-buddy-{key}", None, {"buddy_ods": key.split("-", 1)[0]}
+    return regime_id, None, {}
+
+
 def require_read(user: User, row: asyncpg.Record) -> None:
     if not user.may_read_trust(row["ods_code"]):
         raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
@@ -340,11 +353,9 @@ async def get_regime(regime_id: str, user: CurrentUser, pool: DbPool, client: Te
 async def decide(regime_id: str, step_id: str, req: DecisionRequest, request: Request, user: CurrentUser,
                  pool: DbPool, client: TemporalClientDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
-    task = await pool.fetchrow("SELECT role, subject, workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
-                               regime_id, step_id)
-    role = acting_role(user, req.role, task["role"] if task else None)
-    require_act(user, role, row["ods_code"], task["subject"] if task else None)
-    wf_id = task["workflow_id"] if task else regime_id
+    wf_id, task_role, subject = await step_target(pool, regime_id, step_id)
+    role = acting_role(user, req.role, task_role)
+    require_act(user, role, row["ods_code"], subject)
 
     async def handler() -> tuple[int, Any]:
         d = Decision(step_id=step_id, action=req.action, actor=actor(user, role, rid), comment=req.comment,
@@ -362,8 +373,7 @@ async def amend(regime_id: str, step_id: str, req: DeadlineRequest, request: Req
                 pool: DbPool, client: TemporalClientDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "regulator", row["ods_code"])
-    wf_id = await pool.fetchval("SELECT workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
-                                regime_id, step_id) or regime_id
+    wf_id, _, _ = await step_target(pool, regime_id, step_id)
 
     async def handler() -> tuple[int, Any]:
         c = DeadlineChange(step_id=step_id, new_due=req.new_due, pause=req.pause, reason=req.reason,
