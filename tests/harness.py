@@ -29,11 +29,41 @@ class Stack(_stack.Stack):
     async def fast_forward(self, regime_id: str, days: float) -> bool:  # type: ignore[override]
         """Advance the regime's virtual clock, and its running buddy partnerships' with it (a child's
         clock does not follow its parent's); False once the regime has completed."""
-        children = [w.id async for w in self.client.list_workflows(
-            f"RegimeId = '{regime_id}' AND ExecutionStatus = 'Running' AND WorkflowId != '{regime_id}'")]
+        from workflows.regime import RegimeWorkflow
+
+        # The regime's own state names its partnerships; visibility is eventually consistent and can
+        # miss a partnership started a moment ago, so it only adds what the state might not show.
+        children: set[str] = set()
+        try:
+            st = await self.handle(regime_id).query(RegimeWorkflow.get_state)
+            children |= {pid for pid, b in st.buddies.items() if not b.ended}
+        except RPCError:
+            pass  # a fresh run after continue-as-new, or a completed regime: visibility still has it
+        children |= {w.id async for w in self.client.list_workflows(
+            f"RegimeId = '{regime_id}' AND ExecutionStatus = 'Running' AND WorkflowId != '{regime_id}'")}
         by = timedelta(days=days)
-        results = await asyncio.gather(*(super(Stack, self).fast_forward(w, by) for w in [regime_id, *children]))
+
+        async def child(wid: str) -> bool:
+            try:
+                return await super(Stack, self).fast_forward(wid, by)
+            except RPCError as e:
+                if "not found" in e.message:  # summarised as starting, child not started yet
+                    return False
+                raise
+
+        results = await asyncio.gather(super().fast_forward(regime_id, by), *(child(w) for w in sorted(children)))
         return results[0]
+
+    async def visible(self, query: str, expected: list[str], timeout: float = 15.0) -> list[str]:
+        """Workflow ids Temporal's visibility returns for `query`, polled until they equal `expected`
+        (visibility is updated asynchronously after the workflow task that upserts the attributes)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            found = sorted([w.id async for w in self.client.list_workflows(query)])
+            if found == sorted(expected) or loop.time() > end:
+                return found
+            await asyncio.sleep(0.1)
 
     async def settle(self, regime_id: str, timeout: float = 10.0) -> dict[str, Any]:  # type: ignore[override]
         """Wait until the regime's effects have reached PostgreSQL, then return its state."""

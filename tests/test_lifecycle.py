@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -123,14 +124,25 @@ async def test_extension_then_exit(stack):
     assert date.fromisoformat(ri["due"]) == date.fromisoformat(st["extensions"][0]["ends"])
     await reg.advance(175)
     await reg.inspect("INS-RL4-3", IMPROVED)
-    await reg.act("cqc_recommendation-2", "recommend_exit", comment="improved")
-    await reg.act("regulator_decision-2", "exit", comment="exit")
+    # The exit lands while the recommendation's effects are still being written (the projection row
+    # is held): the search attributes must still end up saying "exited", not wait for the next timer.
+    async with stack.pool.acquire() as con, con.transaction():
+        await con.execute("SELECT 1 FROM regimes WHERE regime_id = $1 FOR UPDATE", reg.id)
+        await reg.act("cqc_recommendation-2", "recommend_exit", comment="improved")
+        await reg.act("regulator_decision-2", "exit", comment="exit")
+        await asyncio.sleep(0.5)
     st = await reg.state()
     assert st["phase"] == "exited" and st["segment"] == 3
-    # Operations find it in Temporal's visibility by its search attributes.
+    # Operations find it in the service's list, and in Temporal's visibility (and its UI) by the
+    # search attributes the workflow carries.
     await stack.settle(reg.id)
-    found = [w.id async for w in stack.client.list_workflows("TrustOdsCode='RL4' AND RegimePhase='exited'")]
-    assert found == [reg.id]
+    listed = (await stack.http.get("/regimes", params={"phase": "exited", "ods_code": "RL4"},
+                                   headers=reg.users["operations"])).json()
+    assert [r["regime_id"] for r in listed["items"]] == [reg.id]
+    recorded = {p.key.name: p.value for p in (await stack.handle(reg.id).describe()).typed_search_attributes}
+    assert recorded["TrustOdsCode"] == "RL4" and recorded["RegimePhase"] == "exited"
+    # Temporal's visibility is written asynchronously: it follows within moments.
+    assert await stack.visible("TrustOdsCode='RL4' AND RegimePhase='exited'", [reg.id]) == [reg.id]
     await reg.advance(185)
     st = await reg.state()
     assert st["finished"] and st["steps"]["board_to_board_post_exit"]["status"] == "done"

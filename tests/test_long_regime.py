@@ -12,11 +12,17 @@ STILL_INADEQUATE = dict(IMPROVED, well_led="inadequate", overall="inadequate")
 
 async def all_runs_events(stack, workflow_id: str) -> tuple[int, int]:
     """(runs, total events) over the whole continue-as-new chain."""
+    # Walked back from the latest run through each run's predecessor, as recorded in its history
+    # (visibility lists runs too, but is updated asynchronously and can lag a fresh run).
     runs = events = 0
-    async for wf in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'"):
+    run_id: str | None = None
+    while True:
+        h = await stack.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
         runs += 1
-        h = await stack.client.get_workflow_handle(workflow_id, run_id=wf.run_id).fetch_history()
         events += len(h.events)
+        run_id = h.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            break
     return runs, events
 
 

@@ -134,6 +134,8 @@ async def test_replay_from_server_gate(temporal_address, database_url, monkeypat
     async with run_stack(temporal_address, database_url) as stack:
         [res] = await simulate_files([SCENARIOS / "late_plan_escalations.yaml"], stack=stack, ods="RPLY1")
         assert res["ok"]
+        # Visibility is updated asynchronously: the gate's query must see the regime before it runs.
+        await _visible(stack.client, "TrustOdsCode='RPLY1'")
     monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_address)
     from settings import get_settings
 
@@ -146,3 +148,11 @@ async def test_replay_from_server_gate(temporal_address, database_url, monkeypat
         get_settings.cache_clear()
     assert r.exit_code == 0, r.output
     assert "regime-RPLY1-" in r.output and r.output.startswith("ok ")
+
+
+async def _visible(client, query: str, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not [w async for w in client.list_workflows(query)]:
+        assert loop.time() < end, f"nothing matched {query} in visibility within {timeout} s"
+        await asyncio.sleep(0.1)

@@ -580,12 +580,24 @@ class Simulation:
         return r.json(), led.json() if led.status_code == 200 else None
 
     async def history_runs(self, workflow_id: str) -> list[dict[str, Any]]:
+        """Every run of the continue-as-new chain, walked back from the latest through the predecessor
+        each run's first event names (visibility lists runs too, but lags a run that just started)."""
         out = []
-        async for wf in self.stack.client.list_workflows(f"WorkflowId = '{workflow_id}'"):
-            d = await self.stack.client.get_workflow_handle(workflow_id, run_id=wf.run_id).describe()
-            out.append({"run_id": wf.run_id, "status": wf.status.name if wf.status else None,
+        run_id: str | None = None
+        while True:
+            h = self.stack.client.get_workflow_handle(workflow_id, run_id=run_id)
+            d = await h.describe()
+            out.append({"run_id": d.run_id, "status": d.status.name if d.status else None,
                         "events": d.raw_description.workflow_execution_info.history_length,
-                        "started": wf.start_time.isoformat()})
+                        "started": d.start_time.isoformat()})
+            first = None
+            async for ev in self.stack.client.get_workflow_handle(workflow_id, run_id=d.run_id).fetch_history_events(
+                    page_size=1):
+                first = ev
+                break
+            run_id = first.workflow_execution_started_event_attributes.continued_execution_run_id if first else None
+            if not run_id:
+                break
         return sorted(out, key=lambda r: r["started"])
 
 

@@ -76,6 +76,10 @@ PARTY_ROLES = ("trust", "improvement_director", "regulator", "commissioner", "bu
 # Patch ids (docs/versioning.md). Each guards a behaviour change that regimes already running must not see
 # while they replay the path they took before it.
 FOLLOWUPS_FROM_MEETING_DATE = "followups-from-meeting-date"
+# A decision that lands while a batch of effects is being written changes the state after the search
+# attributes were upserted for that flush; without this patch they stayed stale until the next timer
+# (months, for an exit), so Temporal's visibility showed the old phase.
+SEARCH_ATTRIBUTES_AFTER_FLUSH = "search-attributes-after-flush"
 
 
 @workflow.defn
@@ -299,6 +303,8 @@ class RegimeWorkflow(StepEngine):
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=_EFFECTS_RETRY,
             )
+            if not self._effects and workflow.patched(SEARCH_ATTRIBUTES_AFTER_FLUSH):
+                self._upsert_search_attributes()
         if handed_off and not self.s.finished and workflow.patched("buddy-handoff-continue-as-new"):
             # A running child is in-flight work for its parent, which stops the regime's timers being
             # skipped (tests, simulation) for as long as the partnership lives; with ABANDON the link is
