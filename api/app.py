@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router):
         app.include_router(r)
     web.install(app)
+    errors.install_openapi(app)
     return app
 
 

@@ -109,6 +109,63 @@ def install(app: FastAPI) -> None:
         return problem_response(500, "internal", "Internal error", "an unexpected error occurred", request.url.path)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details: every error this API returns has this shape.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "a URI naming the kind of problem"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "description": "the HTTP status code"},
+        "detail": {"type": "string", "description": "what went wrong, for a person"},
+        "instance": {"type": "string", "description": "the request path"},
+        "errors": {"type": "array", "description": "one entry per invalid field (400, 422)", "items": {
+            "type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                                             "type": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+
+# What each status means for a caller; every operation may answer 503 (a dependency is down).
+PROBLEM_STATUSES = {
+    "400": "Malformed request (for example a body that is not JSON, or a bad Idempotency-Key)",
+    "401": "No valid bearer token",
+    "403": "The caller's role or organisation may not do this",
+    "404": "No such regime, step, partnership or task",
+    "409": "Conflicts with the current state (a step not open, an Idempotency-Key reused with another body)",
+    "422": "Invalid field values, or a business rule refused the request",
+    "429": "The regime is busy; retry after the Retry-After header",
+    "503": "PostgreSQL or Temporal cannot be reached; nothing was changed",
+}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Declare the problem+json error responses in /openapi.json, replacing FastAPI's default 422 body
+    (which this API never sends), so clients and schema checkers know the error shape."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, ops in doc.get("paths", {}).items():
+            for op in ops.values():
+                responses = op.setdefault("responses", {})
+                codes = ["503"] if path.startswith("/health") else list(PROBLEM_STATUSES)
+                for code in codes:
+                    responses[code] = {"description": PROBLEM_STATUSES[code], "content": ref}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UNAVAILABLE) or isinstance(exc, asyncpg.exceptions.PostgresError) and \
         exc.sqlstate in ("57P01", "57P02", "57P03", "08006", "08001", "08003")

@@ -173,6 +173,34 @@ async def test_problem_bodies_for_bad_input(stack):
     assert r.status_code == 409 and problem(r)
 
 
+async def test_openapi_declares_the_problem_json_errors(stack):
+    """A client generated from /openapi.json knows every error's shape, and real errors fit it."""
+    import jsonschema_rs
+
+    doc = (await stack.http.get("/openapi.json")).json()
+    schema = doc["components"]["schemas"]["Problem"]
+    ops = [(path, method, op) for path, item in doc["paths"].items() for method, op in item.items()]
+    assert len(ops) >= 15
+    for path, method, op in ops:
+        expected = {"503"} if path.startswith("/health") else {"400", "401", "403", "404", "409", "422", "503"}
+        for code in expected:
+            content = op["responses"][code]["content"]
+            assert list(content) == ["application/problem+json"], (method, path, code)
+            assert content["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert "HTTPValidationError" not in json.dumps(doc)  # FastAPI's default 422 body is never sent
+    reg_h = stack.auth("reg-1", "regulator")
+    answers = [
+        await stack.http.post("/regimes", content=b"{", headers={**reg_h, "content-type": "application/json"}),
+        await stack.http.post("/regimes", json={"trust": 1}, headers=reg_h),
+        await stack.http.get("/regimes"),
+        await stack.http.get("/regimes/regime-NOPE-2020-01-01", headers=reg_h),
+        await stack.http.get("/tasks?cursor=garbage", headers=reg_h),
+    ]
+    assert [r.status_code for r in answers] == [400, 422, 401, 404, 400]
+    for r in answers:
+        jsonschema_rs.validate(schema, problem(r))
+
+
 async def test_idempotency_keys(stack):
     reg = await Regime.place(stack, "RP4")
     trust = {**reg.users["trust"], "Idempotency-Key": "plan-submit-1"}
