@@ -3,11 +3,17 @@
 The first request with a key claims it (a row in PostgreSQL); its response is stored. A repeat with
 the same key and body gets the stored response and has no second effect; concurrent repeats wait for
 the first to finish. The same key with a different body is refused (422).
+
+A claim whose request died before storing its response (API process killed, PostgreSQL lost after the
+workflow took the update) is taken over by a retry once it is older than the lease, and the request
+runs again. Every workflow update sent under a key carries an update id derived from (user, key), so
+Temporal answers the re-run with the outcome of the first delivery instead of applying it twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
@@ -22,6 +28,15 @@ from api.errors import Problem
 
 Handler = Callable[[], Awaitable[tuple[int, Any]]]
 
+# Longer than any request takes to deliver its change; after it, a retry may take a dead claim over.
+LEASE_SECONDS = 60.0
+# The Temporal update id for the request being handled (None without an Idempotency-Key).
+update_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
+
+
+def _update_id(user: User, key: str) -> str:
+    return "idem-" + hashlib.sha256(f"{user.sub}\x00{key}".encode()).hexdigest()[:32]
+
 
 async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any, handler: Handler) -> JSONResponse:
     key = request.headers.get("idempotency-key")
@@ -31,13 +46,18 @@ async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any
     if len(key) > 200:
         raise Problem(400, "idempotency-key", "Idempotency-Key is longer than 200 characters")
     body_hash = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    claimed = await pool.fetchval(
-        """INSERT INTO idempotency_keys (user_id, key, method, path, body_hash) VALUES ($1,$2,$3,$4,$5)
-           ON CONFLICT DO NOTHING RETURNING 1""",
-        user.sub, key, request.method, request.url.path, body_hash,
-    )
-    if not claimed:
-        return await _replay(pool, user, key, request, body_hash)
+    while True:
+        claimed = await pool.fetchval(
+            """INSERT INTO idempotency_keys (user_id, key, method, path, body_hash) VALUES ($1,$2,$3,$4,$5)
+               ON CONFLICT DO NOTHING RETURNING 1""",
+            user.sub, key, request.method, request.url.path, body_hash,
+        ) or await _take_over(pool, user, key, request, body_hash)
+        if claimed:
+            break
+        replayed = await _replay(pool, user, key, request, body_hash)
+        if replayed is not None:
+            return replayed
+    token = update_id.set(_update_id(user, key))
     try:
         status, payload = await _run(handler)
     except Problem as p:
@@ -50,8 +70,19 @@ async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any
         # Nothing was decided (or we cannot know): free the key so the client can retry.
         await pool.execute("DELETE FROM idempotency_keys WHERE user_id=$1 AND key=$2", user.sub, key)
         raise
+    finally:
+        update_id.reset(token)
     await _store(pool, user, key, status, payload)
     return JSONResponse(payload, status_code=status)
+
+
+async def _take_over(pool: asyncpg.Pool, user: User, key: str, request: Request, body_hash: str) -> bool:
+    """Claim a key whose first request died without an answer (same body and path, older than the lease)."""
+    return bool(await pool.fetchval(
+        """UPDATE idempotency_keys SET claimed_at = now()
+           WHERE user_id=$1 AND key=$2 AND status_code IS NULL AND body_hash=$3 AND path=$4
+             AND claimed_at < now() - make_interval(secs => $5) RETURNING 1""",
+        user.sub, key, body_hash, request.url.path, LEASE_SECONDS))
 
 
 async def _run(handler: Handler) -> tuple[int, Any]:
@@ -70,12 +101,15 @@ def _problem_body(request: Request, p: Problem) -> dict[str, Any]:
             "instance": request.url.path, **p.extra}
 
 
-async def _replay(pool: asyncpg.Pool, user: User, key: str, request: Request, body_hash: str) -> JSONResponse:
+async def _replay(pool: asyncpg.Pool, user: User, key: str, request: Request,
+                  body_hash: str) -> JSONResponse | None:
+    """The stored answer, waiting for one in progress; None when the key is free or its claim is stale."""
     for _ in range(300):
-        row = await pool.fetchrow("SELECT * FROM idempotency_keys WHERE user_id=$1 AND key=$2", user.sub, key)
+        row = await pool.fetchrow(
+            """SELECT *, claimed_at < now() - make_interval(secs => $3) AS stale
+               FROM idempotency_keys WHERE user_id=$1 AND key=$2""", user.sub, key, LEASE_SECONDS)
         if row is None:
-            raise Problem(409, "idempotency-retry", "the first request with this key failed; retry it",
-                          headers={"Retry-After": "1"})
+            return None  # the first request failed and freed the key: this one runs
         if row["body_hash"] != body_hash or row["path"] != request.url.path:
             raise Problem(422, "idempotency-mismatch",
                           "this Idempotency-Key was used with a different request body or path")
@@ -86,6 +120,8 @@ async def _replay(pool: asyncpg.Pool, user: User, key: str, request: Request, bo
                 return JSONResponse(resp["problem"], status_code=row["status_code"],
                                     media_type="application/problem+json", headers=headers)
             return JSONResponse(resp, status_code=row["status_code"], headers=headers)
+        if row["stale"]:
+            return None
         await asyncio.sleep(0.05)
     raise Problem(409, "idempotency-in-progress", "a request with this key is still in progress",
                   headers={"Retry-After": "1"})

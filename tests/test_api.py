@@ -227,6 +227,40 @@ async def test_idempotency_keys(stack):
     assert n == 1
 
 
+async def test_a_retry_takes_over_a_key_whose_answer_was_never_stored(stack):
+    """The decision reached the workflow, then the API lost its answer (process killed, or PostgreSQL gone
+    before the store). A retry with the same key must get the first delivery's outcome: not a key stuck
+    "in progress" forever, and not a second decision."""
+    reg = await Regime.place(stack, "RP9")
+    trust = {**reg.users["trust"], "Idempotency-Key": "plan-submit-lost"}
+    url = f"/regimes/{reg.id}/steps/improvement_plan/decisions"
+    first = await stack.http.post(url, headers=trust, json={"action": "submit", "payload": PLAN})
+    assert first.status_code == 200
+    # What a request that died after the update leaves behind: a claim with no answer.
+    await stack.pool.execute("UPDATE idempotency_keys SET status_code = NULL, response = NULL "
+                             "WHERE key = 'plan-submit-lost'")
+    # Within the lease the claim may still be live: the retry waits, then says so.
+    fresh = await stack.http.post(url, headers=trust, json={"action": "submit", "payload": PLAN})
+    assert fresh.status_code == 409 and problem(fresh)["type"].endswith("idempotency-in-progress")
+    # Past the lease the retry takes the claim over and runs again; Temporal recognises the update id.
+    await stack.pool.execute("UPDATE idempotency_keys SET claimed_at = now() - interval '2 minutes' "
+                             "WHERE key = 'plan-submit-lost'")
+    retry = await stack.http.post(url, headers=trust, json={"action": "submit", "payload": PLAN})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["step"]["status"] == first.json()["step"]["status"]
+    assert retry.json()["step"]["actions"] == first.json()["step"]["actions"]
+    st = await stack.settle(reg.id)
+    assert [a["action"] for a in st["steps"]["improvement_plan"]["actions"]] == ["submit"]
+    n = await stack.pool.fetchval("SELECT count(*) FROM audit_log WHERE regime_id=$1 "
+                                  "AND event='improvement_plan.submit'", reg.id)
+    assert n == 1
+    stored = await stack.pool.fetchval("SELECT status_code FROM idempotency_keys WHERE key = 'plan-submit-lost'")
+    assert stored == 200
+    # Without a key nothing is deduplicated: the same decision again is refused by the workflow.
+    again = await stack.http.post(url, headers=reg.users["trust"], json={"action": "submit", "payload": PLAN})
+    assert again.status_code == 409
+
+
 async def test_audit_log_is_append_only_and_tamper_evident(stack):
     reg = await Regime.place(stack, "RP5")
     await reg.act("improvement_plan", "submit", PLAN)

@@ -20,6 +20,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import idempotency
 from api.auth import User
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
@@ -186,7 +187,9 @@ async def run_update(handle: WorkflowHandle, update: Any, arg: Any) -> Any:
     try:
         for attempt in range(40):
             try:
-                return await handle.execute_update(update, arg)
+                # Under an Idempotency-Key the update id comes from the key: a retry that re-runs the
+                # request (its first answer was never stored) gets the first delivery's outcome back.
+                return await handle.execute_update(update, arg, id=idempotency.update_id.get())
             except RPCError as e:
                 # A run that has just continued as new cannot take an update until its first task.
                 if e.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 39:
