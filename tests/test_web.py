@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 
-from domain.dates import london_date
+from api.web import data, labels
+from domain.dates import london_date, months_between
 from tests.helpers import IMPROVED, PLAN, outcome, placement
 
 OPS = ("ops-1", "operations")
@@ -92,6 +95,156 @@ async def test_list_filters_sorts_and_refreshes_only_when_something_changed(stac
     assert "overdue" in row and "Level 2" in row and "Deadline missed" in row
     escalated = (await get(stack, "/web/regimes?escalated_only=1", *OPS)).text
     assert "Ashford" in escalated and "Bramley" not in escalated
+
+
+TOWNS = ["Abbey", "abbey", "Brookfield", "Carlton", "de Vere", "Dunmore", "Easton", "Fenwick", "Glenholm", "Hartley"]
+KINDS = ["NHS Trust", "Hospitals NHS Foundation Trust", "Community NHS Trust"]
+COLUMNS = ("regime_id", "workflow_id", "ods_code", "trust_name", "entry_date", "phase", "next_due", "overdue",
+           "escalation_level", "buddy_count", "exit_date", "closed")
+
+
+def projection_rows(n: int, seed: int = 7, prefix: str = "PG") -> list[dict]:
+    """Rows of the `regimes` projection with many ties on every sort key (and names differing only in case).
+    Nine in ten are closed; the others name workflows that do not exist, whose clocks are the wall clock."""
+    rnd = random.Random(seed)
+    phases = [*labels.PHASES, "awaiting_transfer"]  # and one phase without a label: humanised
+    rows = []
+    for i in range(n):
+        ods = f"{prefix}{i:04d}"
+        entry = date(2019, 1, 1) + timedelta(days=rnd.randrange(2500))
+        phase = rnd.choice(phases)
+        rows.append({
+            "regime_id": f"regime-{ods}-{entry}", "workflow_id": f"regime-{ods}-{entry}", "ods_code": ods,
+            "trust_name": f"{rnd.choice(TOWNS)} {rnd.choice(KINDS)}", "entry_date": entry, "phase": phase,
+            "next_due": None if rnd.random() < 0.2 else today() + timedelta(days=rnd.randrange(-30, 60)),
+            "overdue": rnd.randrange(3), "escalation_level": rnd.randrange(5), "buddy_count": rnd.randrange(3),
+            "exit_date": entry + timedelta(days=rnd.randrange(200, 900)) if phase == "exited" else None,
+            "closed": i % 10 != 0,
+        })
+    return rows
+
+
+async def insert_regimes(stack, rows: list[dict]) -> None:
+    await stack.pool.copy_records_to_table("regimes", records=[tuple(r[c] for c in COLUMNS) for r in rows],
+                                           columns=list(COLUMNS))
+
+
+def expected_order(rows: list[dict], sort: str, direction: str) -> list[str]:
+    """The order the page sorted in Python before it paged in SQL, with regime_id as the last tiebreak."""
+    def name(r):
+        return r["trust_name"].lower()
+
+    key = {
+        "trust": lambda r: (name(r), r["entry_date"]),
+        "phase": lambda r: (labels.phase_label(r["phase"]), name(r)),
+        "months": lambda r: (months_between(r["entry_date"], r["exit_date"] or today()), name(r)),
+        "next_due": lambda r: (r["next_due"] is None, r["next_due"] or date.max, name(r)),
+        "overdue": lambda r: (r["overdue"], r["escalation_level"], name(r)),
+        "escalation": lambda r: (r["escalation_level"], r["overdue"], name(r)),
+        "buddies": lambda r: (r["buddy_count"], name(r)),
+    }[sort]
+    ordered = sorted(rows, key=lambda r: (*key(r), r["regime_id"]), reverse=direction == "desc")
+    return [r["regime_id"] for r in ordered]
+
+
+def shown(html: str) -> list[str]:
+    return re.findall(r'<tr class="nhsuk-table__row" data-regime="([^"]+)"', html)
+
+
+def status(html: str) -> str:
+    return " ".join(re.search(r'<p class="sm-live__status[^>]*>(.*?)</p>', html, re.S).group(1).split())
+
+
+def pagination_link(html: str, rel: str) -> str | None:
+    m = re.search(rf'<a href="([^"]+)" class="nhsuk-pagination__{"previous" if rel == "prev" else "next"}" '
+                  rf'rel="{rel}"', html)
+    return unescape(m.group(1)) if m else None
+
+
+async def test_list_pages_in_sql_order_with_a_count_and_links_that_keep_filters(stack, monkeypatch):
+    rows = projection_rows(1050)
+    await insert_regimes(stack, rows)
+    asked: list[list[str]] = []
+    clocks = data.clocks
+
+    async def recording_clocks(client, settings, workflow_ids):
+        asked.append(list(workflow_ids))
+        return await clocks(client, settings, workflow_ids)
+
+    monkeypatch.setattr(data, "clocks", recording_clocks)
+
+    # Page 2 holds the 51st to the 100th regime of the whole list, in every sort order and both directions.
+    for sort in data.SORTS:
+        for direction in ("asc", "desc"):
+            html = (await get(stack, f"/web/regimes?sort={sort}&dir={direction}&page=2", *OPS)).text
+            assert shown(html) == expected_order(rows, sort, direction)[50:100], (sort, direction)
+            assert f'aria-sort="{"ascending" if direction == "asc" else "descending"}"' in html
+
+    r = await get(stack, "/web/regimes?page=2", *OPS)  # default order: next deadline first
+    assert r.status_code == 200
+    html = r.text
+    page2 = expected_order(rows, "next_due", "asc")[50:100]
+    assert shown(html) == page2
+    assert status(html).startswith("Showing 51 to 100 of 1,050 regimes.")
+    assert pagination_link(html, "prev") == "/web/regimes?sort=next_due&dir=asc"
+    assert pagination_link(html, "next") == "/web/regimes?sort=next_due&dir=asc&page=3"
+    assert '<nav class="nhsuk-pagination nhsuk-pagination--numbered"' in html
+    assert 'href="/web/regimes?sort=next_due&amp;dir=asc&amp;page=2" aria-label="Page 2" aria-current="page"' in html
+    assert 'aria-label="Page 21"' in html and 'aria-label="Page 5"' not in html  # 1 2 3 … 21
+    assert 'page=2' not in html.split("<thead")[1].split("</thead>")[0]  # a new sort starts at page 1
+    # Only the page's running regimes had their clocks read (the stack runs in local mode).
+    running = {r["workflow_id"] for r in rows if not r["closed"]}
+    assert asked[-1] == [w for w in page2 if w in running] and 0 < len(asked[-1]) < 50
+
+    last = (await get(stack, "/web/regimes?sort=trust&dir=desc&page=21", *OPS)).text
+    assert status(last).startswith("Showing 1,001 to 1,050 of 1,050 regimes.")
+    assert shown(last) == expected_order(rows, "trust", "desc")[1000:]
+    assert pagination_link(last, "next") is None
+    assert pagination_link(last, "prev") == "/web/regimes?sort=trust&dir=desc&page=20"
+
+    # A filter narrows the total, and the page links keep the filter and the sort.
+    brook = [r for r in rows if "brook" in r["trust_name"].lower()]
+    assert 100 < len(brook) < 1050
+    html = (await get(stack, "/web/regimes?q=brook&sort=months&dir=desc&page=2", *OPS)).text
+    assert status(html).startswith(f"Showing 51 to 100 of {len(brook)} regimes.")
+    assert shown(html) == expected_order(brook, "months", "desc")[50:100]
+    assert pagination_link(html, "next") == "/web/regimes?q=brook&sort=months&dir=desc&page=3"
+    assert pagination_link(html, "prev") == "/web/regimes?q=brook&sort=months&dir=desc"
+    exited = [r for r in rows if r["phase"] == "exited" and r["escalation_level"] >= 2]
+    html = (await get(stack, "/web/regimes?phase=exited&escalated_only=1&sort=phase", *OPS)).text
+    assert status(html).startswith(f"Showing 1 to 50 of {len(exited)} regimes.")
+    assert pagination_link(html, "next") == "/web/regimes?phase=exited&escalated_only=1&sort=phase&dir=asc&page=2"
+
+    # The table refreshes the page it shows: 204 while nothing moved, the new page 2 once a regime sorts first.
+    version = re.search(r'data-version="([0-9a-f]+)"', (await get(stack, "/web/regimes?page=2", *OPS)).text).group(1)
+    assert (await get(stack, f"/web/regimes/rows?page=2&v={version}", *OPS)).status_code == 204
+    first = projection_rows(1, seed=8, prefix="PX")[0]
+    first.update(next_due=today() - timedelta(days=400), closed=True)
+    await insert_regimes(stack, [first])
+    changed = await get(stack, f"/web/regimes/rows?page=2&v={version}", *OPS)
+    assert changed.status_code == 200 and "<html" not in changed.text
+    assert shown(changed.text) == expected_order([*rows, first], "next_due", "asc")[50:100]
+    assert shown(changed.text)[0] == expected_order(rows, "next_due", "asc")[49]
+    assert status(changed.text).startswith("Showing 51 to 100 of 1,051 regimes.")
+    assert 'hx-get="/web/regimes/rows?sort=next_due&amp;dir=asc&amp;page=2&amp;v=' in changed.text
+
+
+async def test_list_page_parameter_out_of_range_or_garbage_shows_a_page(stack):
+    rows = projection_rows(60, seed=3)
+    await insert_regimes(stack, rows)
+    order = expected_order(rows, "next_due", "asc")
+    for value, first in (("abc", 1), ("0", 1), ("-2", 1), ("2.5", 1), ("", 1), ("\x00", 1), ("２", 1),
+                         ("2", 51), ("3", 51), ("999", 51), ("9" * 40, 51)):
+        for path in ("/web/regimes", "/web/regimes/rows"):
+            r = await get(stack, path, *OPS, params={"page": value})
+            assert r.status_code == 200, (path, value, r.status_code)
+            assert status(r.text).startswith(f"Showing {first} to {min(first + 49, 60)} of 60 regimes."), value
+            assert shown(r.text) == order[first - 1:first + 49]
+    # The scope stays: a trust user sees only their trusts, on one page without page links.
+    mine = [r for r in rows if r["ods_code"] in ("PG0001", "PG0002")]
+    html = (await get(stack, "/web/regimes?page=2", "trust-1", "trust", trusts=["PG0001", "PG0002"])).text
+    assert status(html).startswith("2 regimes.") and "nhsuk-pagination" not in html
+    assert shown(html) == expected_order(mine, "next_due", "asc")
 
 
 async def test_regime_page_timeline_tasks_escalations_ratings_and_history(stack):

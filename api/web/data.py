@@ -101,19 +101,94 @@ class Filters:
     escalated_only: bool = False
     sort: str = "next_due"
     direction: str = "asc"
+    page: int = 1
 
     def query(self, **change: Any) -> str:
+        """The list's query string with some values changed; page 1 and empty values are left out."""
         from urllib.parse import urlencode
 
         d = {"q": self.q, "phase": self.phase, "overdue_only": "1" if self.overdue_only else "",
-             "escalated_only": "1" if self.escalated_only else "", "sort": self.sort, "dir": self.direction}
+             "escalated_only": "1" if self.escalated_only else "", "sort": self.sort, "dir": self.direction,
+             "page": self.page}
         d.update({k: v for k, v in change.items()})
+        if str(d["page"]) in ("", "1"):
+            d["page"] = ""
         return urlencode({k: v for k, v in d.items() if v})
 
 
-async def regime_rows(pool: asyncpg.Pool, client: Client | None, settings: Settings, user: User,
-                      f: Filters) -> list[dict[str, Any]]:
-    args: list[Any] = []
+PAGE_SIZE = 50
+
+
+def page_number(raw: str | None) -> int:
+    """The `page` query parameter, 1-based. Anything but a whole number is page 1; a number too long to be
+    a page is past the end (the caller shows the last page)."""
+    raw = (raw or "").strip()
+    if not (raw.isascii() and raw.isdigit()):
+        return 1
+    return 10**9 if len(raw) > 9 else max(int(raw), 1)
+
+
+@dataclass
+class RegimePage:
+    """One page of the regimes list: its rows and where it sits in the whole filtered list."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * self.size + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.rows) - 1 if self.rows else 0
+
+
+def _humanised_phase_sql(column: str) -> str:
+    """labels.humanise in SQL, for a phase with no label in labels.PHASES."""
+    s = f"btrim(replace(replace({column}, '_', ' '), '.', ': '))"
+    return f"upper(left({s}, 1)) || substr({s}, 2)"
+
+
+def order_by(f: Filters, args: list[Any]) -> str:
+    """ORDER BY for the list, the same order the page used to sort in Python: each sort key's columns, then
+    the trust's name; descending reverses all of them (so regimes with no deadline open come last ascending
+    and first descending). regime_id last makes the order total, so pages neither repeat nor skip a regime.
+    Text is compared by code point (COLLATE "C"), as Python compared strings, whatever the database's locale."""
+    name = 'lower(trust_name) COLLATE "C"'
+    if f.sort == "phase":
+        whens = []
+        for phase, (label, _colour) in labels.PHASES.items():
+            args.extend([phase, label])
+            whens.append(f"WHEN ${len(args) - 1} THEN ${len(args)}::text")
+        label_sql = f"(CASE phase {' '.join(whens)} ELSE {_humanised_phase_sql('phase')} END) COLLATE \"C\""
+        keys = [label_sql, name]
+    elif f.sort == "months":
+        # labels.months: whole days to the exit (or today, London time) over 30.4375, to one decimal place.
+        args.append(labels.london_today(datetime.now(UTC)))
+        keys = [f"round((COALESCE(exit_date, ${len(args)}::date) - entry_date) / 30.4375, 1)", name]
+    elif f.sort == "trust":
+        keys = [name, "entry_date"]
+    elif f.sort == "overdue":
+        keys = ["overdue", "escalation_level", name]
+    elif f.sort == "escalation":
+        keys = ["escalation_level", "overdue", name]
+    elif f.sort == "buddies":
+        keys = ["buddy_count", name]
+    else:  # next_due
+        keys = ["next_due", name]
+    direction = "DESC" if f.direction == "desc" else "ASC"
+    nulls = "NULLS FIRST" if direction == "DESC" else "NULLS LAST"
+    return ", ".join(f"{k} {direction} {nulls}" for k in [*keys, "regime_id"])
+
+
+def list_where(user: User, settings: Settings, f: Filters, args: list[Any]) -> str:
     clauses = [scope_clause(user, args)]
     if f.phase:
         args.append(f.phase)
@@ -126,24 +201,28 @@ async def regime_rows(pool: asyncpg.Pool, client: Client | None, settings: Setti
     if f.escalated_only:
         args.append(first_late_level(settings))
         clauses.append(f"escalation_level >= ${len(args)}")
-    rows = await pool.fetch(f"SELECT * FROM regimes WHERE {' AND '.join(clauses)} LIMIT 2000", *args)
+    return " AND ".join(clauses)
+
+
+async def regime_rows(pool: asyncpg.Pool, client: Client | None, settings: Settings, user: User,
+                      f: Filters) -> RegimePage:
+    """One page of the regimes the user may see that match the filters, sorted and paged by PostgreSQL.
+    A page past the end is the last page. Only the page's running regimes have their clocks read."""
+    args: list[Any] = []
+    where = list_where(user, settings, f, args)
+    # The count and the page from one snapshot, so "Showing 51 to 100 of N" agrees with the rows shown.
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval(f"SELECT count(*) FROM regimes WHERE {where}", *args)
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(f.page, 1), pages)
+        order = order_by(f, args)
+        args.extend([PAGE_SIZE, (page - 1) * PAGE_SIZE])
+        rows = await conn.fetch(f"SELECT * FROM regimes WHERE {where} ORDER BY {order} "
+                                f"LIMIT ${len(args) - 1} OFFSET ${len(args)}", *args)
     cl = await clocks(client, settings, [r["workflow_id"] for r in rows if not r["closed"]])
     wall = Clock(now=datetime.now(UTC))
-    out = []
-    for r in rows:
-        c = cl.get(r["workflow_id"], wall)
-        out.append(row_view(r, c, settings))
-    key = {
-        "trust": lambda x: (x["trust_name"].lower(), x["entry_date"]),
-        "phase": lambda x: (x["phase_label"], x["trust_name"].lower()),
-        "months": lambda x: (x["months"], x["trust_name"].lower()),
-        "next_due": lambda x: (x["next_due"] is None, x["next_due"] or date.max, x["trust_name"].lower()),
-        "overdue": lambda x: (x["overdue"], x["escalation_level"], x["trust_name"].lower()),
-        "escalation": lambda x: (x["escalation_level"], x["overdue"], x["trust_name"].lower()),
-        "buddies": lambda x: (x["buddy_count"], x["trust_name"].lower()),
-    }[f.sort if f.sort in SORTS else "next_due"]
-    out.sort(key=key, reverse=f.direction == "desc")
-    return out
+    return RegimePage(rows=[row_view(r, cl.get(r["workflow_id"], wall), settings) for r in rows], total=total,
+                      page=page)
 
 
 def row_view(r: Any, c: Clock, settings: Settings) -> dict[str, Any]:

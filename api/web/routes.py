@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from datetime import UTC, datetime, timedelta
@@ -131,38 +132,68 @@ async def sign_out(request: Request):
 
 
 # ------------------------------------------------------------------ regimes list
-def _filters(q: str, phase: str, overdue_only: str, escalated_only: str, sort: str, dir: str) -> data.Filters:
+def _filters(q: str, phase: str, overdue_only: str, escalated_only: str, sort: str, dir: str,
+             page_no: str = "") -> data.Filters:
     return data.Filters(q=q.strip()[:100], phase=phase if phase in labels.PHASES else "",
                         overdue_only=overdue_only in ("1", "on", "true"),
                         escalated_only=escalated_only in ("1", "on", "true"),
-                        sort=sort if sort in data.SORTS else "next_due", direction="desc" if dir == "desc" else "asc")
+                        sort=sort if sort in data.SORTS else "next_due", direction="desc" if dir == "desc" else "asc",
+                        page=data.page_number(page_no))
 
 
-def _version(rows: list[dict[str, Any]]) -> str:
+def _version(listing: data.RegimePage) -> str:
     keys = ("regime_id", "phase", "next_due", "days_left", "overdue", "escalation_level", "buddy_count", "months")
-    raw = "|".join(",".join(str(r[k]) for k in keys) for r in rows)
+    raw = f"{listing.page}/{listing.total}|" + "|".join(",".join(str(r[k]) for k in keys) for r in listing.rows)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _pagination(f: data.Filters, listing: data.RegimePage) -> dict[str, Any] | None:
+    """Parameters for the NHS.UK pagination component: previous and next, and the page numbers around this
+    one with the first and the last (gaps shown as ellipses)."""
+    if listing.pages <= 1:
+        return None
+
+    def href(n: int) -> str:
+        return f"{PREFIX}/regimes?{f.query(page=n)}"
+
+    shown = {1, listing.pages, *range(max(listing.page - 1, 1), min(listing.page + 1, listing.pages) + 1)}
+    shown |= {n + 1 for n in shown if n + 2 in shown}  # an ellipsis never stands for a single page
+    items: list[dict[str, Any]] = []
+    pages = sorted(shown)
+    for before, n in zip([0, *pages], pages, strict=False):
+        if n - before > 1:
+            items.append({"ellipsis": True})
+        items.append({"number": n, "href": href(n), "current": n == listing.page})
+    params: dict[str, Any] = {"items": items, "ariaLabel": "Pages of regimes"}
+    if listing.page > 1:
+        params["previous"] = {"href": href(listing.page - 1)}
+    if listing.page < listing.pages:
+        params["next"] = {"href": href(listing.page + 1)}
+    return params
+
+
 async def _list_context(request: Request, user: User, f: data.Filters) -> dict[str, Any]:
-    rows = await data.regime_rows(request.app.state.pool, _client(request), _settings(request), user, f)
-    return {"rows": rows, "f": f, "version": _version(rows), "sees_all": sees_all(user),
-            "updated": datetime.now(UTC), "phases": labels.PHASES}
+    listing = await data.regime_rows(request.app.state.pool, _client(request), _settings(request), user, f)
+    f = dataclasses.replace(f, page=listing.page)  # a page past the end was shown as the last page
+    return {"rows": listing.rows, "listing": listing, "f": f, "version": _version(listing),
+            "pagination": _pagination(f, listing), "sees_all": sees_all(user), "updated": datetime.now(UTC),
+            "phases": labels.PHASES}
 
 
 @router.get("/regimes")
 async def regimes_page(request: Request, user: Viewer, q: str = Query("", max_length=100), phase: str = "",
-                       overdue_only: str = "", escalated_only: str = "", sort: str = "next_due", dir: str = "asc"):
-    f = _filters(q, phase, overdue_only, escalated_only, sort, dir)
+                       overdue_only: str = "", escalated_only: str = "", sort: str = "next_due", dir: str = "asc",
+                       page_no: str = Query("", alias="page")):
+    f = _filters(q, phase, overdue_only, escalated_only, sort, dir, page_no)
     return page(request, "regimes.html", {"user": user, **await _list_context(request, user, f)})
 
 
 @router.get("/regimes/rows")
 async def regimes_rows(request: Request, user: Viewer, q: str = Query("", max_length=100), phase: str = "",
                        overdue_only: str = "", escalated_only: str = "", sort: str = "next_due", dir: str = "asc",
-                       v: str = ""):
-    """The list's table alone, polled by htmx; 204 (nothing to swap) when nothing changed."""
-    f = _filters(q, phase, overdue_only, escalated_only, sort, dir)
+                       page_no: str = Query("", alias="page"), v: str = ""):
+    """The list's table (one page of it) alone, polled by htmx; 204 (nothing to swap) when nothing changed."""
+    f = _filters(q, phase, overdue_only, escalated_only, sort, dir, page_no)
     ctx = await _list_context(request, user, f)
     if v and v == ctx["version"]:
         return Response(status_code=204)
