@@ -21,6 +21,7 @@ SCRIPTS = {
     "reads": True,
     "replay_throughput": False,
     "fault_flood": True,
+    "closed_read": True,
 }
 
 

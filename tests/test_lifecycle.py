@@ -182,6 +182,14 @@ async def test_extension_letter_to_secretary_of_state_then_merger(stack):
     st = await reg.state()
     assert st["finished"] and st["closure"]["solution"] == "merger" and st["open_steps"] == []
     assert st["enforcement"][0]["action"] == "conditions"
+    # Once closed, the API reads the completed workflow's result (no replay): the same state it would answer.
+    await stack.settle(reg.id)
+    assert await stack.pool.fetchval("SELECT closed FROM regimes WHERE regime_id = $1", reg.id)
+    got = (await stack.http.get(f"/regimes/{reg.id}", headers=reg.users["operations"])).json()
+    from workflows.regime import RegimeWorkflow
+
+    asked = (await stack.handle(reg.id).query(RegimeWorkflow.get_state)).model_dump(mode="json")
+    assert {k: got[k] for k in asked} == asked and got["phase"] == "closed_structural"
 
 
 async def test_multi_site_exceptional_exit_and_refusal_without_trajectory(stack):

@@ -66,7 +66,7 @@ async def list_partnerships(regime_id: str, user: CurrentUser, pool: DbPool, cli
     row = await regime_row(pool, regime_id)
     if not user.may_read_trust(row["ods_code"]):
         raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
-    state = await live_state(client, regime_id)
+    state = await live_state(client, regime_id, closed=row["closed"])
     items = []
     for b in state.buddies.values():
         item = _json(b)

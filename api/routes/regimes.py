@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -211,7 +211,15 @@ def _json(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-async def live_state(client: Any, regime_id: str) -> RegimeState:
+async def live_state(client: Any, regime_id: str, closed: bool = False) -> RegimeState:
+    if closed:
+        # A closed regime's final state is its workflow's result, read from the last event of its
+        # history. A query would make a worker replay the whole history (hundreds of ms for a year).
+        try:
+            return await client.get_workflow_handle_for(RegimeWorkflow.run, regime_id).result(
+                rpc_timeout=timedelta(seconds=5))
+        except (WorkflowFailureError, RPCError):
+            pass  # terminated by an operator, or not completed yet: ask the workflow as for a live one
     # Just after continue-as-new the new run has no workflow task yet and cannot answer; it will shortly.
     for attempt in range(40):
         try:
@@ -342,7 +350,7 @@ def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
 async def get_regime(regime_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id)
     require_read(user, row)
-    state = await live_state(client, regime_id)
+    state = await live_state(client, regime_id, closed=row["closed"])
     s = _json(state)
     s["regime_id"] = regime_id
     s["open_steps"] = [st for st in s["steps"].values() if st["status"] == "open"]
