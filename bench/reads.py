@@ -66,7 +66,11 @@ QUERIES = {
                          "LIMIT $1 OFFSET $2", lambda ctx: [100, 0]),
     "regimes_list_api_trust_scoped": ("SELECT * FROM regimes WHERE ods_code = ANY($1) ORDER BY next_due NULLS LAST, "
                                       "regime_id LIMIT $2 OFFSET $3", lambda ctx: [ctx["id_trusts"], 100, 0]),
-    "regimes_list_web": ("SELECT * FROM regimes WHERE TRUE LIMIT 2000", lambda ctx: []),
+    # The web list (api/web/data.py): the count, then one page of 50 in the default order (next deadline).
+    "regimes_list_web_count": ("SELECT count(*) FROM regimes WHERE TRUE", lambda ctx: []),
+    "regimes_list_web": ('SELECT * FROM regimes WHERE TRUE ORDER BY next_due ASC NULLS LAST, lower(trust_name) '
+                         'COLLATE "C" ASC NULLS LAST, regime_id ASC NULLS LAST LIMIT $1 OFFSET $2',
+                         lambda ctx: [50, 0]),
     "regime_row": ("SELECT * FROM regimes WHERE regime_id = $1", lambda ctx: [ctx["real_id"]]),
     "decision_task_lookup": ("SELECT role, subject, workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
                              lambda ctx: [ctx["real_id"], "plan_review"]),

@@ -95,6 +95,13 @@ async def test_list_filters_sorts_and_refreshes_only_when_something_changed(stac
     assert "overdue" in row and "Level 2" in row and "Deadline missed" in row
     escalated = (await get(stack, "/web/regimes?escalated_only=1", *OPS)).text
     assert "Ashford" in escalated and "Bramley" not in escalated
+    # A closed regime's page is drawn from its completed workflow's result.
+    r = await stack.http.post(f"/regimes/{b}/closure", headers=stack.auth("reg-1", "regulator"),
+                              json={"solution": "merger", "reason": "merged into Ashford General"})
+    assert r.status_code == 200, r.text
+    await stack.settle(b)
+    closed = await get(stack, f"/web/regimes/{b}", *OPS)
+    assert closed.status_code == 200 and "merged into Ashford General" in closed.text
 
 
 TOWNS = ["Abbey", "abbey", "Brookfield", "Carlton", "de Vere", "Dunmore", "Easton", "Fenwick", "Glenholm", "Hartley"]

@@ -223,7 +223,8 @@ async def live_state(client: Any, regime_id: str, closed: bool = False) -> Regim
     # Just after continue-as-new the new run has no workflow task yet and cannot answer; it will shortly.
     for attempt in range(40):
         try:
-            return await client.get_workflow_handle(regime_id).query(RegimeWorkflow.get_state)
+            return await client.get_workflow_handle(regime_id).query(RegimeWorkflow.get_state,
+                                                                     rpc_timeout=timedelta(seconds=10))
         except RPCError as e:
             if e.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 39:
                 raise

@@ -217,10 +217,10 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
                                             "detail": "Try again in a few seconds."}, status=503)
     try:
         clock = await data.clock(client, row["workflow_id"])
-        from workflows.regime import RegimeWorkflow
+        from api.routes.regimes import live_state
 
-        state: RegimeState = await client.get_workflow_handle(row["workflow_id"]).query(
-            RegimeWorkflow.get_state, rpc_timeout=timedelta(seconds=10))
+        # A closed regime is read from its workflow's result (no replay of its whole history).
+        state: RegimeState = await live_state(client, row["workflow_id"], closed=row["closed"])
     except RPCError as e:
         return page(request, "error.html", {"user": user, "title": "Regime state unavailable",
                                             "detail": f"The workflow engine did not answer: {e.message}"},
