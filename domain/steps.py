@@ -53,6 +53,25 @@ class MonthlyReturnPayload(BaseModel):
     public_update_url: HttpUrl | None = None
 
 
+class OversightMeetingPayload(BaseModel):
+    """The monthly Oversight and Assurance Group, chaired by the regulator's delivery and development team
+    (seed 000 §4b(iii)). Some trusts merge it with the monthly Integrated Delivery Meeting."""
+    model_config = ConfigDict(extra="forbid")
+    meeting_date: date
+    deep_dive: str | None = Field(None, max_length=500, description="area of concern chosen for a deep dive, "
+                                                                    "reported back at the next meeting")
+    held_with_idm: bool = Field(False, description="merged with this month's Integrated Delivery Meeting, "
+                                                   "which it then also records")
+
+
+class DeliveryMeetingPayload(BaseModel):
+    """The monthly Integrated Delivery Meeting (seed 000 §4b(iv)): progress against the plan's trajectory."""
+    model_config = ConfigDict(extra="forbid")
+    meeting_date: date
+    on_trajectory: bool = Field(description="progress is in line with the planned improvement trajectory")
+    summary: str | None = Field(None, max_length=4000)
+
+
 class AppointmentPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     appointed_on: date
@@ -110,6 +129,10 @@ CATALOGUE: dict[str, StepKind] = {
     "monthly_return_cosign": StepKind("Monthly progress return co-signed (improvement director)",
                                       "improvement_director", "monthly_return",
                                       {"cosign": _E, "return": _E}, frozenset({"return"})),
+    "oversight_meeting": StepKind("Oversight and Assurance Group held (monthly)", "regulator", "oversight",
+                                  {"record": OversightMeetingPayload}),
+    "delivery_meeting": StepKind("Integrated Delivery Meeting held (monthly)", "regulator", "oversight",
+                                 {"record": DeliveryMeetingPayload}),
     "reinspection": StepKind("CQC re-inspection published", "cqc", "reinspection", {}),
     "cqc_recommendation": StepKind("CQC recommendation after re-inspection", "cqc", "exit_decision",
                                    {"recommend_exit": _E, "recommend_remain": _E}, frozenset({"recommend_remain"})),

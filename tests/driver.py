@@ -24,6 +24,8 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "capability_review": ("record", lambda d: {"completed_on": d}),
     "monthly_return": ("submit", lambda d: {"summary": "progress against the plan"}),
     "monthly_return_cosign": ("cosign", None),
+    "oversight_meeting": ("record", lambda d: {"meeting_date": d}),
+    "delivery_meeting": ("record", lambda d: {"meeting_date": d, "on_trajectory": True}),
     "secretary_of_state_letter": ("send", lambda d: {"sent_on": d}),
 }
 

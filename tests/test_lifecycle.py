@@ -360,3 +360,60 @@ async def test_paused_clock_does_not_escalate_until_resumed(stack):
     await reg.advance(7, diligent=False)
     # The new date is 5 days off, inside the reminder's 7 days: no stale reminder, then the breach.
     assert await reg.escalations("improvement_plan") == ["breach"]
+
+
+async def test_monthly_oversight_and_delivery_meetings(stack):
+    """The Oversight and Assurance Group and the Integrated Delivery Meeting are monthly duties (domain.md):
+    each month opens both, due on its last day; the regulator records them (or one merged meeting); a
+    month without them escalates like any other missed deadline."""
+    reg = await Regime.place(stack, "RLM1")
+
+    def month_steps(st: dict, kind: str) -> list[dict]:
+        return sorted((s for s in st["steps"].values() if s["kind"] == kind), key=lambda s: s["id"])
+
+    for _ in range(6):  # the first month the service tracks (this month or the next)
+        st = await reg.state()
+        if month_steps(st, "oversight_meeting"):
+            break
+        await reg.advance(7, diligent=False)
+    [oag] = month_steps(st, "oversight_meeting")
+    [idm] = month_steps(st, "delivery_meeting")
+    month = date.fromisoformat(oag["subject"]["month"] + "-01")
+    assert oag["id"] == f"oversight_meeting-{month:%Y-%m}" and oag["role"] == "regulator"
+    assert date.fromisoformat(oag["due"]) == add_months(month, 1) - timedelta(days=1) == date.fromisoformat(idm["due"])
+    # Recorded only once held, and only for a meeting in (or after) its month.
+    tomorrow = (reg.today + timedelta(days=1)).isoformat()
+    r = await reg.act(oag["id"], "record", {"meeting_date": tomorrow}, expect=422)
+    assert "once it has been held" in r["detail"]
+    r = await reg.act(oag["id"], "record", {"meeting_date": (month - timedelta(days=1)).isoformat()}, expect=422)
+    assert "not this month's" in r["detail"]
+    # One merged meeting records both.
+    held = max(month, reg.today).isoformat()
+    if reg.today < month:
+        await reg.advance((month - reg.today).days, diligent=False)
+    await reg.act(oag["id"], "record", {"meeting_date": held, "deep_dive": "sepsis screening",
+                                        "held_with_idm": True})
+    st = await reg.state()
+    assert st["steps"][oag["id"]]["status"] == "done" and st["steps"][oag["id"]]["data"]["deep_dive"] == \
+        "sepsis screening"
+    assert st["steps"][idm["id"]]["status"] == "done"
+    assert st["steps"][idm["id"]]["data"]["held_with"] == oag["id"]
+    await stack.settle(reg.id)
+    audited = await stack.pool.fetch("SELECT event, step_id FROM audit_log WHERE regime_id = $1 AND step_id = ANY($2) "
+                                     "AND event LIKE '%.record'",
+                                     reg.id, [oag["id"], idm["id"]])
+    assert sorted(a["event"] for a in audited) == ["delivery_meeting.record", "oversight_meeting.record"]
+    # The next month opens the next pair; nobody holds them and they escalate after the month ends.
+    nxt = add_months(month, 1)
+    await reg.advance((add_months(nxt, 1) - reg.today).days + 2, diligent=False)
+    st = await reg.state()
+    for kind in ("oversight_meeting", "delivery_meeting"):
+        sid = f"{kind}-{nxt:%Y-%m}"
+        assert st["steps"][sid]["status"] == "open"
+        assert await reg.escalations(sid), f"{sid} missed and not escalated"
+    # Recorded late, with the meeting's real date.
+    late = (add_months(nxt, 1) + timedelta(days=1)).isoformat()
+    await reg.act(f"delivery_meeting-{nxt:%Y-%m}", "record", {"meeting_date": late, "on_trajectory": False,
+                                                              "summary": "behind on ED staffing"})
+    st = await reg.state()
+    assert st["steps"][f"delivery_meeting-{nxt:%Y-%m}"]["late"] is True

@@ -40,6 +40,8 @@ ROUTINE_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "capability_review": ("record", {"completed_on": "today"}),
     "monthly_return": ("submit", {"summary": "progress against the improvement plan"}),
     "monthly_return_cosign": ("cosign", {}),
+    "oversight_meeting": ("record", {"meeting_date": "today"}),
+    "delivery_meeting": ("record", {"meeting_date": "today", "on_trajectory": True}),
 }
 
 # Buddy partnership steps done as a matter of course (see tools/simulate.py for their payloads).

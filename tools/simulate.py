@@ -221,6 +221,11 @@ class Simulation:
                 m = date.fromisoformat(nm)
                 due = dates.third_monday(m.year, m.month)
                 cands.append(max((m - run.entry).days, (due - run.entry).days - routine.lead_days))
+            if nm and state["phase"] in ACTIVE and any(self._routine_kind(run, k) for k in
+                                                       ("oversight_meeting", "delivery_meeting")):
+                m = date.fromisoformat(nm)
+                end = dates.add_months(m, 1) - timedelta(days=1)  # the month's meetings are due by its end
+                cands.append(max((m - run.entry).days, (end - run.entry).days - routine.lead_days))
         for bs in partners.values():
             cands += self._partner_stops(run, bs)
         later = [c for c in cands if c > run.day]

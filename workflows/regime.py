@@ -80,6 +80,9 @@ FOLLOWUPS_FROM_MEETING_DATE = "followups-from-meeting-date"
 # attributes were upserted for that flush; without this patch they stayed stale until the next timer
 # (months, for an exit), so Temporal's visibility showed the old phase.
 SEARCH_ATTRIBUTES_AFTER_FLUSH = "search-attributes-after-flush"
+# The monthly Oversight and Assurance Group and Integrated Delivery Meeting (domain.md's timers table)
+# became steps after regimes were already running: they take them from their next month.
+MONTHLY_OVERSIGHT_MEETINGS = "monthly-oversight-meetings"
 
 
 @workflow.defn
@@ -190,6 +193,10 @@ class RegimeWorkflow(StepEngine):
             due = dates.third_monday(m.year, m.month)
             tag = f"{m.year:04d}-{m.month:02d}"
             self._open("monthly_return", due, step_id=f"monthly_return-{tag}", subject={"month": tag})
+            if workflow.patched(MONTHLY_OVERSIGHT_MEETINGS):
+                end = dates.add_months(m, 1) - timedelta(days=1)
+                for kind in ("oversight_meeting", "delivery_meeting"):
+                    self._open(kind, end, step_id=f"{kind}-{tag}", subject={"month": tag})
             self.s.next_monthly = dates.add_months(m, 1)
         self._fire_due_rungs()
 
@@ -377,6 +384,14 @@ class RegimeWorkflow(StepEngine):
             raise reject("InvalidPayload", errors(e)) from None
         if st.kind == "regulator_decision":
             self._validate_regulator_decision(st, d)
+        if st.kind in ("oversight_meeting", "delivery_meeting"):
+            held = date.fromisoformat(str(d.payload["meeting_date"]))
+            month = date.fromisoformat(st.subject["month"] + "-01")
+            if held > self._today():
+                raise reject("RuleBroken", "a meeting is recorded once it has been held, not in advance")
+            if held < month:
+                raise reject("RuleBroken", f"a meeting held on {held.isoformat()} is not this month's "
+                                           f"({st.subject['month']})")
         if st.kind == "cqc_recommendation" and d.action == "recommend_exit":
             verdict = st.data.get("verdict") or {}
             if verdict.get("met") is False and not (d.comment and d.comment.strip()):
@@ -444,6 +459,13 @@ class RegimeWorkflow(StepEngine):
                        step_id=st.id.replace("monthly_return", "monthly_return_cosign"), subject=st.subject)
         elif k == "monthly_return_cosign" and a == "return":
             self._open("monthly_return", max(st.due, today + timedelta(days=7)), subject=st.subject)
+        elif k == "oversight_meeting" and d.payload.get("held_with_idm"):
+            idm = self.s.steps.get(st.id.replace("oversight_meeting", "delivery_meeting"))
+            if idm is not None and idm.status == "open":
+                idm.data.update({"meeting_date": d.payload["meeting_date"], "held_with": st.id})
+                self._audit("delivery_meeting.record", d.actor, step=idm,
+                            reason="held together with the Oversight and Assurance Group")
+                self._close(idm, "record", d.actor, "held together with the Oversight and Assurance Group")
         elif k == "cqc_recommendation":
             self._open("regulator_decision", today + timedelta(days=DECISION_DAYS), subject=st.subject)
         elif k == "regulator_decision":

@@ -41,6 +41,8 @@ SHORT_TITLES = {
     "capability_review": "Board capability review",
     "monthly_return": "Monthly returns (trust)",
     "monthly_return_cosign": "Monthly returns co-signed (ID)",
+    "oversight_meeting": "Oversight and Assurance Group (monthly)",
+    "delivery_meeting": "Integrated Delivery Meeting (monthly)",
     "reinspection": "CQC re-inspection",
     "cqc_recommendation": "CQC recommendation",
     "regulator_decision": "Regulator's decision",
@@ -103,7 +105,8 @@ def step_title(kind: str | None, step_id: str | None = None) -> str:
     title = SHORT_TITLES.get(kind) or (CATALOGUE[kind].title if kind in CATALOGUE else humanise(kind))
     if kind == "reinspection" and step_id and step_id.rsplit("-", 1)[-1].isdigit():
         return f"{title} {step_id.rsplit('-', 1)[-1]}"
-    if step_id and kind not in ("monthly_return", "monthly_return_cosign", "reinspection"):
+    if step_id and kind not in ("monthly_return", "monthly_return_cosign", "oversight_meeting", "delivery_meeting",
+                                "reinspection"):
         suffix = step_id.removeprefix(kind)
         if suffix.startswith("-") and suffix[1:].isdigit():
             return f"{title} ({suffix[1:]})"

@@ -23,7 +23,7 @@ W, LABEL_W, STATE_W = 1040, 250, 150
 CHART_X0, CHART_X1 = LABEL_W, W - STATE_W - 10
 ROW_H, TOP = 32, 64
 INK, GRID, BAND = "#212b32", "#d8dde0", "#fff9c4"
-MONTHLY = ("monthly_return", "monthly_return_cosign")
+MONTHLY = ("monthly_return", "monthly_return_cosign", "oversight_meeting", "delivery_meeting")
 
 
 @dataclass
