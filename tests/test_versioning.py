@@ -28,7 +28,8 @@ from workflows import WORKFLOWS
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.regime import FOLLOWUPS_FROM_MEETING_DATE, RegimeWorkflow
 
-PRE_PATCH = [f for f in history_files([HISTORIES]) if f.name.startswith("pre_patch_")]
+# Recorded before this patch (pre_patch_monthly_* predate later patches, and already carry this one).
+PRE_PATCH = [f for f in history_files([HISTORIES]) if f.name.startswith("pre_patch_meeting_recorded_late")]
 
 
 # Unsandboxed: the sandbox would re-import this test module; determinism is checked the same way.
