@@ -17,6 +17,8 @@ from api.routes.regimes import regime_row, require_read
 from domain.models import ODS_PATTERN
 
 router = APIRouter(tags=["audit"])
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 COLUMNS = ("id", "regime_id", "workflow_id", "seq", "at", "actor", "role", "event", "step_id", "step_kind",
            "reason", "detail", "request_id", "prev_hash", "hash")
 
@@ -72,9 +74,14 @@ async def trust_audit(user: CurrentUser, pool: DbPool,
     w.writeheader()
     for it in items:
         it["detail"] = _dumps(it["detail"])
-        w.writerow(it)
+        w.writerow({k: _cell(v) for k, v in it.items()})
     return Response(buf.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="audit-{ods_code}.csv"'})
+
+
+def _cell(v: Any) -> Any:
+    """A text cell a spreadsheet shows as text: a leading formula character gets a single quote before it."""
+    return f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v
 
 
 def _dumps(v: Any) -> str:
