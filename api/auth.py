@@ -40,6 +40,10 @@ class User(BaseModel):
             return ods in self.trusts
         return False
 
+    def may_act_as_buddy(self, buddy_ods: str | None) -> bool:
+        """A buddy acts only with the buddy role, and only for its own organisation's partnership."""
+        return "buddy" in self.roles and bool(buddy_ods) and self.org == buddy_ods
+
     def may_read_trust(self, ods: str) -> bool:
         if self.has("operations", *NATIONAL_ROLES):
             return True

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 
 from tests.driver import Regime
+from tests.test_buddy import PLAN as SUPPORT_PLAN
+from tests.test_buddy import place_and_agree
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "https://login.example.nhs.uk/realms/special-measures"
@@ -29,6 +31,44 @@ def problem(r: httpx.Response) -> dict[str, Any]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# ---------------------------------------------------------------------------- 1: the buddy role
+async def test_only_a_buddy_role_user_of_the_buddy_trust_acts_as_the_buddy(stack):
+    w, pid = await place_and_agree(stack, "RS1", "BS1")
+    url = f"/regimes/{w.rid}/buddies/{pid}/plan-changes"
+    new_plan = {"workstreams": SUPPORT_PLAN["workstreams"][:1]}
+    body = {"plan": new_plan, "reason": "narrow the support to governance"}
+    impostors = {
+        # read-only staff who happen to belong to the buddy trust
+        "operations of the buddy trust": stack.auth("ops-bs1", "operations", org="BS1"),
+        # a trust-role user of the buddy trust (assigned to it as a trust)
+        "trust user of the buddy trust": stack.auth("trust-bs1", "trust", trusts=["BS1"], org="BS1"),
+        "commissioner of the buddy trust": stack.auth("ccg-bs1", "commissioner", trusts=["BS1"], org="BS1"),
+        "admin of the buddy trust": stack.auth("admin-bs1", "admin", org="BS1"),
+        "a buddy of another trust": stack.auth("buddy-bs9", "buddy", org="BS9"),
+    }
+    for who, headers in impostors.items():
+        r = await stack.http.post(url, json=body, headers=headers)
+        assert r.status_code == 403, (who, r.status_code, r.text)
+        problem(r)
+        # The same people cannot decide the buddy's open step by naming the role either.
+        r = await stack.http.post(f"/regimes/{w.rid}/steps/BS1.q1.forecast/decisions", headers=headers,
+                                  json={"action": "sign_off", "role": "buddy", "payload": {}})
+        assert r.status_code == 403, (who, r.status_code, r.text)
+        problem(r)
+    await w.settle(pid)
+    proposed = await stack.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE workflow_id = $1 AND event = 'support_plan.change_proposed'", pid)
+    assert proposed == 0
+    assert (await w.state(pid)).plan_changes == []
+    # The buddy itself still proposes, audited as the buddy.
+    r = await stack.http.post(url, json=body, headers=w.buddy("BS1", "planner"))
+    assert r.status_code == 201, r.text
+    await w.settle(pid)
+    row = await stack.pool.fetchrow(
+        "SELECT actor, role FROM audit_log WHERE workflow_id = $1 AND event = 'support_plan.change_proposed'", pid)
+    assert dict(row) == {"actor": "planner-BS1", "role": "buddy"}
 
 
 # ---------------------------------------------------------------------------- 7: CSV formula injection

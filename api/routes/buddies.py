@@ -52,7 +52,7 @@ async def partnership_state(client: Client, regime_id: str, partnership_id: str)
 
 
 def require_read_partnership(user: User, trust_ods: str, buddy_ods: str) -> None:
-    if user.may_read_trust(trust_ods) or (user.has("buddy") and user.org == buddy_ods):
+    if user.may_read_trust(trust_ods) or user.may_act_as_buddy(buddy_ods):
         return
     raise Problem(403, "forbidden-trust", f"you are not assigned to trust {trust_ods} or its buddy {buddy_ods}")
 
@@ -123,6 +123,11 @@ async def propose_plan_change(regime_id: str, partnership_id: str, req: PlanChan
                               user: CurrentUser, pool: DbPool, client: TemporalClientDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     s = await partnership_state(client, regime_id, partnership_id)
+    # The buddy role itself, not only the buddy trust's `org`: an operations (read-only) or trust user of
+    # the buddy trust must not propose a change audited as the buddy's.
+    if not user.may_act_as_buddy(s.p.buddy.ods_code):
+        raise Problem(403, "forbidden-partnership",
+                      "only a user with the buddy role, of this partnership's buddy trust, proposes plan changes")
     require_act(user, "buddy", row["ods_code"], {"buddy_ods": s.p.buddy.ods_code})
 
     async def handler() -> tuple[int, Any]:
