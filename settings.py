@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     auth_jwks_url: str | None = None
     auth_issuer: str = "special-measures-local"
     auth_audience: str = "special-measures"
+    auth_jwks_cache_seconds: float = Field(300, gt=0, description="how long the identity provider's keys are "
+                                           "trusted before they are fetched again")
+    auth_jwks_refresh_cooldown_seconds: float = Field(30, ge=0, description="at most one refetch of the keys "
+                                                      "for an unknown key id in this many seconds")
+    auth_max_token_lifetime_seconds: int = Field(12 * 3600, gt=0, description="longest exp - iat accepted")
+    auth_clock_leeway_seconds: int = Field(30, ge=0, le=300, description="clock skew allowed on exp and iat")
 
     escalation_ladder: str = Field(json.dumps(DEFAULT_LADDER), description="JSON list of rungs")
     due_soon_days: int = 7

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.auth import User, verify
+from api.auth import User, authenticate
 from api.errors import Problem
 from settings import Settings
 
@@ -33,12 +33,12 @@ def get_client(request: Request) -> Client:
     return client
 
 
-def current_user(request: Request,
-                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+async def current_user(request: Request,
+                       creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     if creds is None or creds.scheme.lower() != "bearer":
         raise Problem(401, "unauthenticated", "a bearer token is required",
                       headers={"WWW-Authenticate": "Bearer"})
-    user = verify(request.app.state.settings, creds.credentials)
+    user = await authenticate(request.app.state.settings, creds.credentials)
     request.state.user = user
     return user
 

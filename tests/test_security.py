@@ -7,15 +7,28 @@ docs/security.md says what each fix guarantees.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
+import logging
+import threading
+import time
+import uuid
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
+from settings import Settings
 from tests.driver import Regime
+from tests.harness import run_stack
 from tests.test_buddy import PLAN as SUPPORT_PLAN
 from tests.test_buddy import place_and_agree
 
@@ -31,6 +44,71 @@ def problem(r: httpx.Response) -> dict[str, Any]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# ---------------------------------------------------------------------------- an identity provider
+class IdentityProvider:
+    """A JWKS endpoint on a real loopback socket whose key set can change (rotation, withdrawal), that counts
+    its fetches and, when `hold` is set, keeps each answer back until `release` is set (at most `hold` s)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.fetches = 0
+        self.hold: float | None = None
+        self.fetch_started = threading.Event()
+        self.release = threading.Event()
+        self.events: list[str] = []
+        idp = self
+
+        class JWKS(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                idp.fetches += 1
+                idp.fetch_started.set()
+                if idp.hold is not None:
+                    idp.release.wait(idp.hold)
+                    idp.events.append("jwks answered")
+                body = json.dumps({"keys": [idp.jwk(kid) for kid in idp.keys]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), JWKS)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/protocol/openid-connect/certs"
+
+    def add_key(self, kid: str) -> None:
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwk(self, kid: str) -> dict[str, Any]:
+        d = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
+        return {**d, "kid": kid, "use": "sig", "alg": "RS256"}
+
+    def token(self, kid: str, key: rsa.RSAPrivateKey | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"sub": "a1b2c3", "roles": ["operations"], "iss": ISSUER, "aud": "special-measures",
+                "iat": now, "exp": now + 300, **claims}
+        return jwt.encode(body, key or self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def idp():
+    p = IdentityProvider()
+    yield p
+    p.release.set()
+    p.close()
+
+
+def oidc_stack(temporal_address: str, database_url: str, idp: IdentityProvider, **overrides: Any):
+    return run_stack(temporal_address, database_url, environment="production", auth_jwks_url=idp.url,
+                     auth_issuer=ISSUER, **overrides)
 
 
 # ---------------------------------------------------------------------------- 1: the buddy role
@@ -69,6 +147,132 @@ async def test_only_a_buddy_role_user_of_the_buddy_trust_acts_as_the_buddy(stack
     row = await stack.pool.fetchrow(
         "SELECT actor, role FROM audit_log WHERE workflow_id = $1 AND event = 'support_plan.change_proposed'", pid)
     assert dict(row) == {"actor": "planner-BS1", "role": "buddy"}
+
+
+# ---------------------------------------------------------------------------- 3: withdrawn keys
+async def test_a_key_the_identity_provider_withdraws_stops_being_trusted(temporal_address, database_url, idp):
+    idp.add_key("k1")
+    async with oidc_stack(temporal_address, database_url, idp, auth_jwks_cache_seconds=1,
+                          auth_jwks_refresh_cooldown_seconds=3600) as s:
+        old = idp.token("k1")
+        assert (await s.http.get("/regimes", headers=bearer(old))).status_code == 200
+        # The provider rotates: k1 is withdrawn (e.g. it leaked), k2 replaces it.
+        del idp.keys["k1"]
+        idp.add_key("k2")
+        await asyncio.sleep(1.2)  # longer than AUTH_JWKS_CACHE_SECONDS: the cached key set has expired
+        r = await s.http.get("/regimes", headers=bearer(old))
+        assert r.status_code == 401, r.text
+        assert problem(r)["detail"] == GENERIC
+        assert (await s.http.get("/regimes", headers=bearer(idp.token("k2")))).status_code == 200
+        assert idp.fetches == 2
+
+
+async def test_unknown_key_ids_refetch_the_keys_at_most_once_per_cooldown(temporal_address, database_url, idp):
+    idp.add_key("k1")
+    async with oidc_stack(temporal_address, database_url, idp, auth_jwks_cache_seconds=3600,
+                          auth_jwks_refresh_cooldown_seconds=1) as s:
+        assert (await s.http.get("/regimes", headers=bearer(idp.token("k1")))).status_code == 200
+        assert idp.fetches == 1
+        # A flood of tokens naming made-up key ids does not turn into a flood of fetches.
+        forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        for _ in range(20):
+            r = await s.http.get("/regimes", headers=bearer(idp.token(uuid.uuid4().hex, key=forger)))
+            assert r.status_code == 401, r.text
+        assert idp.fetches == 1
+        # A key the provider adds is found by a refetch once the cooldown has passed, well before the cache
+        # expires; the refetched set no longer holds the withdrawn k1.
+        del idp.keys["k1"]
+        idp.add_key("k2")
+        await asyncio.sleep(1.2)
+        assert (await s.http.get("/regimes", headers=bearer(idp.token("k2")))).status_code == 200
+        assert idp.fetches == 2
+        old = idp.token("k1", key=forger)  # k1 is gone, so anything signed "as k1" is refused
+        assert (await s.http.get("/regimes", headers=bearer(old))).status_code == 401
+
+
+# ---------------------------------------------------------------------------- 4: no JWKS fetch on the loop
+@pytest.mark.parametrize("path, as_cookie", [("/web/sign-in", False), ("/web/sign-in", True),
+                                              ("/web/regimes", False), ("/regimes", False)])
+async def test_a_slow_identity_provider_does_not_hold_other_requests(temporal_address, database_url, idp,
+                                                                     path, as_cookie):
+    """The JWKS endpoint holds its answer (up to 3 s) until the test has had its liveness answer. If verifying
+    the token blocked the event loop, liveness could only answer after the JWKS did."""
+    idp.add_key("k1")
+    async with oidc_stack(temporal_address, database_url, idp) as s:
+        idp.hold = 3.0
+        token = idp.token("k1")
+        headers = {"Cookie": f"sm_session={token}"} if as_cookie else bearer(token)
+        async with httpx.AsyncClient(base_url=s.base_url, timeout=30) as other:
+            slow = asyncio.create_task(other.get(path, headers=headers))
+            await asyncio.to_thread(idp.fetch_started.wait, 30)
+            live = await s.http.get("/health/live")
+            idp.events.append("liveness answered")
+            idp.release.set()
+            r = await slow
+        assert live.status_code == 200
+        assert r.status_code == 200, r.text
+        assert idp.events == ["liveness answered", "jwks answered"]
+
+
+# ---------------------------------------------------------------------------- 5: token claims
+def hs256(s: Settings, **claims: Any) -> str:
+    now = int(time.time())
+    body = {"sub": "u-1", "roles": ["operations"], "iss": s.auth_issuer, "aud": s.auth_audience,
+            "iat": now, "exp": now + 600, **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not ...}, s.auth_jwt_secret, algorithm="HS256")
+
+
+async def test_token_claims_are_required_bounded_and_refused_generically(stack, caplog):
+    s = stack.settings
+    now = int(time.time())
+    refused = {
+        "no exp (would never expire)": hs256(s, exp=...),
+        "no iat": hs256(s, iat=...),
+        "no sub": hs256(s, sub=...),
+        "empty sub": hs256(s, sub=" "),
+        "sub of the service": hs256(s, sub="system"),
+        "sub dressed as the service": hs256(s, sub="System-scheduler"),
+        "non-string sub": hs256(s, sub=42),
+        "non-string org": hs256(s, org={"ods": "RXX"}),
+        "numeric org": hs256(s, org=7),
+        "role of the service": hs256(s, roles=["system"]),
+        "non-string trust": hs256(s, roles=["trust"], trusts=[["RXX"]]),
+        "string iat": hs256(s, iat=str(now)),
+        "lifetime beyond the cap": hs256(s, iat=now, exp=now + s.auth_max_token_lifetime_seconds + 60),
+        "issued in the future beyond the leeway": hs256(s, iat=now + 3600, exp=now + 7200),
+        "over-long sub": hs256(s, sub="u" * 201),
+    }
+    with caplog.at_level(logging.INFO, logger="api.auth"):
+        for why, token in refused.items():
+            r = await stack.http.get("/regimes", headers=bearer(token))
+            assert r.status_code == 401, (why, r.status_code, r.text)
+            body = problem(r)
+            assert body["type"].endswith("token-invalid") and body["detail"] == GENERIC, (why, body)
+            assert r.headers["www-authenticate"].startswith("Bearer")
+    # The reason is in the server's log, not in the answer.
+    logged = caplog.text
+    assert "exp" in logged and "iat" in logged and "service's own identity" in logged and "org" in logged
+
+    accepted = {
+        "iat a few seconds ahead (clock skew)": hs256(s, iat=now + 3, exp=now + 600),
+        "exactly the longest lifetime": hs256(s, iat=now, exp=now + s.auth_max_token_lifetime_seconds),
+        "string org": hs256(s, org="RXX"),
+        "a sub that only contains the word": hs256(s, sub="ops-system-1"),
+    }
+    for why, token in accepted.items():
+        r = await stack.http.get("/regimes", headers=bearer(token))
+        assert r.status_code == 200, (why, r.status_code, r.text)
+
+    expired = hs256(s, iat=now - 7200, exp=now - 3600)
+    r = await stack.http.get("/regimes", headers=bearer(expired))
+    assert r.status_code == 401 and problem(r)["type"].endswith("token-expired")
+    # The web sign-in refuses the same tokens (and does not fail on them).
+    for why in ("no sub", "non-string org", "sub of the service"):
+        r = await stack.http.post("/web/sign-in", data={"token": refused[why], "next": "/web/regimes"},
+                                  headers={"Origin": stack.base_url})
+        assert r.status_code == 400, (why, r.status_code)
+        r = await stack.http.get("/web/regimes", headers=bearer(refused[why]))
+        assert r.status_code == 303 and "/web/sign-in" in r.headers["location"], (why, r.status_code)
 
 
 # ---------------------------------------------------------------------------- 7: CSV formula injection

@@ -17,7 +17,7 @@ from jinja2 import ChainableUndefined, ChoiceLoader, Environment, FileSystemLoad
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.auth import User, verify
+from api.auth import User, authenticate
 from api.errors import Problem
 from api.web import charts, data, history, labels, timeline
 from api.web.session import COOKIE, Forbidden, SignInRequired, optional_user, sees_all, viewer
@@ -79,7 +79,7 @@ def _safe_next(nxt: str | None) -> str:
 @router.get("/sign-in")
 async def sign_in_form(request: Request, next: str | None = None, reason: str | None = None):
     return page(request, "sign_in.html", {"next": _safe_next(next), "reason": reason, "error": None,
-                                          "user": optional_user(request)})
+                                          "user": await optional_user(request)})
 
 
 def _same_origin(request: Request) -> bool:
@@ -106,7 +106,7 @@ async def sign_in(request: Request):
     try:
         if not token:
             raise Problem(401, "token-missing", "Paste a token")
-        user = verify(settings, token)
+        user = await authenticate(settings, token)
     except Problem as e:
         error = "Paste the token that `regime token` printed" if e.kind == "token-missing" else (
             "This token has expired. Mint a new one." if e.kind == "token-expired" else

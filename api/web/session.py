@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from api.auth import NATIONAL_ROLES, SCOPED_ROLES, User, verify
+from api.auth import NATIONAL_ROLES, SCOPED_ROLES, User, authenticate
 from api.errors import Problem
 
 COOKIE = "sm_session"
@@ -36,24 +36,26 @@ def token_from(request: Request) -> str | None:
     return request.cookies.get(COOKIE) or None
 
 
-def optional_user(request: Request) -> User | None:
+async def optional_user(request: Request) -> User | None:
     token = token_from(request)
     if not token:
         return None
     try:
-        return verify(request.app.state.settings, token)
+        return await authenticate(request.app.state.settings, token)
     except Problem:
         return None
 
 
-def viewer(request: Request) -> User:
+async def viewer(request: Request) -> User:
     """The signed-in user who may use the operations view, or an exception the router turns into a page."""
     token = token_from(request)
     if not token:
         raise SignInRequired()
     try:
-        user = verify(request.app.state.settings, token)
+        user = await authenticate(request.app.state.settings, token)
     except Problem as e:
+        if e.status != 401:  # the identity provider is unreachable: signing in again would not help
+            raise
         raise SignInRequired("Your session has expired. Sign in again." if e.kind == "token-expired"
                              else "Your sign-in was not valid. Sign in again.") from None
     request.state.user = user
