@@ -13,6 +13,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_SECRET = "local-development-secret-do-not-use-in-production"
+MIN_SECRET_BYTES = 32  # HS256 keys at least as long as the hash (RFC 7518 3.2)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 DEFAULT_LADDER = [
     {"name": "reminder", "offset_days": -7, "notify": ["responsible"]},
@@ -72,9 +74,21 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _no_default_secret_in_production(self) -> Settings:
-        if self.environment != "local" and self.auth_jwt_secret == LOCAL_SECRET and not self.auth_jwks_url:
+    def _no_weak_secret_in_production(self) -> Settings:
+        if self.environment == "local":
+            # The default secret is public: a local service that listens beyond this machine is a deployment.
+            if self.auth_jwt_secret == LOCAL_SECRET and not self.auth_jwks_url and self.api_host not in LOOPBACK:
+                raise ValueError(f"API_HOST={self.api_host} with the default AUTH_JWT_SECRET lets anyone on the "
+                                 "network mint tokens: set ENVIRONMENT=production and a secret of your own, "
+                                 "or listen on 127.0.0.1")
+            return self
+        if self.auth_jwks_url:
+            return self  # tokens are verified against the identity provider's keys; the secret is unused
+        if self.auth_jwt_secret == LOCAL_SECRET:
             raise ValueError("AUTH_JWT_SECRET or AUTH_JWKS_URL must be set outside local use")
+        if len(self.auth_jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"AUTH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes outside local use "
+                             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
         return self
 
     @property

@@ -8,13 +8,18 @@ docs/security.md says what each fix guarantees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
+import warnings
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,13 +27,15 @@ from typing import Any
 
 import httpx
 import jwt
+import pydantic
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from settings import Settings
 from tests.driver import Regime
-from tests.harness import run_stack
+from tests.harness import free_port, run_stack
 from tests.test_buddy import PLAN as SUPPORT_PLAN
 from tests.test_buddy import place_and_agree
 
@@ -273,6 +280,59 @@ async def test_token_claims_are_required_bounded_and_refused_generically(stack, 
         assert r.status_code == 400, (why, r.status_code)
         r = await stack.http.get("/web/regimes", headers=bearer(refused[why]))
         assert r.status_code == 303 and "/web/sign-in" in r.headers["location"], (why, r.status_code)
+
+
+# ---------------------------------------------------------------------------- 6: weak secrets
+def test_settings_refuse_short_or_default_secrets_outside_local():
+    for weak in ("x", "a" * 31, "é" * 15, Settings.model_fields["auth_jwt_secret"].default):
+        with pytest.raises(pydantic.ValidationError, match="AUTH_JWT_SECRET"):
+            Settings(_env_file=None, environment="production", auth_jwt_secret=weak)
+    assert Settings(_env_file=None, environment="production", auth_jwt_secret="a" * 32)
+    # A local service that listens beyond loopback with the public default secret is a deployment.
+    with pytest.raises(pydantic.ValidationError, match="API_HOST"):
+        Settings(_env_file=None, environment="local", api_host="0.0.0.0")
+    assert Settings(_env_file=None, environment="local", api_host="0.0.0.0", auth_jwt_secret="s" * 40)
+    assert Settings(_env_file=None, environment="local")
+
+
+def test_the_container_cannot_start_with_the_default_or_no_secret():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ENVIRONMENT=production" in dockerfile and "AUTH_JWT_SECRET" not in dockerfile
+    env = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["api"]["environment"]
+    assert env["ENVIRONMENT"] == "production"
+    # ${VAR:?message}: compose refuses to start when it is unset or empty; there is no default to fall back on.
+    assert str(env["AUTH_JWT_SECRET"]).startswith("${AUTH_JWT_SECRET:?")
+
+
+async def test_the_api_refuses_to_serve_with_a_weak_secret(temporal_address, database_url):
+    """The attack: the service deployed with AUTH_JWT_SECRET=x, anyone mints an admin token with "x"."""
+    port = free_port()
+    env = {**os.environ, "ENVIRONMENT": "production", "AUTH_JWT_SECRET": "x", "API_PORT": str(port),
+           "TEMPORAL_ADDRESS": temporal_address, "DATABASE_URL": database_url,
+           "DATABASE_SCHEMA": "s_" + uuid.uuid4().hex[:12]}
+    env.pop("AUTH_JWKS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:app_factory", "--factory", "--host",
+                             "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            forged = jwt.encode({"sub": "intruder", "roles": ["admin"], "iss": "special-measures-local",
+                                 "aud": "special-measures", "iat": int(time.time()),
+                                 "exp": int(time.time()) + 600}, "x", algorithm="HS256")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    r = await http.get("/regimes", headers=bearer(forged))
+                    pytest.fail(f"the API served with AUTH_JWT_SECRET=x: a forged admin token got {r.status_code}")
+                await asyncio.sleep(0.2)
+        assert proc.wait(10) != 0
+        assert "AUTH_JWT_SECRET must be at least 32 bytes" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 # ---------------------------------------------------------------------------- 7: CSV formula injection
