@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import typer
 
-from domain import dates
+from domain import dates, schedule
 from domain.ledger import FORECAST_LEAD_DAYS
 from tools.scenario import (
     BUDDY_ROUTINE,
@@ -217,15 +217,11 @@ class Simulation:
                 if self._routine_kind(run, s["kind"]):
                     cands.append(self._act_day(run, s))
             nm = state.get("next_monthly")
-            if nm and state["phase"] in ACTIVE and self._routine_kind(run, "monthly_return"):
+            if nm and state["phase"] in ACTIVE:
                 m = date.fromisoformat(nm)
-                due = dates.third_monday(m.year, m.month)
-                cands.append(max((m - run.entry).days, (due - run.entry).days - routine.lead_days))
-            if nm and state["phase"] in ACTIVE and any(self._routine_kind(run, k) for k in
-                                                       ("oversight_meeting", "delivery_meeting")):
-                m = date.fromisoformat(nm)
-                end = dates.add_months(m, 1) - timedelta(days=1)  # the month's meetings are due by its end
-                cands.append(max((m - run.entry).days, (end - run.entry).days - routine.lead_days))
+                for due in schedule.monthly_steps(m):  # the month's return and meetings, from its 1st
+                    if self._routine_kind(run, due.kind):
+                        cands.append(max((m - run.entry).days, (due.due - run.entry).days - routine.lead_days))
         for bs in partners.values():
             cands += self._partner_stops(run, bs)
         later = [c for c in cands if c > run.day]
@@ -300,7 +296,7 @@ class Simulation:
         out = [self._act_day(run, s) for s in bs["open_steps"] if self._partner_routine_kind(run, s["kind"])]
         if bs["stage"] == "quarterly_cycle" and bs.get("plan_agreed_on"):
             agreed = date.fromisoformat(bs["plan_agreed_on"])
-            start = dates.add_months(agreed, 3 * (bs["next_forecast_quarter"] - 1))
+            start, _ = schedule.quarter_dates(agreed, bs["next_forecast_quarter"])
             out.append((start - timedelta(days=FORECAST_LEAD_DAYS) - run.entry).days)
             quarters = (bs.get("ledger") or {}).get("quarters") or []
             if bs["next_review_quarter"] <= len(quarters):

@@ -36,7 +36,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from domain import dates
+    from domain import dates, schedule
     from domain.ledger import (
         AGREE_DAYS,
         AIP_DAYS,
@@ -190,9 +190,7 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     def _quarter_dates(self, n: int) -> tuple[date, date]:
         assert self.s.plan_agreed_on is not None
-        start = dates.add_months(self.s.plan_agreed_on, 3 * (n - 1))
-        end = dates.add_months(self.s.plan_agreed_on, 3 * n) - timedelta(days=1)
-        return start, end
+        return schedule.quarter_dates(self.s.plan_agreed_on, n)
 
     def _forecast_opens(self, n: int) -> datetime:
         return dates.london_midnight(self._quarter_dates(n)[0] - timedelta(days=FORECAST_LEAD_DAYS))

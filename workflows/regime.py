@@ -30,7 +30,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from domain import dates
+    from domain import dates, schedule
     from domain.ledger import AgreementInPrinciple
     from domain.models import (
         SYSTEM,
@@ -152,19 +152,10 @@ class RegimeWorkflow(StepEngine):
             "trust": p.trust.model_dump(), "entry_date": p.entry_date.isoformat(), "segment": 4,
             "previous_regime_id": p.previous_regime_id,
         })
-        e = p.entry_date
-        self._open("improvement_plan", e + timedelta(days=28))
-        self._open("appoint_improvement_director", dates.add_months(e, 3))
-        self._open("board_to_board", dates.add_months(e, 3))
-        self._open("reinspection", dates.add_months(e, 12), step_id="reinspection-1")
+        for due in schedule.entry_steps(p.entry_date):
+            self._open(due.kind, due.due, step_id=due.step_id)
         # Monthly returns are tracked from the month the service took the regime on.
-        today = self._today()
-        first = date(e.year, e.month, 1)
-        go_live = date(today.year, today.month, 1)
-        month = max(first, go_live)
-        if dates.third_monday(month.year, month.month) <= e:
-            month = dates.add_months(month, 1)
-        self.s.next_monthly = month
+        self.s.next_monthly = schedule.first_tracked_month(p.entry_date, self._today())
 
     # ---------------------------------------------------------------- time
     def _ladder(self) -> list[Rung]:
@@ -190,13 +181,11 @@ class RegimeWorkflow(StepEngine):
             and dates.london_midnight(self.s.next_monthly) <= now
         ):
             m = self.s.next_monthly
-            due = dates.third_monday(m.year, m.month)
-            tag = f"{m.year:04d}-{m.month:02d}"
-            self._open("monthly_return", due, step_id=f"monthly_return-{tag}", subject={"month": tag})
+            ret, *meetings = schedule.monthly_steps(m)
+            self._open(ret.kind, ret.due, step_id=ret.step_id, subject=dict(ret.subject))
             if workflow.patched(MONTHLY_OVERSIGHT_MEETINGS):
-                end = dates.add_months(m, 1) - timedelta(days=1)
-                for kind in ("oversight_meeting", "delivery_meeting"):
-                    self._open(kind, end, step_id=f"{kind}-{tag}", subject={"month": tag})
+                for due in meetings:
+                    self._open(due.kind, due.due, step_id=due.step_id, subject=dict(due.subject))
             self.s.next_monthly = dates.add_months(m, 1)
         self._fire_due_rungs()
 

@@ -1,0 +1,87 @@
+"""The regime's calendar as pure functions of dates: what opens at entry, and what each month opens.
+
+These are the date-sensitive rules (28 days, calendar months that clamp at month ends, the 3rd Monday,
+the month's last day). The regime workflow opens its steps from them, and the tests check them day by
+day over whole years (tests/test_calendar.py), so an expectation that holds on some days only cannot
+hide in either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from domain import dates
+
+PLAN_DAYS = 28  # seed 000 §4a: the improvement plan within 28 days of entry
+APPOINTMENT_MONTHS = 3  # the improvement director appointed, and the first board-to-board, within 3 months
+REINSPECTION_MONTHS = 12  # CQC re-inspects within 12 months of entry
+
+
+@dataclass(frozen=True)
+class Due:
+    """A step the calendar opens: its kind, the id it gets, its due date and what it concerns."""
+
+    kind: str
+    step_id: str
+    due: date
+    subject: dict[str, str] = field(default_factory=dict)
+
+
+def entry_steps(entry: date) -> list[Due]:
+    """The steps a regime opens on the day it is entered, in the order it opens them."""
+    return [
+        Due("improvement_plan", "improvement_plan", entry + timedelta(days=PLAN_DAYS)),
+        Due("appoint_improvement_director", "appoint_improvement_director",
+            dates.add_months(entry, APPOINTMENT_MONTHS)),
+        Due("board_to_board", "board_to_board", dates.add_months(entry, APPOINTMENT_MONTHS)),
+        Due("reinspection", "reinspection-1", dates.add_months(entry, REINSPECTION_MONTHS)),
+    ]
+
+
+def first_tracked_month(entry: date, today: date) -> date:
+    """The first month (its 1st) whose monthly duties the service tracks.
+
+    Monthly returns are tracked from the month the service took the regime on (`today`, for a regime
+    placed as already under way) or the entry month, whichever is later; a month whose return fell due
+    on or before the entry date is not the regime's, so tracking starts with the next one.
+    """
+    month = max(date(entry.year, entry.month, 1), date(today.year, today.month, 1))
+    if dates.third_monday(month.year, month.month) <= entry:
+        month = dates.add_months(month, 1)
+    return month
+
+
+def month_tag(month: date) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+def monthly_steps(month: date, meetings: bool = True) -> list[Due]:
+    """What the 1st of `month` opens: the trust's return, due on the 3rd Monday, and (with `meetings`)
+    the Oversight and Assurance Group and the Integrated Delivery Meeting, due on the month's last day."""
+    tag = month_tag(month)
+    out = [Due("monthly_return", f"monthly_return-{tag}", dates.third_monday(month.year, month.month),
+               {"month": tag})]
+    if meetings:
+        end = dates.add_months(month, 1) - timedelta(days=1)
+        out += [Due(kind, f"{kind}-{tag}", end, {"month": tag}) for kind in ("oversight_meeting", "delivery_meeting")]
+    return out
+
+
+def opened_by(entry: date, today: date, meetings: bool = True) -> list[Due]:
+    """Every calendar step a regime entered on `entry` has opened by the end of `today`, if nobody has
+    acted on any of them: the entry steps, then each tracked month's duties from its 1st."""
+    out = entry_steps(entry)
+    month = first_tracked_month(entry, today)
+    while month <= today:
+        out += monthly_steps(month, meetings)
+        month = dates.add_months(month, 1)
+    return out
+
+
+def quarter_dates(plan_agreed_on: date, n: int) -> tuple[date, date]:
+    """A buddy partnership's quarter `n` (from 1): three calendar months from the support plan's agreement,
+    each starting the day after the previous one ends."""
+    start = dates.add_months(plan_agreed_on, 3 * (n - 1))
+    end = dates.add_months(plan_agreed_on, 3 * n) - timedelta(days=1)
+    return start, end
