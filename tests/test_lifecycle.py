@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from domain.dates import add_months
+from domain.dates import add_months, london_date
 from tests.driver import Regime
 from tests.helpers import IMPROVED, INADEQUATE_ENTRY
 
+LONDON = ZoneInfo("Europe/London")
 STILL_INADEQUATE = dict(IMPROVED, well_led="inadequate", overall="inadequate")
 
 
@@ -236,7 +238,7 @@ async def test_reentry_after_exit_links_regimes(stack):
 
 
 async def test_regime_under_way_placed_seven_months_back(stack):
-    today = date.today()
+    today = london_date(datetime.now(UTC))
     entry = date(today.year, today.month, 1) - timedelta(days=213)
     r = await stack.http.post("/regimes", headers=stack.auth("reg-1", "regulator"), json={
         "trust": {"ods_code": "RL8", "name": "Backfilled NHS Trust"}, "entry_date": entry.isoformat(),
@@ -256,7 +258,7 @@ async def test_regime_under_way_placed_seven_months_back(stack):
                                                                      "executive_escalation"]
     assert await reg.escalations("improvement_plan") == []
     ri = st["steps"]["reinspection-1"]
-    assert date.fromisoformat(ri["due"]) == entry.replace(year=entry.year + 1)
+    assert date.fromisoformat(ri["due"]) == add_months(entry, 12)
     assert not [s for s in st["open_steps"] if s["kind"] == "monthly_return"
                 and date.fromisoformat(s["due"]) < date(today.year, today.month, 1)]
 
@@ -331,16 +333,24 @@ async def test_duplicated_older_and_withdrawn_cqc_outcomes(stack):
 
 
 async def test_deadlines_cross_clock_changes(stack):
+    """Monthly returns are due at the end of the 3rd Monday in London: midnight UTC in a GMT month (November
+    to March), 23:00 UTC the day before in a BST month (April to October). Eight months of returns hold
+    both kinds whatever the day the test runs; each breach is checked against tzdata's London."""
     reg = await Regime.place(stack, "RLB")
-    # Monthly returns are due at the end of the 3rd Monday in London: GMT in January, BST in April.
-    await reg.advance(160, diligent=False)
-    st = await reg.state()
-    breaches = {e["step_id"]: e["at"] for e in st["escalations"] if e["rung"] == "breach"}
-    jan = datetime.fromisoformat(breaches["monthly_return-2027-01"])
-    apr = datetime.fromisoformat(breaches["monthly_return-2027-04"])
-    assert abs(jan - datetime(2027, 1, 19, 0, 0, tzinfo=UTC)) < timedelta(minutes=1), jan
-    assert abs(apr - datetime(2027, 4, 19, 23, 0, tzinfo=UTC)) < timedelta(minutes=1), apr
-    assert st["steps"]["monthly_return-2027-04"]["due"] == "2027-04-19"
+    offsets: set[timedelta] = set()
+    while len(offsets) < 2:
+        assert reg.day < 300, "eight months of returns and still not both GMT and BST"
+        await reg.advance(30, diligent=False)
+        st = await reg.state()
+        breaches = {e["step_id"]: datetime.fromisoformat(e["at"]) for e in st["escalations"]
+                    if e["rung"] == "breach" and e["step_id"].startswith("monthly_return-")}
+        for sid, at in breaches.items():
+            due = date.fromisoformat(st["steps"][sid]["due"])
+            assert due.weekday() == 0 and 15 <= due.day <= 21, sid
+            end = datetime.combine(due + timedelta(days=1), datetime.min.time(), LONDON)
+            assert abs(at - end.astimezone(UTC)) < timedelta(minutes=1), (sid, at)
+            offsets.add(end.utcoffset())
+    assert offsets == {timedelta(0), timedelta(hours=1)}
 
 
 async def test_paused_clock_does_not_escalate_until_resumed(stack):

@@ -1,0 +1,207 @@
+"""The regime's calendar on every day of the year.
+
+The suite runs on whatever day CI runs it, so its date-sensitive expectations must hold on all of them
+(tests/README.md). Here the calendar rules (domain/schedule.py, which the regime workflow opens its
+steps from) are checked against independent oracles for every entry date and every go-live day of two
+400-day windows (one around today, one fixed across a leap day, both across both clock changes and a
+year end); then a sample of those entry dates, the boundary days among them, is placed as regimes
+through the real stack and each regime's steps and escalations are compared with the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain import dates, schedule
+from domain.dates import london_date
+from tests.helpers import placement
+
+LONDON = ZoneInfo("Europe/London")
+WINDOW = 400
+
+
+def today() -> date:
+    return london_date(datetime.now(UTC))
+
+
+def windows() -> list[date]:
+    """Every day of 400 days around today, and of a fixed 400-day window holding 29 February 2028."""
+    t = today()
+    around = [t - timedelta(days=WINDOW // 2) + timedelta(days=i) for i in range(WINDOW)]
+    leap = [date(2027, 11, 20) + timedelta(days=i) for i in range(WINDOW)]
+    assert date(2028, 2, 29) in leap
+    return around + leap
+
+
+# ---------------------------------------------------------------- oracles, written without domain.dates
+def months_later(d: date, n: int) -> date:
+    """The same day `n` calendar months on, or that month's last day when it has no such day."""
+    y, m = divmod(d.month - 1 + n, 12)
+    days = [x for x in calendar.Calendar().itermonthdates(d.year + y, m + 1) if x.month == m + 1]
+    return max(x for x in days if x.day <= d.day)
+
+
+def third_monday(y: int, m: int) -> date:
+    mondays = [d for d in calendar.Calendar().itermonthdates(y, m) if d.month == m and d.weekday() == 0]
+    return mondays[2]
+
+
+def last_day(month: date) -> date:
+    return date(month.year, month.month, calendar.monthrange(month.year, month.month)[1])
+
+
+def end_of_london_day(d: date) -> datetime:
+    return datetime.combine(d + timedelta(days=1), datetime.min.time(), LONDON).astimezone(UTC)
+
+
+def expected_first_month(entry: date, go_live: date) -> date:
+    """The first month at or after both the entry month and the go-live month whose return falls due
+    after the entry date (a search, not the rule's formula)."""
+    y, m = max((entry.year, entry.month), (go_live.year, go_live.month))
+    while third_monday(y, m) <= entry:
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return date(y, m, 1)
+
+
+# ---------------------------------------------------------------- the pure rules, day by day
+def test_entry_steps_on_every_entry_date():
+    for e in windows():
+        due = {d.step_id: d.due for d in schedule.entry_steps(e)}
+        assert due["improvement_plan"] == e + timedelta(days=28), e
+        assert due["appoint_improvement_director"] == due["board_to_board"] == months_later(e, 3), e
+        assert due["reinspection-1"] == months_later(e, 12), e
+        for d in due.values():
+            assert dates.end_of_day(d) == end_of_london_day(d), d  # 23- and 25-hour days included
+
+
+def test_monthly_steps_of_every_month():
+    months = sorted({date(d.year, d.month, 1) for d in windows()})
+    for month in months:
+        ret, oag, idm = schedule.monthly_steps(month)
+        assert ret.due == third_monday(month.year, month.month) and ret.kind == "monthly_return"
+        assert oag.due == idm.due == last_day(month)
+        assert {ret.subject["month"], oag.subject["month"]} == {f"{month:%Y-%m}"}
+        for d in (ret, oag, idm):
+            assert dates.end_of_day(d.due) == end_of_london_day(d.due)
+
+
+def test_first_tracked_month_for_every_entry_and_go_live_day():
+    """Every go-live day of both windows, for regimes entered that day and up to 400 days before it."""
+    ages = list(range(0, 45)) + list(range(45, WINDOW + 1, 5))
+    for t in windows():
+        for age in ages:
+            e = t - timedelta(days=age)
+            assert schedule.first_tracked_month(e, t) == expected_first_month(e, t), (e, t)
+
+
+def test_a_regime_entered_today_has_nothing_due_yet_on_any_day():
+    """On every day of the year a fresh regime's next deadline is ahead of it and at most 28 days away
+    (the improvement plan, or a monthly duty that falls sooner): what the regimes list shows as
+    'N days left'. Which one it is depends on the day; that it is the earliest open step does not."""
+    seen_days_left = set()
+    for t in windows():
+        opened = schedule.opened_by(t, t)
+        assert all(d.due > t for d in opened), t
+        nxt = min(d.due for d in opened)
+        first = expected_first_month(t, t)
+        candidates = [t + timedelta(days=28)]
+        if first <= t:  # this month's duties open today too
+            candidates += [third_monday(first.year, first.month), last_day(first)]
+        assert nxt == min(candidates), t
+        seen_days_left.add((nxt - t).days)
+    # The calendar really does move the answer: it is not 28 on every day (issue 11's failing test).
+    assert 28 in seen_days_left and len(seen_days_left) > 10
+
+
+def test_buddy_quarters_from_every_agreement_date():
+    """A partnership's quarters follow each other without gap or overlap, each three calendar months
+    (89 to 92 days), whatever day the support plan was agreed on: the 31st, 29 February and the rest."""
+    for agreed in windows():
+        prev_end = agreed - timedelta(days=1)
+        for n in range(1, 9):
+            start, end = schedule.quarter_dates(agreed, n)
+            assert start == prev_end + timedelta(days=1), (agreed, n)
+            assert start == months_later(agreed, 3 * (n - 1)) and end == months_later(agreed, 3 * n) - timedelta(days=1)
+            assert 89 <= (end - start).days + 1 <= 92, (agreed, n)
+            prev_end = end
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2060, 12, 31)), st.integers(0, 3000))
+def test_opened_by_matches_the_oracles(entry, age):
+    t = entry + timedelta(days=age)
+    opened = schedule.opened_by(entry, t)
+    ids = [d.step_id for d in opened]
+    assert len(ids) == len(set(ids))
+    monthly = [d for d in opened if d.kind == "monthly_return"]
+    for d in monthly:
+        assert d.due == third_monday(d.due.year, d.due.month) and d.due > entry
+    if monthly:
+        assert date(monthly[0].due.year, monthly[0].due.month, 1) == expected_first_month(entry, t)
+        assert date(monthly[-1].due.year, monthly[-1].due.month, 1) == date(t.year, t.month, 1)
+    else:
+        assert expected_first_month(entry, t) > t
+
+
+# ---------------------------------------------------------------- a sample through the real stack
+def boundary_days(t: date) -> dict[str, date]:
+    """The most recent day of each kind that makes calendars go wrong, within 400 days before `t`."""
+    back = [t - timedelta(days=i) for i in range(WINDOW)]
+
+    def latest(pred) -> date:
+        return next(d for d in back if pred(d))
+
+    spring = latest(lambda d: d.month == 3 and d.weekday() == 6 and d.day > 24)   # last Sunday of March
+    autumn = latest(lambda d: d.month == 10 and d.weekday() == 6 and d.day > 24)  # last Sunday of October
+    monday = latest(lambda d: d == third_monday(d.year, d.month))
+    return {
+        "today": t, "yesterday": t - timedelta(days=1),
+        "month end": latest(lambda d: d < t and d == last_day(d)),
+        "the 29th": latest(lambda d: d < t and d.day == 29), "the 30th": latest(lambda d: d.day == 30),
+        "the 31st": latest(lambda d: d.day == 31), "28 February": latest(lambda d: (d.month, d.day) == (2, 28)),
+        "1st of a month": latest(lambda d: d < t and d.day == 1),
+        "3rd Monday": monday, "day before a 3rd Monday": monday - timedelta(days=1),
+        "day after a 3rd Monday": latest(lambda d: d - timedelta(days=1) == third_monday(d.year, d.month)),
+        "clocks go forward": spring, "day before clocks go forward": spring - timedelta(days=1),
+        "clocks go back": autumn, "day before clocks go back": autumn - timedelta(days=1),
+        "31 December": latest(lambda d: (d.month, d.day) == (12, 31)), "1 January": latest(lambda d: (d.month, d.day) == (1, 1)),
+        "400 days ago": back[-1],
+    }
+
+
+async def test_regimes_entered_on_boundary_days_open_what_the_rules_say(stack):
+    t = today()
+    entries = sorted(set(boundary_days(t).values()))
+    regulator = stack.auth("reg-1", "regulator")
+
+    async def place(i: int, e: date) -> tuple[date, str]:
+        r = await stack.http.post("/regimes", json=placement(f"RC{i:03d}", e), headers=regulator)
+        assert r.status_code == 201, (e, r.text)
+        return e, r.json()["regime_id"]
+
+    placed = await asyncio.gather(*(place(i, e) for i, e in enumerate(entries)))
+    for e, rid in placed:
+        st = await stack.settle(rid)
+        now = london_date(datetime.now(UTC))
+        if now != t:
+            pytest.skip("the test ran across midnight in London: the regimes' `today` moved under it")
+        expected = {d.step_id: d.due.isoformat() for d in schedule.opened_by(e, t)}
+        got = {sid: s["due"] for sid, s in st["steps"].items()}
+        assert got == expected, (e, sorted(set(got.items()) ^ set(expected.items())))
+        # Every rung whose instant has passed has fired, once; a reminder only while the deadline is ahead.
+        rungs = {(sid, r["name"]) for sid, due in expected.items() for r in stack.settings.ladder
+                 if date.fromisoformat(due) + timedelta(days=r["offset_days"]) < t
+                 and (r["offset_days"] >= 0 or date.fromisoformat(due) >= t)}
+        fired = [(x["step_id"], x["rung"]) for x in st["escalations"]]
+        assert sorted(fired) == sorted(rungs), (e, set(fired) ^ rungs)
+        overdue = {sid for sid, due in expected.items() if date.fromisoformat(due) < t}
+        # The list's "next deadline" is the earliest open step, whatever the day.
+        row = await stack.pool.fetchrow("SELECT next_due, overdue FROM regimes WHERE regime_id = $1", rid)
+        assert row["next_due"] == min(date.fromisoformat(d) for d in expected.values()), e
+        assert row["overdue"] == len(overdue), e
