@@ -171,8 +171,8 @@ def require_act(user: User, role: str, ods: str, subject: dict[str, Any] | None 
         raise Problem(403, "separation-of-duties",
                       f"a member of the buddy trust {partner_org} cannot act for another party of its partnership")
     if role == "buddy":
-        partner = (subject or {}).get("buddy_ods")
-        if not partner or user.org != partner:
+        # The buddy role and the buddy's own organisation, both: an org claim alone is not a party.
+        if not user.may_act_as_buddy((subject or {}).get("buddy_ods")):
             raise Problem(403, "forbidden-partnership", "a buddy acts only on its own partnership")
         return
     if not user.may_act_for_trust(role, ods):
