@@ -52,7 +52,7 @@ def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; 
         raise typer.Exit(1)
 
 
-for _name in ("replay", "simulate", "demo"):
+for _name in ("replay", "simulate", "demo", "dead_letters"):
     try:
         importlib.import_module(f"tools.{_name}").register(app)
     except ModuleNotFoundError as e:

@@ -37,21 +37,119 @@ class EffectActivities:
 
     @activity.defn(name=APPLY_EFFECTS)
     async def apply_effects(self, batch: EffectBatch) -> int:
-        written = 0
+        """Write the batch in one transaction; a batch PostgreSQL can never take is parked as a dead letter.
+
+        Returns the number of rows written (0 when parked). Only infrastructure failures raise (and are
+        retried by the workflow's bounded policy); anything else would fail on every attempt, so it is
+        parked with its error, operations are told, and the workflow carries on. Later batches of the same
+        workflow are parked behind it until `regime dead-letters replay` has written them in order.
+        """
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await _lock_workflow(conn, batch.workflow_id)
+                behind = await conn.fetchval("SELECT min(id) FROM dead_letters WHERE workflow_id = $1 "
+                                             "AND replayed_at IS NULL", batch.workflow_id)
+                if behind is None:
+                    return await write_batch(conn, batch, self.notifier)
+        except TRANSIENT:
+            raise
+        except Exception as e:  # noqa: BLE001 - anything else fails on every attempt: park it, never loop
+            return await self._park(batch, f"{type(e).__name__}: {e}", None)
+        return await self._park(batch, f"parked behind dead letter {behind}", behind)
+
+    async def _park(self, batch: EffectBatch, error: str, behind: int | None) -> int:
+        error = error.replace("\x00", "\\u0000")[:4000]
+        first = min(e.get("seq", 0) for e in batch.effects) if batch.effects else 0
+        last = max(e.get("seq", 0) for e in batch.effects) if batch.effects else 0
         async with self.pool.acquire() as conn, conn.transaction():
-            if batch.projection:
-                await _upsert_regime(conn, batch)
-            for eff in batch.effects:
-                kind = eff["type"]
-                if kind == "audit":
-                    written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff)
-                elif kind == "task_open":
-                    written += await _task_open(conn, batch, eff)
-                elif kind == "task_close":
-                    written += await _task_close(conn, batch, eff)
-                elif kind == "notify":
-                    written += await self.notifier.enqueue(conn, batch, eff)
-        return written
+            await _lock_workflow(conn, batch.workflow_id)
+            dl = await conn.fetchval(
+                """
+                INSERT INTO dead_letters (workflow_id, regime_id, ods_code, first_seq, last_seq, batch, error,
+                                          parked_behind)
+                VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (workflow_id, first_seq) DO NOTHING RETURNING id
+                """,
+                batch.workflow_id, batch.regime_id, batch.ods_code, first, last,
+                batch.model_dump_json().encode(), error, behind)
+            if dl is not None and behind is None:
+                # Tell operations once per stoppage, not once per batch parked behind it. The outbox key
+                # (workflow, seq) takes the dead letter's id negated: effect seqs are positive.
+                await conn.execute(
+                    """
+                    INSERT INTO notifications (workflow_id, seq, regime_id, step_id, rung, recipients, subject, body)
+                    VALUES ($1,$2,$3,NULL,'dead_letter',$4,$5,$6) ON CONFLICT (workflow_id, seq) DO NOTHING
+                    """,
+                    batch.workflow_id, -dl, batch.regime_id, ["operations"],
+                    f"[dead letter] {batch.ods_code}: effects of {batch.workflow_id} could not be written",
+                    f"Dead letter {dl} (effects {first}-{last}): {error}. The regime carries on; its later "
+                    "effects wait behind this one. Fix the cause, then run `regime dead-letters replay`.")
+        activity.logger.error("effects %s-%s of %s parked as a dead letter: %s", first, last, batch.workflow_id,
+                              error)
+        return 0
+
+
+# Failures worth retrying: the database or the network, not the data. Anything else is parked.
+TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+             asyncpg.exceptions.TransactionRollbackError, asyncpg.exceptions.OperatorInterventionError,
+             asyncpg.exceptions.InsufficientResourcesError, asyncpg.exceptions.CannotConnectNowError,
+             asyncpg.exceptions.TooManyConnectionsError)
+
+
+async def _lock_workflow(conn: asyncpg.Connection, workflow_id: str) -> None:
+    """Serialise the writers of one workflow's effects: the activity and the dead-letter replay."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"effects:{workflow_id}")
+
+
+async def write_batch(conn: asyncpg.Connection, batch: EffectBatch, notifier: Notifier) -> int:
+    written = 0
+    if batch.projection:
+        await _upsert_regime(conn, batch)
+    for eff in batch.effects:
+        kind = eff["type"]
+        if kind == "audit":
+            written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff)
+        elif kind == "task_open":
+            written += await _task_open(conn, batch, eff)
+        elif kind == "task_close":
+            written += await _task_close(conn, batch, eff)
+        elif kind == "notify":
+            written += await notifier.enqueue(conn, batch, eff)
+    return written
+
+
+async def replay_dead_letters(pool: asyncpg.Pool, notifier: Notifier, by: str,
+                              workflow_id: str | None = None) -> list[dict[str, Any]]:
+    """Write parked batches in their original order, per workflow, stopping at a workflow's first failure.
+
+    Each batch is written in its own transaction with the same code as the activity, so a batch written
+    before it was parked (an activity retried after a lost answer) writes nothing twice.
+    """
+    out: list[dict[str, Any]] = []
+    wids = [r["workflow_id"] for r in await pool.fetch(
+        "SELECT DISTINCT workflow_id FROM dead_letters WHERE replayed_at IS NULL AND ($1::text IS NULL OR "
+        "workflow_id = $1) ORDER BY 1", workflow_id)]
+    for wid in wids:
+        async with pool.acquire() as conn:
+            ids = [r["id"] for r in await conn.fetch(
+                "SELECT id FROM dead_letters WHERE workflow_id = $1 AND replayed_at IS NULL ORDER BY id", wid)]
+            for dl in ids:
+                row = await conn.fetchrow("SELECT batch FROM dead_letters WHERE id = $1", dl)
+                batch = EffectBatch.model_validate_json(bytes(row["batch"]))
+                try:
+                    async with conn.transaction():
+                        await _lock_workflow(conn, wid)
+                        n = await write_batch(conn, batch, notifier)
+                        await conn.execute("UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, "
+                                           "replay_error = NULL WHERE id = $1", dl, by)
+                except TRANSIENT:
+                    raise
+                except Exception as e:  # noqa: BLE001 - still unwritable: keep it, and what follows, parked
+                    err = f"{type(e).__name__}: {e}".replace("\x00", "\\u0000")[:4000]
+                    await conn.execute("UPDATE dead_letters SET replay_error = $2 WHERE id = $1", dl, err)
+                    out.append({"id": dl, "workflow_id": wid, "written": False, "error": err})
+                    break
+                out.append({"id": dl, "workflow_id": wid, "written": True, "rows": n})
+    return out
 
 
 async def _upsert_regime(conn: asyncpg.Connection, b: EffectBatch) -> None:

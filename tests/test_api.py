@@ -353,4 +353,5 @@ async def test_inbox_by_role_with_status_filters_and_stable_paging(stack):
 
 async def test_readiness(stack):
     r = await stack.http.get("/health/ready")
-    assert r.status_code == 200 and r.json()["checks"] == {"postgresql": "ok", "temporal": "ok"}
+    assert r.status_code == 200 and r.json() == {"status": "ready", "checks": {
+        "postgresql": "ok", "temporal": "ok", "dead_letters": "ok"}}

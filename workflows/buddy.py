@@ -72,17 +72,20 @@ with workflow.unsafe.imports_passed_through():
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
-    from workflows.common import APPLY_EFFECTS, BuddyStart, EffectBatch
+    from workflows.common import BuddyStart, EffectBatch
     from workflows.engine import StepEngine, errors, reject
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
 PRE_CYCLE = ("agreement_in_principle", "formal_agreement", "support_plan")
 
-_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                     maximum_interval=timedelta(seconds=30))
+# Recording a payment retries quickly within PAYMENT_GIVE_UP (a database restart or failover), then gives
+# the loop back for PAYMENT_BACKOFF: the partnership's deadlines must not wait on the payment store. A
+# conflicting row is a business failure, never retried: people must look at it.
 _PAYMENT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                              maximum_interval=timedelta(seconds=30), non_retryable_error_types=["PaymentConflict"])
+PAYMENT_GIVE_UP = timedelta(minutes=2)
+PAYMENT_BACKOFF = timedelta(minutes=5)
 
 
 def partnership_key(buddy_ods: str, scope: str) -> str:
@@ -95,6 +98,7 @@ class BuddyPartnershipWorkflow(StepEngine):
     def __init__(self, start: BuddyStart | BuddyContinue) -> None:
         # State exists before the first activation so messages reaching a fresh run see it.
         self._effects: list[dict[str, Any]] = []
+        self._payments_retry_at: datetime | None = None
         self._wake = False
         self._updates_this_run = 0
         if isinstance(start, BuddyContinue):
@@ -123,11 +127,11 @@ class BuddyPartnershipWorkflow(StepEngine):
             await self._flush()
             if self.s.finished:
                 break
-            if self._should_continue_as_new():
+            if self._should_continue_as_new() and not self._effects_pending():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._process_time()
                 await self._flush()
-                if not self.s.finished:
+                if not self.s.finished and not self._effects_pending():
                     workflow.continue_as_new(BuddyContinue(state=self.s))
             wake_at = self._next_wake()
             timeout = None
@@ -139,6 +143,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
+        await self._drain_effects()
         return self.summary()
 
     def _should_continue_as_new(self) -> bool:
@@ -199,7 +204,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         return dates.london_midnight(q.end + timedelta(days=1))
 
     def _next_wake(self) -> datetime | None:
-        candidates = self._ladder_wakes()
+        candidates = self._ladder_wakes() + self._effects_wake()
+        if self._payments_retry_at is not None and self._payments_retry_at > workflow.now():
+            candidates.append(self._payments_retry_at)
         if self.s.stage == "quarterly_cycle":
             candidates.append(self._forecast_opens(self.s.next_forecast_quarter))
             led = self.s.ledger
@@ -296,15 +303,17 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- effects
     async def _flush(self) -> None:
+        if self._effects_retry_at is not None and workflow.now() < self._effects_retry_at:
+            return  # the database was unavailable: wait for the retry time rather than hold the loop again
         while True:
-            await self._record_payments()
+            if not await self._record_payments():
+                return  # the payment store is unavailable: tried again at _payments_retry_at
             if self._effects:
                 batch, self._effects = self._effects, []
-                await workflow.execute_activity(
-                    APPLY_EFFECTS,
-                    EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.p.regime_id,
-                                ods_code=self.s.p.trust.ods_code, effects=batch),
-                    start_to_close_timeout=timedelta(seconds=30), retry_policy=_RETRY)
+                if not await self._write_effects(
+                        EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.p.regime_id,
+                                    ods_code=self.s.p.trust.ods_code, effects=batch)):
+                    return  # queued again; the run loop goes on and tries later (StepEngine._write_effects)
             self._check_settled()
             if not self._effects:
                 await self._report()
@@ -317,8 +326,12 @@ class BuddyPartnershipWorkflow(StepEngine):
             return []
         return [q for q in led.awaiting_payment() if q.number not in self.s.payment_failures]
 
-    async def _record_payments(self) -> None:
+    async def _record_payments(self) -> bool:
+        """Record every authorised payment not yet recorded; False when the store could not be reached."""
         led = self.s.ledger
+        if self._payments_retry_at is not None and workflow.now() < self._payments_retry_at:
+            return False
+        self._payments_retry_at = None
         for q in self._payments_due():
             assert led is not None and q.authorised_pence is not None and q.authorised_by is not None
             ins = PaymentInstruction(
@@ -328,9 +341,17 @@ class BuddyPartnershipWorkflow(StepEngine):
             try:
                 rec = await workflow.execute_activity(
                     RECORD_PAYMENT, ins, result_type=PaymentRecord, start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=_PAYMENT_RETRY)
+                    schedule_to_close_timeout=PAYMENT_GIVE_UP, retry_policy=_PAYMENT_RETRY)
             except ActivityError as e:
-                # Only a conflicting row gets here (infrastructure failures retry): people must look.
+                if not (isinstance(e.cause, ApplicationError) and e.cause.type == "PaymentConflict"):
+                    # The store was unavailable for the whole attempt window: the quarter stays authorised
+                    # and unpaid in the ledger (which continue-as-new carries), and is tried again later.
+                    # The payment row is keyed by partnership and quarter, so a retry never pays twice.
+                    self._payments_retry_at = workflow.now() + PAYMENT_BACKOFF
+                    workflow.logger.warning("payment Q%d of %s not recorded: %s; next try at %s", q.number,
+                                            self.s.p.partnership_id, e.cause or e, self._payments_retry_at)
+                    return False
+                # A conflicting row (the same quarter with another amount): people must look.
                 msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
                 self.s.payment_failures[q.number] = msg
                 self._audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
@@ -345,6 +366,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                         detail={"quarter": q.number, "payment_id": rec.payment_id,
                                 "amount_pence": rec.amount_pence, "first_write": rec.created,
                                 "lines": [ln.model_dump() for ln in q.invoice_lines]})
+        return True
 
     async def _report(self) -> None:
         summary = self.summary()

@@ -11,13 +11,29 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from domain import dates
     from domain.models import SYSTEM, Actor, DeadlineChange, Escalation, Rung, Step
+    from workflows.common import APPLY_EFFECTS, EffectBatch
+
+# Writing effects retries within one attempt window only: data PostgreSQL can never take is parked by the
+# activity itself (a dead letter, activities/effects.py), so what still fails here is the database or the
+# worker being unavailable. That is worth a few quick retries (a restart, a failover), but never worth
+# holding the run loop: after EFFECTS_GIVE_UP the batch goes back to the front of the queue and the loop
+# carries on with its clocks, trying again after EFFECTS_BACKOFF (doubling, up to EFFECTS_BACKOFF_MAX).
+EFFECTS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                            maximum_interval=timedelta(seconds=30))
+EFFECTS_GIVE_UP = timedelta(minutes=2)
+EFFECTS_BACKOFF = timedelta(minutes=1)
+EFFECTS_BACKOFF_MAX = timedelta(minutes=30)
+# Effects the activity writes; the others (starting or signalling a partnership) are done by the workflow
+# itself before the batch is sent, and are never done twice.
+WRITTEN_EFFECTS = ("audit", "task_open", "task_close", "notify")
 
 
 def reject(kind: str, message: str) -> ApplicationError:
@@ -93,6 +109,48 @@ class StepEngine:
                     "subject": self._notice_subject(st, rung), "body": reason})
 
     # ---------------------------------------------------------------- effects
+    _effects_failures = 0
+    _effects_retry_at: datetime | None = None
+
+    async def _write_effects(self, batch: EffectBatch) -> bool:
+        """Hand a batch to the effects activity; False when it could not be written now.
+
+        A batch that fails goes back to the front of the queue, in order, and `_effects_wake` says when to
+        try again; meanwhile deadlines escalate and decisions are taken as usual (their effects queue up
+        behind it). The caller must not continue as new while effects are queued (`_effects_pending`).
+        """
+        try:
+            await workflow.execute_activity(APPLY_EFFECTS, batch, start_to_close_timeout=timedelta(seconds=30),
+                                            schedule_to_close_timeout=EFFECTS_GIVE_UP, retry_policy=EFFECTS_RETRY)
+        except ActivityError as e:
+            self._effects = [x for x in batch.effects if x["type"] in WRITTEN_EFFECTS] + self._effects
+            self._effects_failures += 1
+            delay = min(EFFECTS_BACKOFF * 2 ** (self._effects_failures - 1), EFFECTS_BACKOFF_MAX)
+            self._effects_retry_at = workflow.now() + delay
+            workflow.logger.warning("effects of %s not written (attempt window %d): %s; next try at %s",
+                                    batch.workflow_id, self._effects_failures, e.cause or e,
+                                    self._effects_retry_at.isoformat())
+            return False
+        self._effects_failures = 0
+        self._effects_retry_at = None
+        return True
+
+    def _effects_pending(self) -> bool:
+        return self._effects_retry_at is not None and bool(self._effects)
+
+    def _effects_wake(self) -> list[datetime]:
+        return [self._effects_retry_at] if self._effects_pending() and self._effects_retry_at else []
+
+    async def _drain_effects(self) -> None:
+        """Before the workflow returns: every queued effect is written, however long that takes."""
+        while self._effects_pending():
+            assert self._effects_retry_at is not None
+            await workflow.sleep(max(self._effects_retry_at - workflow.now(), timedelta(seconds=1)))
+            await self._flush()
+
+    async def _flush(self) -> None:
+        raise NotImplementedError
+
     def _emit(self, effect: dict[str, Any]) -> None:
         self.s.seq += 1
         effect["seq"] = self.s.seq

@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         REVISED_PLAN_DAYS,
         SIGNOFF_DAYS,
     )
-    from workflows.common import APPLY_EFFECTS, BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
+    from workflows.common import BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
     from workflows.engine import StepEngine, errors, reject
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
@@ -111,11 +111,11 @@ class RegimeWorkflow(StepEngine):
             await self._flush()
             if self.s.finished:
                 break
-            if self._should_continue_as_new():
+            if self._should_continue_as_new() and not self._effects_pending():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._process_time()
                 await self._flush()
-                if not self.s.finished:
+                if not self.s.finished and not self._effects_pending():
                     workflow.continue_as_new(RegimeStart(state=self.s))
             wake_at = self._next_wake()
             self._wake = False
@@ -128,6 +128,7 @@ class RegimeWorkflow(StepEngine):
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
+        await self._drain_effects()
         return self.s
 
     def _should_continue_as_new(self) -> bool:
@@ -168,7 +169,7 @@ class RegimeWorkflow(StepEngine):
         return "this regime"
 
     def _next_wake(self) -> datetime | None:
-        candidates = self._ladder_wakes()
+        candidates = self._ladder_wakes() + self._effects_wake()
         if self.s.next_monthly is not None and self.s.phase in ACTIVE_PHASES:
             candidates.append(dates.london_midnight(self.s.next_monthly))
         return min(candidates) if candidates else None
@@ -257,6 +258,8 @@ class RegimeWorkflow(StepEngine):
 
     async def _flush(self) -> None:
         self._upsert_search_attributes()
+        if self._effects_retry_at is not None and workflow.now() < self._effects_retry_at:
+            return  # the database was unavailable: wait for the retry time rather than hold the loop again
         handed_off = False
         while self._effects:
             batch, self._effects = self._effects, []
@@ -291,23 +294,22 @@ class RegimeWorkflow(StepEngine):
                             "end_partnership", eff["reason"])
                     except Exception as e:  # it has already ended and completed: nothing to tell it
                         workflow.logger.info("partnership %s not signalled: %s", eff["partnership_id"], e)
-            await workflow.execute_activity(
-                APPLY_EFFECTS,
+            written = await self._write_effects(
                 EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.placement.regime_id,
                             ods_code=self.s.placement.trust.ods_code, effects=batch,
-                            projection=self.projection()),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_EFFECTS_RETRY,
-            )
+                            projection=self.projection()))
+            if not written:
+                return  # queued again; the run loop goes on and tries later (StepEngine._write_effects)
             if not self._effects and workflow.patched(SEARCH_ATTRIBUTES_AFTER_FLUSH):
                 self._upsert_search_attributes()
-        if handed_off and not self.s.finished and workflow.patched("buddy-handoff-continue-as-new"):
+        if handed_off and not self.s.finished and not self._effects_pending() \
+                and workflow.patched("buddy-handoff-continue-as-new"):
             # A running child is in-flight work for its parent, which stops the regime's timers being
             # skipped (tests, simulation) for as long as the partnership lives; with ABANDON the link is
             # cut at the regime's next continue-as-new anyway, so hand the partnership off now.
             await workflow.wait_condition(workflow.all_handlers_finished)
             await self._flush()
-            if not self.s.finished:
+            if not self.s.finished and not self._effects_pending():
                 workflow.continue_as_new(RegimeStart(state=self.s))
 
     def _upsert_search_attributes(self) -> None:
@@ -756,8 +758,3 @@ def _same_decision(a: Step, b: Step) -> bool:
     if a.group == "monthly_return":
         return a.subject.get("month") == b.subject.get("month")
     return a.subject.get("reference") == b.subject.get("reference") if a.group == "exit_decision" else False
-
-
-
-_EFFECTS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                                      maximum_interval=timedelta(seconds=30))

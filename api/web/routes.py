@@ -185,7 +185,13 @@ async def regimes_page(request: Request, user: Viewer, q: str = Query("", max_le
                        overdue_only: str = "", escalated_only: str = "", sort: str = "next_due", dir: str = "asc",
                        page_no: str = Query("", alias="page")):
     f = _filters(q, phase, overdue_only, escalated_only, sort, dir, page_no)
-    return page(request, "regimes.html", {"user": user, **await _list_context(request, user, f)})
+    dead = None
+    if user.has("operations", "admin", "regulator"):  # a stoppage is theirs to see and act on
+        dead = await request.app.state.pool.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT workflow_id) AS w, min(created_at) AS oldest "
+            "FROM dead_letters WHERE replayed_at IS NULL")
+    return page(request, "regimes.html", {"user": user, "dead_letters": dead if dead and dead["n"] else None,
+                                          **await _list_context(request, user, f)})
 
 
 @router.get("/regimes/rows")
