@@ -27,11 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 
 from domain.models import Actor, BuddySummary, Escalation, Rung, Step, Trust
 from domain.steps import EmptyPayload, StepKind
+from domain.text import text
 
 PARTIES: tuple[str, ...] = ("improvement_director", "trust", "buddy")
 
 Pence = Annotated[StrictInt, Field(ge=0, le=10_000_000_000, description="an amount in pence")]
 PositivePence = Annotated[StrictInt, Field(gt=0, le=10_000_000_000, description="an amount in pence")]
+# A partnership keeps its plan, the draft under agreement and every proposed change in its state, so one
+# plan is bounded as a whole, well under Temporal's 2 MiB payload limit (docs/limits.md).
+SUPPORT_PLAN_MAX_CHARS = 200_000
 WorkstreamId = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
@@ -48,14 +52,14 @@ class AgreementInPrinciple(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     agreed_level_pence: PositivePence
-    terms_of_reference: str = Field(min_length=1, max_length=8000)
+    terms_of_reference: text(8000, min_length=1)
 
 
 class Workstream(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: WorkstreamId
-    name: str = Field(min_length=1, max_length=200)
-    activities: list[str] = Field(min_length=1, max_length=100)
+    name: text(200, min_length=1)
+    activities: list[text(500, min_length=1)] = Field(min_length=1, max_length=100)
     projected_cost_pence: Pence
 
 
@@ -71,6 +75,10 @@ class SupportPlan(BaseModel):
         ids = [w.id for w in v]
         if len(ids) != len(set(ids)):
             raise ValueError("workstream ids must be unique")
+        chars = sum(len(w.name) + sum(len(a) for a in w.activities) for w in v)
+        if chars > SUPPORT_PLAN_MAX_CHARS:
+            raise ValueError(f"the plan holds {chars:,} characters of names and activities; at most "
+                             f"{SUPPORT_PLAN_MAX_CHARS:,}")
         return v
 
     @property
@@ -86,7 +94,7 @@ class Line(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     workstream: WorkstreamId
-    description: str = Field(min_length=1, max_length=500)
+    description: text(500, min_length=1)
     amount_pence: PositivePence
 
 
@@ -104,7 +112,7 @@ class InvoicePayload(BaseModel):
 
 class ResolutionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    resolution: str = Field(min_length=1, max_length=4000)
+    resolution: text(4000, min_length=1)
     agreed_pence: Pence | None = Field(None, description="what the parties agree is payable, if less")
 
 
@@ -519,7 +527,7 @@ class Partnership(BaseModel):
 
 class PlanChangeRecord(BaseModel):
     number: int
-    plan: SupportPlan
+    plan: SupportPlan | None = Field(None, description="None once the change is decided and its plan archived")
     reason: str
     proposed_by: str
     proposed_at: datetime
@@ -547,6 +555,10 @@ class BuddyState(BaseModel):
     payment_failures: dict[int, str] = Field(default_factory=dict)
     last_summary: BuddySummary | None = None
     seq: int = 0
+    # Bounded state (docs/limits.md): ids of steps archived to PostgreSQL at continue-as-new (never reused),
+    # and how many records of each kind were archived (their positions continue from there).
+    retired_step_ids: list[str] = Field(default_factory=list)
+    archived_counts: dict[str, int] = Field(default_factory=dict)
     runs: int = 1
     finished: bool = False
 
@@ -562,7 +574,7 @@ class PartnershipEnd(BaseModel):
     """The regulator ends a partnership early; the current quarter is settled first."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
     actor: Actor
 
 
@@ -571,7 +583,7 @@ class PlanChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     plan: SupportPlan
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
     actor: Actor
 
 

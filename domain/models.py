@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import Verdict
+from domain.text import JsonObject, text
 
 Role = Literal[
     "trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc", "operations", "admin", "system"
@@ -22,9 +23,9 @@ ODS_PATTERN = r"^[A-Z0-9]{3,6}$"
 class Actor(BaseModel):
     """Who acts: a user id (the token's subject, never a name or e-mail) and the role they act in."""
 
-    user_id: str = Field(min_length=1, max_length=200)
+    user_id: text(200, min_length=1)
     role: Role
-    request_id: str | None = None
+    request_id: text(100) | None = None
 
 
 SYSTEM = Actor(user_id="system", role="system")
@@ -39,7 +40,7 @@ class Rung(BaseModel):
 class Trust(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ods_code: str = Field(pattern=ODS_PATTERN, examples=["RXX"])
-    name: str = Field(min_length=1, max_length=200)
+    name: text(200, min_length=1)
     multi_site: bool = False
 
 
@@ -47,10 +48,10 @@ class CompletedStep(BaseModel):
     """A step already done before the regime came into the service (regimes under way)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str
+    kind: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     completed_on: date
-    by: str = Field(min_length=1, max_length=200)
-    note: str | None = None
+    by: text(200, min_length=1)
+    note: text(4000) | None = None
 
 
 class Placement(BaseModel):
@@ -62,7 +63,7 @@ class Placement(BaseModel):
     basis: Literal["cqc_recommendation", "regulator_decision"]
     entry_ratings: KeyQuestionRatings | None = None
     entry_outcome: InspectionOutcome | None = None
-    regulator_reason: str | None = None
+    regulator_reason: text(4000) | None = None
     previous_regime_id: str | None = None
     completed_steps: list[CompletedStep] = Field(default_factory=list)
     ladder: list[Rung]
@@ -74,33 +75,33 @@ class Decision(BaseModel):
     """A person deciding an open step. `expected_status` guards against stale decisions."""
 
     model_config = ConfigDict(extra="forbid")
-    step_id: str
-    action: str
+    step_id: text(200, min_length=1)
+    action: text(64, min_length=1)
     actor: Actor
-    comment: str | None = Field(None, max_length=4000)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    comment: text(4000) | None = None
+    payload: JsonObject = Field(default_factory=dict)
 
 
 class DeadlineChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step_id: str
+    step_id: text(200, min_length=1)
     new_due: date | None = None
     pause: bool | None = None
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: text(2000, min_length=1)
     actor: Actor
 
 
 class Closure(BaseModel):
     model_config = ConfigDict(extra="forbid")
     solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
     actor: Actor
 
 
 class Enforcement(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal["conditions", "special_administration", "cancellation_of_registration", "warning_notice"]
-    detail: str = Field(min_length=1, max_length=4000)
+    detail: text(4000, min_length=1)
     actor: Actor
 
 
@@ -116,8 +117,8 @@ class InspectionSignal(BaseModel):
 
 
 class Withdrawal(BaseModel):
-    reference: str
-    reason: str = Field(min_length=1)
+    reference: text(64, min_length=1)
+    reason: text(4000, min_length=1)
     actor: Actor
 
 
@@ -207,6 +208,10 @@ class RegimeState(BaseModel):
     next_monthly: date | None = None
     assignees: dict[str, str] = Field(default_factory=dict, description="role -> user id, once known")
     seq: int = 0
+    # Bounded state (docs/limits.md): ids of steps archived to PostgreSQL at continue-as-new (never reused),
+    # and how many records of each kind were archived (their positions continue from there).
+    retired_step_ids: list[str] = Field(default_factory=list)
+    archived_counts: dict[str, int] = Field(default_factory=dict)
     runs: int = 1
     finished: bool = False
 

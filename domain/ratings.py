@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.text import text
+
 
 class Rating(StrEnum):
     outstanding = "outstanding"
@@ -54,8 +56,8 @@ class KeyQuestionRatings(BaseModel):
 
 class CoreServiceRating(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    site: str = Field(min_length=1, max_length=200)
-    service: str = Field(min_length=1, max_length=200, examples=["maternity"])
+    site: text(200, min_length=1)
+    service: text(200, min_length=1) = Field(examples=["maternity"])
     rating: Rating
 
 
@@ -70,8 +72,8 @@ class InspectionOutcome(BaseModel):
     ratings: KeyQuestionRatings
     core_services: list[CoreServiceRating] = Field(default_factory=list, max_length=500)
     multi_site: bool = False
-    trajectory_evidence: str | None = Field(
-        None, max_length=4000,
+    trajectory_evidence: text(4000) | None = Field(
+        None,
         description="CQC's evidence of a continuing trajectory of improvement (multi-site exceptional route)",
     )
     recommendation: Literal["enter", "exit", "remain", "none"] = "none"

@@ -8,13 +8,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from domain.text import text
+
 
 class PlanAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     category: Literal["must_do", "should_do"]
-    description: str = Field(min_length=1, max_length=2000)
-    owner: str = Field(min_length=1, max_length=200, description="accountable post, e.g. 'Director of Nursing'")
-    metric: str = Field(min_length=1, max_length=500)
+    description: text(2000, min_length=1)
+    owner: text(200, min_length=1) = Field(description="accountable post, e.g. 'Director of Nursing'")
+    metric: text(500, min_length=1)
     target_date: date | None = None
 
 
@@ -44,12 +46,12 @@ class LetterPayload(BaseModel):
 class CompletionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     completed_on: date
-    summary: str | None = Field(None, max_length=4000)
+    summary: text(4000) | None = None
 
 
 class MonthlyReturnPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    summary: str = Field(min_length=1, max_length=8000)
+    summary: text(8000, min_length=1)
     public_update_url: HttpUrl | None = None
 
 
@@ -58,7 +60,7 @@ class OversightMeetingPayload(BaseModel):
     (seed 000 §4b(iii)). Some trusts merge it with the monthly Integrated Delivery Meeting."""
     model_config = ConfigDict(extra="forbid")
     meeting_date: date
-    deep_dive: str | None = Field(None, max_length=500, description="area of concern chosen for a deep dive, "
+    deep_dive: text(500) | None = Field(None, description="area of concern chosen for a deep dive, "
                                                                     "reported back at the next meeting")
     held_with_idm: bool = Field(False, description="merged with this month's Integrated Delivery Meeting, "
                                                    "which it then also records")
@@ -69,18 +71,18 @@ class DeliveryMeetingPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     meeting_date: date
     on_trajectory: bool = Field(description="progress is in line with the planned improvement trajectory")
-    summary: str | None = Field(None, max_length=4000)
+    summary: text(4000) | None = None
 
 
 class AppointmentPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     appointed_on: date
-    improvement_director_user_id: str = Field(min_length=1, max_length=200)
+    improvement_director_user_id: text(200, min_length=1)
 
 
 class ExitDecisionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    continued_support: list[str] = Field(default_factory=list, max_length=50)
+    continued_support: list[text(200, min_length=1)] = Field(default_factory=list, max_length=50)
 
 
 class ExtendPayload(BaseModel):
