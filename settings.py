@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     auth_max_token_lifetime_seconds: int = Field(12 * 3600, gt=0, description="longest exp - iat accepted")
     auth_clock_leeway_seconds: int = Field(30, ge=0, le=300, description="clock skew allowed on exp and iat")
 
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest request body accepted, in "
+                                "bytes; larger ones are refused with 413 before they are read")
+    temporal_max_message_bytes: int = Field(2_000_000, ge=1024, le=4 * 1024 * 1024, description="largest "
+                                            "encoded message the API sends to Temporal (an update, signal or "
+                                            "workflow input); Temporal refuses payloads over 2 MiB")
+    temporal_update_timeout_seconds: float = Field(30, gt=0, le=600, description="how long a request waits "
+                                                   "for the workflow to take and answer an update")
+
     escalation_ladder: str = Field(json.dumps(DEFAULT_LADDER), description="JSON list of rungs")
     due_soon_days: int = 7
 

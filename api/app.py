@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     )
     app.state.settings = settings
     app.state.temporal = None
+    # Added first, so it sits inside errors.install's middleware: nothing there reads the body, and an
+    # over-long body raised from here reaches the exception handlers directly (not through a task group).
+    app.add_middleware(errors.BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router):
         app.include_router(r)

@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, Request
+import pydantic
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -65,6 +66,16 @@ def install(app: FastAPI) -> None:
                                 "; ".join(f"{e['field']}: {e['message']}" for e in errors)[:2000],
                                 request.url.path, errors=errors)
 
+    @app.exception_handler(pydantic.ValidationError)
+    async def _message_invalid(request: Request, exc: pydantic.ValidationError) -> JSONResponse:
+        # A message built from the request (a Decision, a Placement...) that its model refuses: the caller's
+        # input, never a 500, and nothing was sent.
+        errors = [{"field": ".".join(str(x) for x in e.get("loc", ())), "message": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in exc.errors(include_url=False)]
+        return problem_response(422, "validation", "Invalid request",
+                                "; ".join(f"{e['field']}: {e['message']}" for e in errors)[:2000],
+                                request.url.path, errors=errors)
+
     @app.exception_handler(asyncpg.exceptions.DataError)
     async def _bad_value(request: Request, exc: asyncpg.exceptions.DataError) -> JSONResponse:
         # A value PostgreSQL cannot take (e.g. a NUL character in a path or query parameter) is the caller's error.
@@ -80,15 +91,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RPCError)
     async def _rpc(request: Request, exc: RPCError) -> JSONResponse:
-        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            return problem_response(429, "busy", "Too many requests", "the regime is busy; retry shortly",
-                                    request.url.path, {"Retry-After": "1"})
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return problem_response(404, "not-found", "Not found", "no such regime in Temporal", request.url.path)
-        log.warning("temporal unavailable: %s", exc)
-        return problem_response(503, "temporal-unavailable", "Service unavailable",
-                                "the workflow engine cannot be reached; nothing was changed",
-                                request.url.path, {"Retry-After": "5"})
+        p = temporal_problem(exc)
+        return problem_response(p.status, p.kind, p.title, p.detail, request.url.path, p.headers, **p.extra)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return body_too_large(exc.limit, request.url.path)
 
     @app.middleware("http")
     async def _dependencies_down(request: Request, call_next):
@@ -107,6 +115,96 @@ def install(app: FastAPI) -> None:
     async def _other(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return problem_response(500, "internal", "Internal error", "an unexpected error occurred", request.url.path)
+
+
+# ------------------------------------------------------------------ Temporal's answers, told truthfully
+def temporal_problem(exc: RPCError) -> Problem:
+    """What a refusal by Temporal means for the caller. A message too large is the caller's input (413) and
+    retrying it cannot help; a workflow whose task keeps failing cannot take anything until an operator
+    acts (503 without Retry-After); only a genuine rate limit or an unreachable server is worth retrying."""
+    message = exc.message or ""
+    if too_large_for_temporal(exc):
+        return Problem(413, "too-large-for-workflow-engine",
+                       f"the request is too large for the workflow engine (Temporal: {message}); nothing was "
+                       "changed, and sending it again will not help: send less (docs/limits.md)")
+    if workflow_task_failing(exc):
+        return stuck_problem(message)
+    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        return Problem(429, "busy", f"Temporal is limiting requests to this regime ({message}); nothing was "
+                                    "changed; retry after the Retry-After header", headers={"Retry-After": "1"})
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return Problem(404, "not-found", "no such regime in Temporal")
+    log.warning("temporal unavailable: %s", exc)
+    return Problem(503, "temporal-unavailable", "the workflow engine cannot be reached; nothing was changed",
+                   headers={"Retry-After": "5"})
+
+
+def too_large_for_temporal(exc: RPCError) -> bool:
+    m = (exc.message or "").lower()
+    if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        # gRPC's own cap (4 MiB by default): "grpc: received message (after decompression) larger than max".
+        return "larger than max" in m or "message too large" in m
+    # The server's blob size limit ("Blob data size exceeds limit."), or a payload limit (TMPRL1103).
+    return exc.status == RPCStatusCode.INVALID_ARGUMENT and (
+        "size exceeds" in m or "tmprl1103" in m or "payloads with size" in m or "too large" in m)
+
+
+def workflow_task_failing(exc: RPCError) -> bool:
+    # "Unable to perform workflow execution update due to Workflow Task in failed state."
+    return exc.status == RPCStatusCode.FAILED_PRECONDITION and "failed state" in (exc.message or "").lower()
+
+
+def stuck_problem(what: str) -> Problem:
+    return Problem(503, "workflow-task-failing",
+                   f"the regime's workflow cannot take requests: its workflow task is failing ({what}). Nothing "
+                   "was changed. Retrying will not help until operations repair the workflow; the failure shows "
+                   "in the Temporal UI under the workflow's pending task", title="Workflow stuck")
+
+
+# ------------------------------------------------------------------ body size limit
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body without a usable Content-Length passes the limit. FastAPI's own
+    HTTPException, which its body parsing re-raises instead of answering 400."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+def body_too_large(limit: int, path: str) -> JSONResponse:
+    return problem_response(413, "body-too-large", TITLES[413],
+                            f"the request body is larger than {limit:,} bytes (MAX_BODY_BYTES); nothing was read "
+                            "beyond the limit and nothing was changed", path, limit_bytes=limit)
+
+
+class BodyLimit:
+    """ASGI middleware: refuses a request body over `max_bytes` before reading it (by Content-Length), and
+    stops reading a chunked or unannounced one as soon as the bytes counted pass the limit."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.strip().isdigit() and int(value) > limit:
+                await body_too_large(limit, scope.get("path", ""))(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -134,9 +232,11 @@ PROBLEM_STATUSES = {
     "403": "The caller's role or organisation may not do this",
     "404": "No such regime, step, partnership or task",
     "409": "Conflicts with the current state (a step not open, an Idempotency-Key reused with another body)",
+    "413": "The body is larger than MAX_BODY_BYTES, or the message too large for the workflow engine",
     "422": "Invalid field values, or a business rule refused the request",
-    "429": "The regime is busy; retry after the Retry-After header",
-    "503": "PostgreSQL or Temporal cannot be reached; nothing was changed",
+    "429": "Temporal is rate-limiting the regime; retry after the Retry-After header",
+    "503": "PostgreSQL or Temporal cannot be reached (with Retry-After), or the regime's workflow cannot take "
+           "requests until operations repair it (without); nothing was changed",
 }
 
 

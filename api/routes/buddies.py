@@ -6,35 +6,39 @@ Starting a partnership is `POST /regimes/{id}/buddies` (regimes router); its ste
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments import payments_for
 from api.auth import User
-from api.deps import CurrentUser, DbPool, RequestId, TemporalClientDep
+from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.idempotency import idempotent
-from api.routes.regimes import actor, live_state, regime_row, require_act, run_update
+from api.routes.regimes import RegimeIdPath, actor, live_state, regime_row, require_act, run_update
 from domain.ledger import BuddyState, PartnershipEnd, PlanChange, SupportPlan
+from domain.text import text
 from workflows.buddy import BuddyPartnershipWorkflow
 
 router = APIRouter(prefix="/regimes", tags=["buddies"])
 
 
+PartnershipIdPath = Annotated[text(300, min_length=1), Path()]
+
+
 class EndRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
 
 
 class PlanChangeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: SupportPlan
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
 
 
 async def partnership_state(client: Client, regime_id: str, partnership_id: str) -> BuddyState:
@@ -62,7 +66,7 @@ def _json(m: BaseModel) -> Any:
 
 
 @router.get("/{regime_id}/buddies", summary="A regime's buddy partnerships: stage, quarter, share of the level used")
-async def list_partnerships(regime_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id)
     if not user.may_read_trust(row["ods_code"]):
         raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
@@ -76,7 +80,7 @@ async def list_partnerships(regime_id: str, user: CurrentUser, pool: DbPool, cli
 
 
 @router.get("/{regime_id}/buddies/{partnership_id}", summary="A partnership's live state: stage, steps, plan, quarters")
-async def get_partnership(regime_id: str, partnership_id: str, user: CurrentUser, pool: DbPool,
+async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool,
                           client: TemporalClientDep):
     row = await regime_row(pool, regime_id)
     s = await partnership_state(client, regime_id, partnership_id)
@@ -89,7 +93,7 @@ async def get_partnership(regime_id: str, partnership_id: str, user: CurrentUser
 
 @router.get("/{regime_id}/buddies/{partnership_id}/ledger",
             summary="A partnership's ledger: forecast, confirmed, authorised, paid, remaining; recorded payments")
-async def get_ledger(regime_id: str, partnership_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+async def get_ledger(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id)
     s = await partnership_state(client, regime_id, partnership_id)
     require_read_partnership(user, row["ods_code"], s.p.buddy.ods_code)
@@ -103,15 +107,15 @@ async def get_ledger(regime_id: str, partnership_id: str, user: CurrentUser, poo
 
 @router.post("/{regime_id}/buddies/{partnership_id}/end",
              summary="End a partnership early with a reason (regulator); its current quarter is settled")
-async def end_partnership(regime_id: str, partnership_id: str, req: EndRequest, request: Request, user: CurrentUser,
-                          pool: DbPool, client: TemporalClientDep, rid: RequestId):
+async def end_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, req: EndRequest, request: Request, user: CurrentUser,
+                          pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     s = await partnership_state(client, regime_id, partnership_id)
     require_act(user, "regulator", row["ods_code"], {"buddy_ods": s.p.buddy.ods_code})
 
     async def handler() -> tuple[int, Any]:
         summary = await run_update(client.get_workflow_handle(partnership_id), BuddyPartnershipWorkflow.end_early,
-                                   PartnershipEnd(reason=req.reason, actor=actor(user, "regulator", rid)))
+                                   PartnershipEnd(reason=req.reason, actor=actor(user, "regulator", rid)), settings)
         return 200, _json(summary)
 
     return await idempotent(request, pool, user, {"partnership": partnership_id, **_json(req)}, handler)
@@ -119,8 +123,9 @@ async def end_partnership(regime_id: str, partnership_id: str, req: EndRequest, 
 
 @router.post("/{regime_id}/buddies/{partnership_id}/plan-changes", status_code=201,
              summary="Propose a significant change to the support plan (buddy); the ID and the trust approve it")
-async def propose_plan_change(regime_id: str, partnership_id: str, req: PlanChangeRequest, request: Request,
-                              user: CurrentUser, pool: DbPool, client: TemporalClientDep, rid: RequestId):
+async def propose_plan_change(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, req: PlanChangeRequest, request: Request,
+                              user: CurrentUser, pool: DbPool, client: TemporalClientDep, settings: SettingsDep,
+                              rid: RequestId):
     row = await regime_row(pool, regime_id)
     s = await partnership_state(client, regime_id, partnership_id)
     # The buddy role itself, not only the buddy trust's `org`: an operations (read-only) or trust user of
@@ -133,7 +138,7 @@ async def propose_plan_change(regime_id: str, partnership_id: str, req: PlanChan
     async def handler() -> tuple[int, Any]:
         rec = await run_update(client.get_workflow_handle(partnership_id),
                                BuddyPartnershipWorkflow.propose_plan_change,
-                               PlanChange(plan=req.plan, reason=req.reason, actor=actor(user, "buddy", rid)))
+                               PlanChange(plan=req.plan, reason=req.reason, actor=actor(user, "buddy", rid)), settings)
         return 201, _json(rec)
 
     return await idempotent(request, pool, user, {"partnership": partnership_id, **_json(req)}, handler)

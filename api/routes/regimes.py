@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import idempotency
 from api.auth import User
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
-from api.errors import Problem
+from api.errors import Problem, stuck_problem, temporal_problem, workflow_task_failing
 from api.idempotency import idempotent
 from domain import dates
+from domain.ledger import BUDDY_STEPS, AgreementInPrinciple
 from domain.models import (
     Actor,
     Closure,
@@ -44,6 +52,10 @@ from domain.models import (
 )
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import entry_rule
+from domain.steps import CATALOGUE
+from domain.text import json_error, text
+from settings import Settings
+from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest
 from workflows.regime import RegimeWorkflow
 
@@ -53,6 +65,12 @@ REJECTION_STATUS = {
     "WrongRole": 403, "SeparationOfDuties": 403, "StepNotOpen": 409, "Conflict": 409, "UnknownStep": 404,
     "UnknownAction": 422, "ReasonRequired": 422, "InvalidPayload": 422, "RuleBroken": 422,
 }
+
+
+# Path parameters are bounded like every other text the API accepts.
+RegimeIdPath = Annotated[text(200, min_length=1), Path()]
+StepIdPath = Annotated[text(200, min_length=1), Path()]
+ReferencePath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 
 
 def regime_id_for(ods: str, entry: date) -> str:
@@ -66,8 +84,8 @@ class PlacementRequest(BaseModel):
     basis: Literal["cqc_recommendation", "regulator_decision"] = "cqc_recommendation"
     ratings: KeyQuestionRatings | None = Field(None, description="the CQC ratings that triggered entry")
     inspection: InspectionOutcome | None = Field(None, description="the full triggering inspection outcome")
-    regulator_reason: str | None = Field(None, max_length=4000,
-                                         description="required when the regulator places without the entry rule")
+    regulator_reason: text(4000) | None = Field(None, description="required when the regulator places without "
+                                                                 "the entry rule")
     completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
     continue_as_new_after_events: int | None = Field(
         None, ge=200, le=40_000, description="operational tuning (admin only): history length at which the "
@@ -82,17 +100,20 @@ class PlacementRequest(BaseModel):
 
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    action: str = Field(min_length=1, max_length=64, examples=["submit", "agree", "return", "sign_off"])
-    comment: str | None = Field(None, max_length=4000)
-    payload: dict[str, Any] = Field(default_factory=dict)
-    role: str | None = Field(None, description="the role to act in, when the user holds several")
+    action: text(64, min_length=1) = Field(examples=["submit", "agree", "return", "sign_off"])
+    comment: text(4000) | None = None
+    # Checked in `check_payload` against the model of the step kind's action, then for its shape and text
+    # wherever the model does not reach, so every error names its exact field.
+    payload: dict[str, Any] = Field(default_factory=dict, description="what the action carries: the model of "
+                                    "the step kind's action (domain/steps.py, domain/ledger.py)")
+    role: text(40) | None = Field(None, description="the role to act in, when the user holds several")
 
 
 class DeadlineRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     new_due: date | None = None
     pause: bool | None = None
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: text(2000, min_length=1)
 
 
 class AnnouncementRequest(BaseModel):
@@ -102,26 +123,27 @@ class AnnouncementRequest(BaseModel):
 
 class WithdrawalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
 
 
 class ClosureRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: text(4000, min_length=1)
 
 
 class EnforcementRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal["conditions", "special_administration", "cancellation_of_registration", "warning_notice"]
-    detail: str = Field(min_length=1, max_length=4000)
+    detail: text(4000, min_length=1)
 
 
 class BuddyAddRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     buddy: Trust
     scope: str = Field("trust-wide", min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
-    agreement_in_principle: dict[str, Any] | None = None
+    # Checked here against the model the partnership will validate it with (BuddyRequest keeps a dict).
+    agreement_in_principle: AgreementInPrinciple | None = None
 
 
 # ------------------------------------------------------------------ helpers
@@ -132,17 +154,51 @@ async def regime_row(pool: asyncpg.Pool, regime_id: str) -> asyncpg.Record:
     return row
 
 
-async def step_target(pool: asyncpg.Pool, regime_id: str, step_id: str) -> tuple[str, str | None, dict[str, Any]]:
-    """(workflow id, role, subject) of a step. The task row says; a step opened a moment ago may not have its
-    row yet, and a partnership's step ids carry their partnership ("<buddy ODS>[-scope].<step>")."""
-    task = await pool.fetchrow("SELECT role, subject, workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
-                               regime_id, step_id)
+async def step_target(pool: asyncpg.Pool, regime_id: str,
+                      step_id: str) -> tuple[str, str | None, dict[str, Any], str | None]:
+    """(workflow id, role, subject, kind) of a step. The task row says; a step opened a moment ago may not have
+    its row yet, and a partnership's step ids carry their partnership ("<buddy ODS>[-scope].<step>")."""
+    task = await pool.fetchrow(
+        "SELECT role, subject, workflow_id, kind FROM tasks WHERE regime_id=$1 AND step_id=$2", regime_id, step_id)
     if task is not None:
-        return task["workflow_id"], task["role"], task["subject"] or {}
+        return task["workflow_id"], task["role"], task["subject"] or {}, task["kind"]
     if "." in step_id:
         key = step_id.split(".", 1)[0]
-        return f"{regime_id}-buddy-{key}", None, {"buddy_ods": key.split("-", 1)[0]}
-    return regime_id, None, {}
+        return f"{regime_id}-buddy-{key}", None, {"buddy_ods": key.split("-", 1)[0]}, None
+    return regime_id, None, {}, None
+
+
+async def check_payload(client: Any, regime_id: str, wf_id: str, step_id: str, kind: str | None,
+                        req: DecisionRequest) -> None:
+    """Validate a decision's payload against its step kind's model here, so a payload that does not fit is a
+    422 naming its fields and never reaches Temporal. Without a task row (a step opened a moment ago, or
+    projections behind) the workflow says which kind the step is."""
+    partnership = wf_id != regime_id
+    if kind is None:
+        kind = await _kind_from_workflow(client, wf_id, step_id, partnership)
+    # An unknown step or action is refused by the workflow, which names what is allowed.
+    spec = (BUDDY_STEPS if partnership else CATALOGUE).get(kind or "")
+    if spec is not None and req.action in spec.actions:
+        try:
+            spec.actions[req.action].model_validate(req.payload)
+        except ValidationError as e:
+            raise RequestValidationError([{"loc": ("body", "payload", *err["loc"]), "msg": err["msg"],
+                                           "type": err["type"]} for err in e.errors(include_url=False)]) from None
+    # Whatever the step (even one the API cannot name): bounded in shape, no control character.
+    found = json_error(req.payload)
+    if found is not None:
+        path, err = found
+        raise RequestValidationError([{"loc": ("body", "payload", *path), "msg": err.message(), "type": err.type}])
+
+
+async def _kind_from_workflow(client: Any, wf_id: str, step_id: str, partnership: bool) -> str | None:
+    query = BuddyPartnershipWorkflow.get_state if partnership else RegimeWorkflow.get_state
+    try:
+        state = await client.get_workflow_handle(wf_id).query(query, rpc_timeout=timedelta(seconds=5))
+    except Exception:  # the update that follows reports what is wrong with the workflow, truthfully
+        return None
+    step = state.steps.get(step_id)
+    return step.kind if step is not None else None
 
 
 def require_read(user: User, row: asyncpg.Record) -> None:
@@ -180,27 +236,74 @@ def require_act(user: User, role: str, ods: str, subject: dict[str, Any] | None 
 
 
 def actor(user: User, role: str, rid: str) -> Actor:
-    return Actor(user_id=user.sub, role=role, request_id=rid)  # type: ignore[arg-type]
-
-
-async def run_update(handle: WorkflowHandle, update: Any, arg: Any) -> Any:
     try:
-        for attempt in range(40):
-            try:
-                # Under an Idempotency-Key the update id comes from the key: a retry that re-runs the
-                # request (its first answer was never stored) gets the first delivery's outcome back.
-                return await handle.execute_update(update, arg, id=idempotency.update_id.get())
-            except RPCError as e:
-                # A run that has just continued as new cannot take an update until its first task.
-                if e.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 39:
-                    raise
-                await asyncio.sleep(0.05)
+        # The request id comes from a header, which may carry bytes no record should hold: drop them.
+        clean_rid = "".join(c for c in rid if c.isprintable())[:100] or None
+        return Actor(user_id=user.sub, role=role, request_id=clean_rid)  # type: ignore[arg-type]
+    except ValidationError:
+        raise Problem(401, "unauthenticated", "the token's subject is not a usable user id (control characters)",
+                      headers={"WWW-Authenticate": "Bearer"}) from None
+
+
+def check_message_size(arg: Any, settings: Settings) -> None:
+    """Refuse (413) a message Temporal would refuse or, worse, that would fail the workflow task carrying it:
+    measured as the workflow engine will encode it, which can be larger than the request body (non-ASCII
+    characters are escaped)."""
+    size = sum(p.ByteSize() for p in pydantic_data_converter.payload_converter.to_payloads([arg]))
+    limit = settings.temporal_max_message_bytes
+    if size > limit:
+        raise Problem(413, "too-large-for-workflow-engine",
+                      f"the request encodes to {size:,} bytes for the workflow engine, more than its limit of "
+                      f"{limit:,} (TEMPORAL_MAX_MESSAGE_BYTES); nothing was changed: send less (docs/limits.md)",
+                      size_bytes=size, limit_bytes=limit)
+
+
+async def run_update(handle: WorkflowHandle, update: Any, arg: Any, settings: Settings) -> Any:
+    check_message_size(arg, settings)
+    wait = settings.temporal_update_timeout_seconds
+    try:
+        # Without a deadline the SDK polls for the update's acceptance for ever when the workflow cannot
+        # take it (a failing task, no worker), and so would the request.
+        async with asyncio.timeout(wait + 5):
+            for attempt in range(40):
+                try:
+                    # Under an Idempotency-Key the update id comes from the key: a retry that re-runs the
+                    # request (its first answer was never stored) gets the first delivery's outcome back.
+                    return await handle.execute_update(update, arg, id=idempotency.update_id.get(),
+                                                       rpc_timeout=timedelta(seconds=wait))
+                except RPCError as e:
+                    # A run that has just continued as new cannot take an update until its first task; a
+                    # workflow task in a failed state will not take it however often we ask.
+                    if e.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 39 or workflow_task_failing(e):
+                        raise temporal_problem(e) from None
+                    await asyncio.sleep(0.05)
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError):
             status = REJECTION_STATUS.get(cause.type or "", 422)
             raise Problem(status, _kebab(cause.type or "rejected"), cause.message) from None
         raise Problem(409, "rejected", str(cause or e)) from None
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
+        raise await _not_taken(handle, wait) from None
+    raise AssertionError("unreachable")
+
+
+async def _not_taken(handle: WorkflowHandle, wait: float) -> Problem:
+    """Why the workflow did not answer an update in time, from its pending workflow task."""
+    attempt = 0
+    try:
+        raw = (await handle.describe(rpc_timeout=timedelta(seconds=5))).raw_description
+        if raw.HasField("pending_workflow_task"):
+            attempt = raw.pending_workflow_task.attempt
+    except Exception:  # describing is only for a better message
+        pass
+    if attempt > 1:
+        return stuck_problem(f"workflow task attempt {attempt}; the request was not taken within {wait:g} s")
+    return Problem(503, "update-not-taken",
+                   f"the regime's workflow did not take the request within {wait:g} s: no worker processed its "
+                   "task (the worker may be down or overloaded). It is not recorded now, but Temporal may still "
+                   "apply it when a worker runs: read the step before sending it again, or resend it with the "
+                   "same Idempotency-Key", headers={"Retry-After": "30"})
 
 
 def _kebab(s: str) -> str:
@@ -282,6 +385,7 @@ async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool
         if req.continue_as_new_after_events:
             placement.continue_as_new_after_events = req.continue_as_new_after_events
         try:
+            check_message_size(RegimeStart(placement=placement), settings)
             await client.start_workflow(
                 RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,
                 task_queue=settings.temporal_task_queue,
@@ -348,7 +452,7 @@ def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
 
 
 @router.get("/{regime_id}", summary="A regime's live state: phase, steps, escalations, inspections, buddies")
-async def get_regime(regime_id: str, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id)
     require_read(user, row)
     state = await live_state(client, regime_id, closed=row["closed"])
@@ -362,36 +466,37 @@ async def get_regime(regime_id: str, user: CurrentUser, pool: DbPool, client: Te
 
 # ------------------------------------------------------------------ decisions
 @router.post("/{regime_id}/steps/{step_id}/decisions", summary="Decide an open step (submit, agree, return...)")
-async def decide(regime_id: str, step_id: str, req: DecisionRequest, request: Request, user: CurrentUser,
-                 pool: DbPool, client: TemporalClientDep, rid: RequestId):
+async def decide(regime_id: RegimeIdPath, step_id: StepIdPath, req: DecisionRequest, request: Request, user: CurrentUser,
+                 pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
-    wf_id, task_role, subject = await step_target(pool, regime_id, step_id)
+    wf_id, task_role, subject, kind = await step_target(pool, regime_id, step_id)
     role = acting_role(user, req.role, task_role)
     require_act(user, role, row["ods_code"], subject)
+    await check_payload(client, regime_id, wf_id, step_id, kind, req)
 
     async def handler() -> tuple[int, Any]:
         d = Decision(step_id=step_id, action=req.action, actor=actor(user, role, rid), comment=req.comment,
                      payload=req.payload)
         handle = client.get_workflow_handle(wf_id)
         update = RegimeWorkflow.decide_step if wf_id == regime_id else "decide_step"
-        view = await run_update(handle, update, d)
+        view = await run_update(handle, update, d, settings)
         return 200, _json(view) if isinstance(view, BaseModel) else view
 
     return await idempotent(request, pool, user, {"step": step_id, **_json(req)}, handler)
 
 
 @router.post("/{regime_id}/steps/{step_id}/deadline", summary="Move a due date or pause a clock (regulator)")
-async def amend(regime_id: str, step_id: str, req: DeadlineRequest, request: Request, user: CurrentUser,
-                pool: DbPool, client: TemporalClientDep, rid: RequestId):
+async def amend(regime_id: RegimeIdPath, step_id: StepIdPath, req: DeadlineRequest, request: Request, user: CurrentUser,
+                pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "regulator", row["ods_code"])
-    wf_id, _, _ = await step_target(pool, regime_id, step_id)
+    wf_id, _, _, _ = await step_target(pool, regime_id, step_id)
 
     async def handler() -> tuple[int, Any]:
         c = DeadlineChange(step_id=step_id, new_due=req.new_due, pause=req.pause, reason=req.reason,
                            actor=actor(user, "regulator", rid))
         update = RegimeWorkflow.amend_deadline if wf_id == regime_id else "amend_deadline"
-        view = await run_update(client.get_workflow_handle(wf_id), update, c)
+        view = await run_update(client.get_workflow_handle(wf_id), update, c, settings)
         return 200, _json(view) if isinstance(view, BaseModel) else view
 
     return await idempotent(request, pool, user, {"step": step_id, **_json(req)}, handler)
@@ -399,8 +504,8 @@ async def amend(regime_id: str, step_id: str, req: DeadlineRequest, request: Req
 
 # ------------------------------------------------------------------ CQC
 @router.post("/{regime_id}/inspections", status_code=202, summary="Record a published CQC inspection outcome")
-async def record_inspection(regime_id: str, outcome: InspectionOutcome, request: Request, user: CurrentUser,
-                            pool: DbPool, client: TemporalClientDep, rid: RequestId):
+async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionOutcome, request: Request, user: CurrentUser,
+                            pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "cqc", row["ods_code"])
     if row["multi_site"] != outcome.multi_site:
@@ -408,8 +513,9 @@ async def record_inspection(regime_id: str, outcome: InspectionOutcome, request:
                       f"{'multi-site' if row['multi_site'] else 'single-site'}; the outcome says otherwise")
 
     async def handler() -> tuple[int, Any]:
-        await client.get_workflow_handle(regime_id).signal(
-            RegimeWorkflow.record_inspection, InspectionSignal(outcome=outcome, actor=actor(user, "cqc", rid)))
+        sig = InspectionSignal(outcome=outcome, actor=actor(user, "cqc", rid))
+        check_message_size(sig, settings)
+        await client.get_workflow_handle(regime_id).signal(RegimeWorkflow.record_inspection, sig)
         return 202, {"accepted": outcome.reference, "regime_id": regime_id}
 
     return await idempotent(request, pool, user, _json(outcome), handler)
@@ -417,23 +523,23 @@ async def record_inspection(regime_id: str, outcome: InspectionOutcome, request:
 
 @router.post("/{regime_id}/inspections/{reference}/withdrawal", status_code=202,
              summary="Withdraw a published CQC outcome")
-async def withdraw(regime_id: str, reference: str, req: WithdrawalRequest, request: Request, user: CurrentUser,
-                   pool: DbPool, client: TemporalClientDep, rid: RequestId):
+async def withdraw(regime_id: RegimeIdPath, reference: ReferencePath, req: WithdrawalRequest, request: Request, user: CurrentUser,
+                   pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "cqc", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
-        await client.get_workflow_handle(regime_id).signal(
-            RegimeWorkflow.withdraw_inspection,
-            Withdrawal(reference=reference, reason=req.reason, actor=actor(user, "cqc", rid)))
+        w = Withdrawal(reference=reference, reason=req.reason, actor=actor(user, "cqc", rid))
+        check_message_size(w, settings)
+        await client.get_workflow_handle(regime_id).signal(RegimeWorkflow.withdraw_inspection, w)
         return 202, {"withdrawn": reference}
 
     return await idempotent(request, pool, user, {"ref": reference, **_json(req)}, handler)
 
 
 @router.post("/{regime_id}/reinspection", summary="Announce the date of the CQC re-inspection")
-async def announce(regime_id: str, req: AnnouncementRequest, request: Request, user: CurrentUser, pool: DbPool,
-                   client: TemporalClientDep, rid: RequestId):
+async def announce(regime_id: RegimeIdPath, req: AnnouncementRequest, request: Request, user: CurrentUser,
+                   pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     role = acting_role(user, None, "cqc" if user.has("cqc") else "regulator")
     require_act(user, role, row["ods_code"])
@@ -441,51 +547,53 @@ async def announce(regime_id: str, req: AnnouncementRequest, request: Request, u
     async def handler() -> tuple[int, Any]:
         view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.announce_reinspection,
                                 ReinspectionAnnouncement(inspection_date=req.inspection_date,
-                                                         actor=actor(user, role, rid)))
+                                                         actor=actor(user, role, rid)), settings)
         return 200, _json(view)
 
     return await idempotent(request, pool, user, _json(req), handler)
 
 
 @router.post("/{regime_id}/enforcement", summary="Record a CQC enforcement action")
-async def enforcement(regime_id: str, req: EnforcementRequest, request: Request, user: CurrentUser, pool: DbPool,
-                      client: TemporalClientDep, rid: RequestId):
+async def enforcement(regime_id: RegimeIdPath, req: EnforcementRequest, request: Request, user: CurrentUser,
+                      pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "cqc", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
         n = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.record_enforcement,
-                             Enforcement(action=req.action, detail=req.detail, actor=actor(user, "cqc", rid)))
+                             Enforcement(action=req.action, detail=req.detail, actor=actor(user, "cqc", rid)), settings)
         return 200, {"enforcement_actions": n}
 
     return await idempotent(request, pool, user, _json(req), handler)
 
 
 @router.post("/{regime_id}/closure", summary="Close the regime by a structural solution (regulator)")
-async def close(regime_id: str, req: ClosureRequest, request: Request, user: CurrentUser, pool: DbPool,
-                client: TemporalClientDep, rid: RequestId):
+async def close(regime_id: RegimeIdPath, req: ClosureRequest, request: Request, user: CurrentUser, pool: DbPool,
+                client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "regulator", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
         phase = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.close_regime,
                                  Closure(solution=req.solution, reason=req.reason,
-                                         actor=actor(user, "regulator", rid)))
+                                         actor=actor(user, "regulator", rid)), settings)
         return 200, {"phase": phase}
 
     return await idempotent(request, pool, user, _json(req), handler)
 
 
 @router.post("/{regime_id}/buddies", status_code=201, summary="Start a buddy partnership (regulator)")
-async def add_buddy(regime_id: str, req: BuddyAddRequest, request: Request, user: CurrentUser, pool: DbPool,
-                    client: TemporalClientDep, rid: RequestId):
+async def add_buddy(regime_id: RegimeIdPath, req: BuddyAddRequest, request: Request, user: CurrentUser,
+                    pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id)
     require_act(user, "regulator", row["ods_code"])
+
+    aip = _json(req.agreement_in_principle) if req.agreement_in_principle is not None else None
 
     async def handler() -> tuple[int, Any]:
         summary = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.add_buddy,
                                    BuddyRequest(buddy=req.buddy, scope=req.scope, actor=actor(user, "regulator", rid),
-                                                agreement_in_principle=req.agreement_in_principle))
+                                                agreement_in_principle=aip), settings)
         return 201, _json(summary)
 
     return await idempotent(request, pool, user, _json(req), handler)
