@@ -246,9 +246,9 @@ def actor(user: User, role: str, rid: str) -> Actor:
 
 
 def check_message_size(arg: Any, settings: Settings) -> None:
-    """Refuse (413) a message Temporal would refuse or, worse, that would fail the workflow task carrying it:
-    measured as the workflow engine will encode it, which can be larger than the request body (non-ASCII
-    characters are escaped)."""
+    """Refuse (413) a message Temporal would refuse or, worse, that would fail the workflow task carrying it
+    on every attempt and so wedge the regime: measured as the data converter encodes it (the request's
+    fields plus the actor and envelope), whatever MAX_BODY_BYTES lets in."""
     size = sum(p.ByteSize() for p in pydantic_data_converter.payload_converter.to_payloads([arg]))
     limit = settings.temporal_max_message_bytes
     if size > limit:
