@@ -18,11 +18,12 @@ from workflows import WORKFLOWS
 
 
 def activities_for(pool: asyncpg.Pool) -> list:
+    from activities.archive import ArchiveActivities
     from activities.payments import PaymentActivities
 
     effects = EffectActivities(pool, OutboxNotifier())
     payments = PaymentActivities(pool)
-    return [effects.apply_effects, *payments.all()]
+    return [effects.apply_effects, ArchiveActivities(pool).archive_state, *payments.all()]
 
 
 def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, **kw) -> Worker:

@@ -131,6 +131,8 @@ class BuddyPartnershipWorkflow(StepEngine):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._process_time()
                 await self._flush()
+                await self._archive_for_continue()
+                await self._flush()
                 if not self.s.finished and not self._effects_pending():
                     workflow.continue_as_new(BuddyContinue(state=self.s))
             wake_at = self._next_wake()
@@ -189,6 +191,30 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     def _where(self) -> str:
         return f"partnership {self.s.p.partnership_id}"
+
+    def _regime_id(self) -> str:
+        return self.s.p.regime_id
+
+    def _still_needed(self, st: Step) -> bool:
+        """A partnership archives the steps of settled quarters and of decided plan changes; the rules read
+        the rest again (the agreement's signatures, the latest round of plan agreement)."""
+        led, q, c = self.s.ledger, st.subject.get("quarter"), st.subject.get("change")
+        if q is not None and led is not None and 1 <= q <= len(led.quarters) and led.quarter(q).settled:
+            return False
+        if c is not None and 1 <= c <= len(self.s.plan_changes) and self.s.plan_changes[c - 1].status != "pending":
+            return False
+        return True
+
+    def _records_to_archive(self) -> list[tuple[str, list[Any], Any]]:
+        # A decided change keeps its number, status and reason in the state; its plan (the bulk) is archived.
+        decided = [r for r in self.s.plan_changes if r.status != "pending" and r.plan is not None]
+        if not decided:
+            return []
+
+        def strip() -> None:
+            for r in decided:
+                r.plan = None
+        return [("plan_change", [r.model_dump(mode="json") for r in decided], strip)]
 
     def _audit_detail(self, detail: dict[str, Any]) -> dict[str, Any]:
         return {"partnership_id": self.s.p.partnership_id, **detail}
@@ -259,9 +285,9 @@ class BuddyPartnershipWorkflow(StepEngine):
                   extra: dict[str, Any] | None = None) -> Step:
         spec = BUDDY_STEPS[kind]
         sid = f"{self.s.p.key}.{name}"
-        if sid in self.s.steps:
+        if self._step_id_taken(sid):
             n = 2
-            while f"{sid}-{n}" in self.s.steps:
+            while self._step_id_taken(f"{sid}-{n}"):
                 n += 1
             sid = f"{sid}-{n}"
         title = f"{spec.title}: {self.s.p.buddy.name}" + ("" if self.s.p.scope == "trust-wide" else
@@ -668,6 +694,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         both = [s for s in self.s.steps.values() if s.subject.get("change") == rec.number]
         if all(s.status == "done" and s.outcome == "approve" for s in both):
             rec.status = "approved"
+            assert rec.plan is not None  # a pending change's plan is never archived
             self.s.plan = rec.plan
             self.s.plan_version += 1
             self._audit("support_plan.changed", SYSTEM, reason=rec.reason,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.models import Actor, Rung, Trust
 
 APPLY_EFFECTS = "apply_effects"
+ARCHIVE_STATE = "archive_state"
 
 
 class EffectBatch(BaseModel):
@@ -51,3 +52,13 @@ class BuddyStart(BaseModel):
     request: BuddyRequest
     ladder: list[Rung]
     continue_as_new_after_events: int = 8000
+
+
+class ArchiveBatch(BaseModel):
+    """What leaves a workflow's state at continue-as-new (activities/archive.py)."""
+
+    workflow_id: str
+    regime_id: str
+    steps: list[dict[str, Any]] = Field(default_factory=list, description="steps in JSON mode, each with its "
+                                                                          "'escalations'")
+    records: list[dict[str, Any]] = Field(default_factory=list, description="{'kind', 'position', 'record'}")

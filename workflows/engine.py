@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
 
     from domain import dates
     from domain.models import SYSTEM, Actor, DeadlineChange, Escalation, Rung, Step
-    from workflows.common import APPLY_EFFECTS, EffectBatch
+    from workflows.common import APPLY_EFFECTS, ARCHIVE_STATE, ArchiveBatch, EffectBatch
 
 # Writing effects retries within one attempt window only: data PostgreSQL can never take is parked by the
 # activity itself (a dead letter, activities/effects.py), so what still fails here is the database or the
@@ -31,6 +31,13 @@ EFFECTS_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeff
 EFFECTS_GIVE_UP = timedelta(minutes=2)
 EFFECTS_BACKOFF = timedelta(minutes=1)
 EFFECTS_BACKOFF_MAX = timedelta(minutes=30)
+# Before continue-as-new, what the rules no longer need leaves the state for PostgreSQL (docs/limits.md).
+ARCHIVE_ON_CONTINUE = "archive-on-continue-as-new"
+# The state a run hands to the next is kept under this many bytes (JSON); above it operations are told.
+STATE_BOUND_BYTES = 256 * 1024
+# Records the rules only look at the latest of (inspections, enforcement actions, decisions): kept in state.
+RECORDS_KEPT = 20
+ARCHIVE_CHUNK_BYTES = 512 * 1024  # one activity input, well under Temporal's 2 MiB payload limit
 # Effects the activity writes; the others (starting or signalling a partnership) are done by the workflow
 # itself before the batch is sent, and are never done twice.
 WRITTEN_EFFECTS = ("audit", "task_open", "task_close", "notify")
@@ -150,6 +157,84 @@ class StepEngine:
 
     async def _flush(self) -> None:
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- bounded state
+    def _still_needed(self, st: Step) -> bool:
+        """A closed step the rules may still read (hook): it stays in the state."""
+        return False
+
+    def _records_to_archive(self) -> list[tuple[str, list[Any], Any]]:
+        """(kind, items in their order, a function that removes them from the state) (hook)."""
+        return []
+
+    def _regime_id(self) -> str:
+        raise NotImplementedError
+
+    async def _archive_for_continue(self) -> None:
+        """Move closed steps the rules no longer need (with their escalations) and old records to PostgreSQL,
+        then check the state's size against STATE_BOUND_BYTES. Nothing leaves the state unless the archive
+        activity wrote it; if it cannot, the state is carried whole and the next run tries again."""
+        if not workflow.patched(ARCHIVE_ON_CONTINUE):
+            return
+        steps = [st for st in self.s.steps.values() if st.status != "open" and not st.data.get("imported_from")
+                 and not self._still_needed(st)]
+        ids = {st.id for st in steps}
+        by_step: dict[str, list[dict[str, Any]]] = {}
+        for e in self.s.escalations:
+            if e.step_id in ids:
+                by_step.setdefault(e.step_id, []).append(e.model_dump(mode="json"))
+        rows = [{**st.model_dump(mode="json"), "escalations": by_step.get(st.id, [])} for st in steps]
+        records: list[dict[str, Any]] = []
+        removers = []
+        for kind, items, remove in self._records_to_archive():
+            start = self.s.archived_counts.get(kind, 0)
+            records += [{"kind": kind, "position": start + i, "record": item} for i, item in enumerate(items)]
+            removers.append((kind, len(items), remove))
+        wid = workflow.info().workflow_id
+        chunk: ArchiveBatch = ArchiveBatch(workflow_id=wid, regime_id=self._regime_id())
+        size = 0
+        try:
+            for item, field in [(r, "steps") for r in rows] + [(r, "records") for r in records]:
+                n = len(str(item))
+                if size and size + n > ARCHIVE_CHUNK_BYTES:
+                    await self._archive(chunk)
+                    chunk, size = ArchiveBatch(workflow_id=wid, regime_id=self._regime_id()), 0
+                getattr(chunk, field).append(item)
+                size += n
+            if chunk.steps or chunk.records:
+                await self._archive(chunk)
+        except ActivityError as e:
+            workflow.logger.warning("state of %s not archived (carried whole): %s", wid, e.cause or e)
+            return
+        for sid in sorted(ids):
+            del self.s.steps[sid]
+        self.s.retired_step_ids += sorted(ids)
+        self.s.escalations = [e for e in self.s.escalations if e.step_id not in ids]
+        for kind, n, remove in removers:
+            remove()
+            self.s.archived_counts[kind] = self.s.archived_counts.get(kind, 0) + n
+        size = len(self.s.model_dump_json())
+        if size > STATE_BOUND_BYTES:
+            reason = (f"the state carried to the next run is {size:,} bytes, over the bound of "
+                      f"{STATE_BOUND_BYTES:,} with everything the rules allow archived")
+            self._audit("state_over_bound", SYSTEM, reason=reason, detail={"bytes": size})
+            self._emit({"type": "notify", "step_id": None, "rung": "state_over_bound", "recipients": ["operations"],
+                        "subject": f"[state over bound] {wid}", "body": reason})
+
+    async def _archive(self, batch: ArchiveBatch) -> None:
+        # Like the effects: a few quick retries, then the state is carried whole and the loop goes on.
+        await workflow.execute_activity(ARCHIVE_STATE, batch, start_to_close_timeout=timedelta(seconds=30),
+                                        schedule_to_close_timeout=EFFECTS_GIVE_UP, retry_policy=EFFECTS_RETRY)
+
+    def _step_id_taken(self, sid: str) -> bool:
+        """A step id is never reused, archived or not (tasks and audit entries are keyed by it)."""
+        if sid in self.s.steps:
+            return True
+        retired = getattr(self, "_retired_cache", None)
+        if retired is None or len(retired) != len(self.s.retired_step_ids):
+            retired = set(self.s.retired_step_ids)
+            self._retired_cache = retired
+        return sid in retired
 
     def _emit(self, effect: dict[str, Any]) -> None:
         self.s.seq += 1

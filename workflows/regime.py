@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from domain import dates, schedule
+    from domain.documents import DocumentPayload, is_reference
     from domain.ledger import AgreementInPrinciple
     from domain.models import (
         SYSTEM,
@@ -64,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNOFF_DAYS,
     )
     from workflows.common import BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
-    from workflows.engine import StepEngine, errors, reject
+    from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_PHASE = SearchAttributeKey.for_keyword("RegimePhase")
@@ -83,6 +84,9 @@ SEARCH_ATTRIBUTES_AFTER_FLUSH = "search-attributes-after-flush"
 # The monthly Oversight and Assurance Group and Integrated Delivery Meeting (domain.md's timers table)
 # became steps after regimes were already running: they take them from their next month.
 MONTHLY_OVERSIGHT_MEETINGS = "monthly-oversight-meetings"
+# Closed steps of these kinds stay in the state: the rules look back at them (withdrawn outcomes, the latest
+# recommendation, the number of re-inspections), and there are a few a year at most.
+LOOKBACK_KINDS = frozenset({"reinspection", "cqc_recommendation", "regulator_decision", "secretary_of_state_letter"})
 
 
 @workflow.defn
@@ -114,6 +118,8 @@ class RegimeWorkflow(StepEngine):
             if self._should_continue_as_new() and not self._effects_pending():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._process_time()
+                await self._flush()
+                await self._archive_for_continue()
                 await self._flush()
                 if not self.s.finished and not self._effects_pending():
                     workflow.continue_as_new(RegimeStart(state=self.s))
@@ -168,6 +174,36 @@ class RegimeWorkflow(StepEngine):
     def _where(self) -> str:
         return "this regime"
 
+    def _regime_id(self) -> str:
+        return self.s.placement.regime_id
+
+    def _still_needed(self, st: Step) -> bool:
+        """Closed steps the rules read again: re-inspections and what decided on them (few), and any step of
+        a decision still open (the plan a sign-off is about, who acted on it: separation of duties)."""
+        if st.kind in LOOKBACK_KINDS:
+            return True
+        return any(o.status == "open" and (o.subject.get("plan_step") == st.id
+                                           or (o.group == st.group and _same_decision(o, st)))
+                   for o in self.s.steps.values())
+
+    def _records_to_archive(self) -> list[tuple[str, list[Any], Any]]:
+        out: list[tuple[str, list[Any], Any]] = []
+        for kind, attr in (("inspection", "inspections"), ("enforcement", "enforcement"), ("decision", "decisions")):
+            items = getattr(self.s, attr)
+            if len(items) > RECORDS_KEPT:
+                old = items[:len(items) - RECORDS_KEPT]
+                out.append((kind, [i.model_dump(mode="json") if hasattr(i, "model_dump") else i for i in old],
+                            lambda attr=attr, n=len(old): setattr(self.s, attr, getattr(self.s, attr)[n:])))
+        ended = [pid for pid, b in self.s.buddies.items() if b.ended]
+        if len(ended) > RECORDS_KEPT:
+            gone = ended[:len(ended) - RECORDS_KEPT]
+
+            def drop(gone: list[str] = gone) -> None:
+                for pid in gone:
+                    del self.s.buddies[pid]
+            out.append(("buddy", [self.s.buddies[pid].model_dump(mode="json") for pid in gone], drop))
+        return out
+
     def _next_wake(self) -> datetime | None:
         candidates = self._ladder_wakes() + self._effects_wake()
         if self.s.next_monthly is not None and self.s.phase in ACTIVE_PHASES:
@@ -195,9 +231,9 @@ class RegimeWorkflow(StepEngine):
               subject: dict[str, Any] | None = None) -> Step:
         spec = CATALOGUE[kind]
         sid = step_id or kind
-        if sid in self.s.steps:
+        if self._step_id_taken(sid):
             n = 2
-            while f"{sid}-{n}" in self.s.steps:
+            while self._step_id_taken(f"{sid}-{n}"):
                 n += 1
             sid = f"{sid}-{n}"
         st = Step(id=sid, kind=kind, title=spec.title, role=spec.role, group=spec.group, due=due,
@@ -343,8 +379,7 @@ class RegimeWorkflow(StepEngine):
         self._updates_this_run += 1
         self._validate_decision(d)  # again: another update may have changed the step since
         st = self.s.steps[d.step_id]
-        spec = CATALOGUE[st.kind]
-        payload = spec.actions[d.action].model_validate(d.payload)
+        payload = self._payload_model(st, d).model_validate(d.payload)
         st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
                                  comment=d.comment))
         st.data.update(payload.model_dump(mode="json"))
@@ -370,7 +405,7 @@ class RegimeWorkflow(StepEngine):
         if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
             raise reject("ReasonRequired", f"'{d.action}' needs a reason")
         try:
-            spec.actions[d.action].model_validate(d.payload)
+            self._payload_model(st, d).model_validate(d.payload)
         except ValidationError as e:
             raise reject("InvalidPayload", errors(e)) from None
         if st.kind == "regulator_decision":
@@ -388,6 +423,14 @@ class RegimeWorkflow(StepEngine):
             if verdict.get("met") is False and not (d.comment and d.comment.strip()):
                 raise reject("ReasonRequired", "the exit rule is not met on this outcome; recommending exit "
                                                "anyway needs CQC's reason")
+
+    @staticmethod
+    def _payload_model(st: Step, d: Decision) -> type:
+        """The step's typed payload, or a document reference where the payload is a document (the API stores
+        documents in PostgreSQL and sends their reference: domain/documents.py)."""
+        if is_reference(st.kind, d.action, d.payload):
+            return DocumentPayload
+        return CATALOGUE[st.kind].actions[d.action]
 
     def _validate_regulator_decision(self, st: Step, d: Decision) -> None:
         rec = self._latest_recommendation()

@@ -70,7 +70,7 @@ async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: Db
     row = await regime_row(pool, regime_id)
     if not user.may_read_trust(row["ods_code"]):
         raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
-    state = await live_state(client, regime_id, closed=row["closed"])
+    state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
     items = []
     for b in state.buddies.values():
         item = _json(b)
@@ -85,6 +85,9 @@ async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipId
     row = await regime_row(pool, regime_id)
     s = await partnership_state(client, regime_id, partnership_id)
     require_read_partnership(user, row["ods_code"], s.p.buddy.ods_code)
+    from api.archive import partnership_with_archive
+
+    s = await partnership_with_archive(pool, partnership_id, s)  # after the check: archived rows read once allowed
     out = _json(s)
     out["open_steps"] = [st for st in out["steps"].values() if st["status"] == "open"]
     out["ledger_totals"] = _json(s.ledger.totals()) if s.ledger else None

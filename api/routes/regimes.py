@@ -27,12 +27,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import idempotency
+from api import documents, idempotency
 from api.auth import User
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem, stuck_problem, temporal_problem, workflow_task_failing
 from api.idempotency import idempotent
 from domain import dates
+from domain.documents import DOCUMENT_ACTIONS
 from domain.ledger import BUDDY_STEPS, AgreementInPrinciple
 from domain.models import (
     Actor,
@@ -169,7 +170,7 @@ async def step_target(pool: asyncpg.Pool, regime_id: str,
 
 
 async def check_payload(client: Any, regime_id: str, wf_id: str, step_id: str, kind: str | None,
-                        req: DecisionRequest) -> None:
+                        req: DecisionRequest) -> str | None:
     """Validate a decision's payload against its step kind's model here, so a payload that does not fit is a
     422 naming its fields and never reaches Temporal. Without a task row (a step opened a moment ago, or
     projections behind) the workflow says which kind the step is."""
@@ -189,6 +190,7 @@ async def check_payload(client: Any, regime_id: str, wf_id: str, step_id: str, k
     if found is not None:
         path, err = found
         raise RequestValidationError([{"loc": ("body", "payload", *path), "msg": err.message(), "type": err.type}])
+    return kind
 
 
 async def _kind_from_workflow(client: Any, wf_id: str, step_id: str, partnership: bool) -> str | None:
@@ -314,7 +316,18 @@ def _json(model: BaseModel) -> Any:
     return model.model_dump(mode="json")
 
 
-async def live_state(client: Any, regime_id: str, closed: bool = False) -> RegimeState:
+async def live_state(client: Any, regime_id: str, closed: bool = False, pool: Any = None) -> RegimeState:
+    """The regime's state as its workflow has it, with what it archived at continue-as-new merged back in
+    when `pool` is given (api/archive.py): everything people read comes through here."""
+    state = await _workflow_state(client, regime_id, closed)
+    if pool is None:
+        return state
+    from api.archive import regime_with_archive
+
+    return await regime_with_archive(pool, regime_id, state)
+
+
+async def _workflow_state(client: Any, regime_id: str, closed: bool) -> RegimeState:
     if closed:
         # A closed regime's final state is its workflow's result, read from the last event of its
         # history. A query would make a worker replay the whole history (hundreds of ms for a year).
@@ -455,7 +468,7 @@ def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
 async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id)
     require_read(user, row)
-    state = await live_state(client, regime_id, closed=row["closed"])
+    state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
     s = _json(state)
     s["regime_id"] = regime_id
     s["open_steps"] = [st for st in s["steps"].values() if st["status"] == "open"]
@@ -472,11 +485,18 @@ async def decide(regime_id: RegimeIdPath, step_id: StepIdPath, req: DecisionRequ
     wf_id, task_role, subject, kind = await step_target(pool, regime_id, step_id)
     role = acting_role(user, req.role, task_role)
     require_act(user, role, row["ods_code"], subject)
-    await check_payload(client, regime_id, wf_id, step_id, kind, req)
+    kind = await check_payload(client, regime_id, wf_id, step_id, kind, req)
 
     async def handler() -> tuple[int, Any]:
+        payload = req.payload
+        doc_kind = DOCUMENT_ACTIONS.get((kind or "", req.action)) if wf_id == regime_id else None
+        if doc_kind is not None:
+            # A document is stored once in PostgreSQL; the workflow (and its history) gets the reference.
+            content = CATALOGUE[kind or ""].actions[req.action].model_validate(req.payload).model_dump(mode="json")
+            ref = await documents.store(pool, regime_id, step_id, doc_kind, content, user.sub)
+            payload = {"document": ref.model_dump(mode="json")}
         d = Decision(step_id=step_id, action=req.action, actor=actor(user, role, rid), comment=req.comment,
-                     payload=req.payload)
+                     payload=payload)
         handle = client.get_workflow_handle(wf_id)
         update = RegimeWorkflow.decide_step if wf_id == regime_id else "decide_step"
         view = await run_update(handle, update, d, settings)

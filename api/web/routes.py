@@ -226,7 +226,8 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         from api.routes.regimes import live_state
 
         # A closed regime is read from its workflow's result (no replay of its whole history).
-        state: RegimeState = await live_state(client, row["workflow_id"], closed=row["closed"])
+        state: RegimeState = await live_state(client, row["workflow_id"], closed=row["closed"],
+                                              pool=request.app.state.pool)
     except RPCError as e:
         return page(request, "error.html", {"user": user, "title": "Regime state unavailable",
                                             "detail": f"The workflow engine did not answer: {e.message}"},
@@ -246,7 +247,7 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "today": today, "timeline": tl, "ladder": labels.ladder_rungs(settings.ladder),
         "open_steps": _open_steps(state, today, settings.due_soon_days),
         "escalations": sorted(state.escalations, key=lambda e: e.at, reverse=True),
-        "ratings": _ratings(state), "buddies": await _buddies(client, state),
+        "ratings": _ratings(state), "buddies": await _buddies(client, state, request.app.state.pool),
         "history": lines if history_all else lines[:HISTORY_PAGE], "history_total": len(lines),
         "history_all": bool(history_all), "history_runs": runs, "history_error": history_error,
         "relatives": await data.relatives(pool, user, row),
@@ -295,7 +296,7 @@ def _ratings(state: RegimeState) -> dict[str, Any]:
     return {"columns": cols, "questions": labels.KEY_QUESTIONS}
 
 
-async def _buddies(client: Client, state: RegimeState) -> list[dict[str, Any]]:
+async def _buddies(client: Client, state: RegimeState, pool: Any) -> list[dict[str, Any]]:
     """Each partnership's summary (carried in the regime state) and, from its own workflow, its agreement
     dates and quarterly ledger. A partnership that does not answer still shows its summary."""
     out = []
@@ -310,6 +311,10 @@ async def _buddies(client: Client, state: RegimeState) -> list[dict[str, Any]]:
                                                 rpc_timeout=timedelta(seconds=3))
             item["detail"] = await handle.query("get_state", result_type=BuddyState,
                                                 rpc_timeout=timedelta(seconds=3))
+            from api.archive import partnership_with_archive
+
+            item["detail"] = await partnership_with_archive(pool, b.partnership_id,
+                                                            item["detail"])
         except Exception:  # an older partnership workflow, or one the worker cannot answer for now
             pass
         out.append(item)
