@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from temporalio import workflow
 
+from domain.dates import london_date
+from domain.models import RegimeStart, RegimeState
 from domain.text import JSON_MAX_DEPTH
 from tests.driver import DEFAULT_ACTION, Regime
 from tests.helpers import INADEQUATE_ENTRY, PLAN, outcome, placement
 from tests.test_buddy import PLAN as SUPPORT_PLAN
 from tests.test_buddy import World
+from workflows.buddy import BuddyPartnershipWorkflow
+from workflows.regime import RegimeWorkflow
 
 PROBLEM = "application/problem+json"
+
+
+def today():
+    return london_date(datetime.now(UTC))
 
 
 def fields(r: httpx.Response) -> list[str]:
@@ -209,7 +218,7 @@ def requests(draw, kind: str) -> tuple[str, str, Any]:
         return kind, "trust", {"solution": "merger", "reason": draw(TEXT)}
     if kind == "withdrawal":
         return kind, "cqc", {"reason": draw(TEXT), "_ref": draw(TEXT)}
-    return kind, "regulator", {"trust": {"ods_code": draw(st.from_regex(r"\AFZ[A-Z0-9]{1,4}\Z") | TEXT),
+    return kind, "regulator", {"trust": {"ods_code": draw(st.from_regex(r"\AQZ[A-Z0-9]{1,4}\Z") | TEXT),
                                          "name": draw(TEXT)},
                                "basis": "regulator_decision", "regulator_reason": draw(TEXT)}
 
@@ -297,15 +306,25 @@ def emoji_plan(actions: int) -> dict[str, Any]:
 async def test_a_message_too_large_for_temporal_is_413_and_never_reaches_it(temporal_address, database_url):
     from tests.harness import run_stack
 
-    # A deployment that raises the body limit still cannot send Temporal more than it takes.
+    # A deployment that raises the body limit still cannot send Temporal more than it takes. (A plan is a
+    # document now, stored in PostgreSQL and sent by reference; the largest message left is a placement
+    # carrying its completed steps' notes, every field within its limit, written in 4-byte characters.)
     async with run_stack(temporal_address, database_url, max_body_bytes=8 * 1024 * 1024) as s:
-        reg = await Regime.place(s, "DRH")
-        r = await s.http.post(f"/regimes/{reg.id}/steps/improvement_plan/decisions", headers=reg.users["trust"],
-                              json={"action": "submit", "payload": emoji_plan(300)})
+        day = today()
+        body = placement("DRH", day - timedelta(days=200), completed_steps=[
+            {"kind": "board_to_board", "completed_on": str(day - timedelta(days=150)),
+             "by": "\U0001F3E5" * 200, "note": "\U0001F3E5" * 4000}] * 100,
+            inspection=outcome("INS-DRH", day - timedelta(days=230), INADEQUATE_ENTRY, core=[
+                {"site": "\U0001F3E5" * 200, "service": "\U0001F3E5" * 200, "rating": "good"}] * 500))
+        r = await s.http.post("/regimes", headers=s.auth("reg-1", "regulator"), json=body)
         assert r.status_code == 413 and r.json()["type"].endswith("/too-large-for-workflow-engine"), r.text
         assert "retry" not in r.json()["detail"].lower()
-        assert (await reg.state())["steps"]["improvement_plan"]["status"] == "open"
-        await reg.act("improvement_plan", "submit", PLAN)
+        listed = await s.http.get("/regimes", params={"ods_code": "DRH"}, headers=s.auth("ops-1", "operations"))
+        assert listed.json()["items"] == []
+        body["completed_steps"] = body["completed_steps"][:1]
+        body["inspection"]["core_services"] = body["inspection"]["core_services"][:1]
+        r = await s.http.post("/regimes", headers=s.auth("reg-1", "regulator"), json=body)
+        assert r.status_code == 201, r.text
 
 
 def test_temporal_refusals_are_told_truthfully():
@@ -330,17 +349,32 @@ def test_temporal_refusals_are_told_truthfully():
     assert down.status == 503 and down.headers["Retry-After"]
 
 
+@workflow.defn(name="RegimeWorkflow", sandboxed=False)
+class RegimeWithABug(RegimeWorkflow):
+    """A deploy with a bug: a plan submission raises a plain exception, so the workflow task that carries it
+    fails on every attempt and the regime is stuck until operations deploy a fix."""
+
+    @workflow.run
+    async def run(self, start: RegimeStart) -> RegimeState:
+        return await super().run(start)
+
+    def _after(self, st, d):
+        if st.kind == "improvement_plan":
+            raise RuntimeError("a bug in the deployed worker")
+        return super()._after(st, d)
+
+
 async def test_an_update_the_workflow_cannot_take_is_503_saying_so(temporal_address, database_url):
     from tests.harness import run_stack
 
-    # With the API's size check lifted to the gRPC maximum, a ~2.4 MB update reaches the workflow, whose task
-    # then fails on every attempt (TMPRL1103): the regime is wedged, the very case TEMPORAL_MAX_MESSAGE_BYTES
-    # prevents (previous test). What is checked here is that the answers say so instead of "retry shortly".
-    async with run_stack(temporal_address, database_url, temporal_max_message_bytes=4 * 1024 * 1024,
-                         max_body_bytes=4 * 1024 * 1024, temporal_update_timeout_seconds=3) as s:
+    # What is checked is that the answers say so (503, no Retry-After) instead of "retry shortly". An update
+    # that fails the workflow task is what an oversized message used to do (TMPRL1103), before documents
+    # went by reference and TEMPORAL_MAX_MESSAGE_BYTES (previous test) kept the rest out.
+    async with run_stack(temporal_address, database_url, workflows=[RegimeWithABug, BuddyPartnershipWorkflow],
+                         temporal_update_timeout_seconds=3) as s:
         reg = await Regime.place(s, "DRS")
         url = f"/regimes/{reg.id}/steps/improvement_plan/decisions"
-        r = await s.http.post(url, headers=reg.users["trust"], json={"action": "submit", "payload": emoji_plan(300)})
+        r = await s.http.post(url, headers=reg.users["trust"], json={"action": "submit", "payload": PLAN})
         assert r.status_code == 503, r.text[:500]
         assert r.json()["type"].endswith("/workflow-task-failing") and "Retry-After" not in r.headers
         assert "retry shortly" not in r.json()["detail"]
