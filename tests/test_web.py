@@ -389,3 +389,25 @@ async def test_assets_are_local_and_pages_call_no_cdn(stack):
         assert r.status_code == 200, path
     css = (await stack.http.get("/web/static/nhsuk/nhsuk-frontend.min.css")).text
     assert "assets.nhs.uk" not in css and "url(http" not in css
+
+
+async def test_documents_are_shown_from_postgresql_by_their_hash(stack):
+    rid = await place(stack, "RW9", name="Kingsbridge NHS Trust")
+    r = await stack.http.post(f"/regimes/{rid}/steps/improvement_plan/decisions",
+                              headers=stack.auth("trust-9", "trust", trusts=["RW9"]),
+                              json={"action": "submit", "payload": PLAN})
+    assert r.status_code == 200, r.text
+    sha = r.json()["step"]["data"]["document"]["sha256"]
+    await stack.settle(rid)
+    html = (await get(stack, f"/web/regimes/{rid}", *OPS)).text
+    docs = html.split('id="documents"')[1].split('id="ratings"')[0]
+    assert f'data-sha256="{sha}"' in docs and f"/web/regimes/{rid}/documents/{sha}" in docs
+    assert f"{len(PLAN['actions'])} actions" in docs
+    page = await get(stack, f"/web/regimes/{rid}/documents/{sha}", *OPS)
+    assert page.status_code == 200 and sha in page.text
+    for a in PLAN["actions"]:
+        assert a["description"] in unescape(page.text) and a["owner"] in unescape(page.text)
+    other = await get(stack, f"/web/regimes/{rid}/documents/{sha}", "trust-x", "trust", trusts=["RW0"])
+    assert other.status_code == 403
+    missing = await get(stack, f"/web/regimes/{rid}/documents/{'0' * 64}", *OPS)
+    assert missing.status_code == 404

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,8 +255,41 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "relatives": await data.relatives(pool, user, row),
         "temporal_url": f"{settings.temporal_ui}/namespaces/{quote(ns)}/workflows/{quote(row['workflow_id'])}",
         "decisions": state.decisions,
+        "documents": _documents(state),
     }
     return page(request, "regime.html", ctx)
+
+
+def _documents(state: RegimeState) -> list[dict[str, Any]]:
+    """Every document submitted to the regime (plans, monthly returns), newest first, by reference."""
+    out = []
+    for st in state.steps.values():
+        doc = st.data.get("document")
+        if isinstance(doc, dict) and doc.get("sha256"):
+            out.append({"step": st, "doc": doc, "at": st.completed_at,
+                        "by": next((a.by for a in reversed(st.actions)), st.completed_by)})
+    return sorted(out, key=lambda d: d["at"] or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+
+@router.get("/regimes/{regime_id}/documents/{sha256}")
+async def document_page(request: Request, user: Viewer, regime_id: str, sha256: str):
+    """A document as submitted, read from PostgreSQL by its hash: a plan as a table, a return as text."""
+    from api import documents
+
+    pool = request.app.state.pool
+    row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
+    if row is None or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return page(request, "error.html", {"user": user, "title": "Document not found",
+                                            "detail": "There is no such document."}, status=404)
+    if not user.may_read_trust(row["ods_code"]):
+        raise Forbidden(user, f"You are not assigned to {row['trust_name']} ({row['ods_code']}).")
+    doc = await documents.load(pool, regime_id, sha256)
+    if doc is None:
+        return page(request, "error.html", {"user": user, "title": "Document not found",
+                                            "detail": f"No such document was submitted to {regime_id}."}, status=404)
+    kind, body = doc
+    return page(request, "document.html", {"user": user, "row": row, "kind": kind, "sha256": sha256,
+                                           "content": json.loads(body), "bytes": len(body)})
 
 
 def _open_steps(state: RegimeState, today, soon: int) -> list[dict[str, Any]]:
