@@ -14,12 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The declared dependencies first, so that this layer is reused while only the code changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+# The locked dependencies first (exact versions and hashes, requirements/runtime.txt; `make lock` writes it),
+# so that this layer is reused while only the code changes.
+COPY requirements/runtime.txt /tmp/runtime.txt
+RUN pip install --require-hashes -r /tmp/runtime.txt && rm /tmp/runtime.txt
 
 # Then the code (and the `regime` command-line tool).
 COPY . .

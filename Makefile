@@ -9,7 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install chromium clean-data
+.PHONY: run test lint install chromium clean-data lock
 
 run: $(STAMP)
 	$(PY) -m devstack
@@ -31,10 +31,21 @@ $(PY):
 	@test -n "$(PYTHON)" || { echo "python3.11 not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall whenever pyproject.toml changes (dependencies, entry points).
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+# Every dependency comes from the lock files (exact versions with their hashes: pip refuses anything else);
+# the project itself is installed without resolving dependencies again. Reinstall when either changes.
+LOCKS := requirements/runtime.txt requirements/test.txt
+
+$(STAMP): pyproject.toml $(LOCKS) | $(PY)
+	$(PY) -m pip install -q --require-hashes -r requirements/test.txt
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
+
+# Regenerate the lock files after changing the dependencies in pyproject.toml (pip-tools, in a venv of its
+# own so that the project's stays exactly what the lock says). Commit the result.
+lock:
+	test -x .lockvenv/bin/pip-compile || { $(PYTHON) -m venv .lockvenv && .lockvenv/bin/pip install -q pip-tools; }
+	.lockvenv/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --output-file requirements/runtime.txt pyproject.toml
+	.lockvenv/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe --extra test --output-file requirements/test.txt pyproject.toml
 
 # Deletes the embedded Temporal and PostgreSQL data of `make run` (stop it first).
 clean-data:

@@ -118,6 +118,39 @@ def test_dockerfile_builds_the_api_image():
     assert {".venv", ".data", ".env", ".git"} <= set(ignored)
 
 
+def _locked(path: Path) -> dict[str, tuple[str, int]]:
+    """name -> (pinned version, number of hashes) in a pip-compile lock file."""
+    out, name = {}, None
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
+        if m:
+            name = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+            out[name] = (m.group(2), 0)
+        elif name and line.strip().startswith("--hash=sha256:"):
+            out[name] = (out[name][0], out[name][1] + 1)
+    return out
+
+
+def _requirement_names(specs: list[str]) -> set[str]:
+    return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", s).group()).lower() for s in specs}
+
+
+@pytest.mark.parametrize("lock, extras", [("runtime.txt", ()), ("test.txt", ("test",))])
+def test_lock_files_pin_every_dependency_with_hashes(lock, extras):
+    """The run command, the tests, CI and the Dockerfile install only from requirements/*.txt (make lock)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirement_names(project["dependencies"] + [d for e in extras for d in
+                                                            project["optional-dependencies"][e]])
+    locked = _locked(ROOT / "requirements" / lock)
+    assert wanted <= set(locked), f"not in requirements/{lock} (run `make lock`): {sorted(wanted - set(locked))}"
+    assert all(n >= 1 for _, n in locked.values()), "every pin needs its hashes"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements/test.txt" in makefile and "--no-deps -e ." in makefile
+    assert "--require-hashes -r /tmp/runtime.txt" in (ROOT / "Dockerfile").read_text()
+
+
 def readme_config_table() -> dict[str, list[str]]:
     text = (ROOT / "README.md").read_text()
     m = re.search(r"^## Configuration\n(.*?)(?=^## )", text, re.M | re.S)
