@@ -54,6 +54,8 @@ class Settings(BaseSettings):
                                                       "for an unknown key id in this many seconds")
     auth_max_token_lifetime_seconds: int = Field(12 * 3600, gt=0, description="longest exp - iat accepted")
     auth_clock_leeway_seconds: int = Field(30, ge=0, le=300, description="clock skew allowed on exp and iat")
+    auth_person_claim: str | None = Field(None, description="token claim naming the person behind an account; "
+                                                            "separation of duties then compares people")
 
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest request body accepted, in "
                                 "bytes; larger ones are refused with 413 before they are read")

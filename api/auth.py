@@ -42,6 +42,7 @@ class User(BaseModel):
     roles: list[str]
     trusts: list[str] = []
     org: str | None = None
+    person: str | None = None  # the AUTH_PERSON_CLAIM claim: one person may hold several accounts
 
     def has(self, *roles: str) -> bool:
         return any(r in self.roles for r in roles)
@@ -138,7 +139,10 @@ def _user(settings: Settings, claims: dict[str, Any]) -> User:
         raise _Refused("trusts is not a list of strings")
     if org is not None and not isinstance(org, str):
         raise _Refused("org is not a string")
-    return User(sub=sub, roles=roles, trusts=trusts, org=org)
+    person = claims.get(settings.auth_person_claim) if settings.auth_person_claim else None
+    if person is not None and (not isinstance(person, str) or not person.strip() or len(person) > MAX_SUB_LENGTH):
+        raise _Refused(f"{settings.auth_person_claim} is not a non-empty string of at most 200 characters")
+    return User(sub=sub, roles=roles, trusts=trusts, org=org, person=person)
 
 
 def verify(settings: Settings, token: str) -> User:

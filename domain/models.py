@@ -26,6 +26,9 @@ class Actor(BaseModel):
     user_id: text(200, min_length=1)
     role: Role
     request_id: text(100) | None = None
+    person_id: text(200) | None = Field(None, description="the person behind the account, when the identity "
+                                                         "provider gives one (AUTH_PERSON_CLAIM): separation of "
+                                                         "duties compares people, not accounts")
 
 
 SYSTEM = Actor(user_id="system", role="system")
@@ -130,6 +133,16 @@ class Action(BaseModel):
     role: str
     at: datetime
     comment: str | None = None
+    person: str | None = None  # Actor.person_id, when known
+
+
+class Delegation(BaseModel):
+    """Cover for the appointed improvement director: another user acts on the director's steps until a date."""
+    model_config = ConfigDict(extra="forbid")
+    to_user_id: text(200, min_length=1)
+    until: date
+    reason: text(2000, min_length=1)
+    actor: Actor
 
 
 class Step(BaseModel):
@@ -207,6 +220,8 @@ class RegimeState(BaseModel):
     buddies: dict[str, BuddySummary] = Field(default_factory=dict)
     next_monthly: date | None = None
     assignees: dict[str, str] = Field(default_factory=dict, description="role -> user id, once known")
+    delegations: list[dict[str, Any]] = Field(default_factory=list, description="cover for an assignee: "
+                                              "{role, from_user_id, to_user_id, until, reason, by, at}")
     seq: int = 0
     # Bounded state (docs/limits.md): ids of steps archived to PostgreSQL at continue-as-new (never reused),
     # and how many records of each kind were archived (their positions continue from there).

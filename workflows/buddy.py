@@ -73,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
     from workflows.common import BuddyStart, EffectBatch
-    from workflows.engine import StepEngine, errors, reject
+    from workflows.engine import StepEngine, errors, reject, same_person
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
@@ -455,7 +455,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         st = self.s.steps[d.step_id]
         payload = BUDDY_STEPS[st.kind].actions[d.action].model_validate(d.payload)
         st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
-                                 comment=d.comment))
+                                 comment=d.comment, person=d.actor.person_id))
         st.data.update(payload.model_dump(mode="json"))
         self._audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
                     detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
@@ -504,7 +504,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             if (other.group, other.subject.get("quarter"), other.subject.get("change")) != key:
                 continue
             for a in other.actions:
-                if a.by == actor.user_id and a.role != actor.role:
+                if same_person(a, actor) and a.role != actor.role:
                     raise reject("SeparationOfDuties",
                                  f"{actor.user_id} already acted as {a.role.replace('_', ' ')} on "
                                  f"'{other.title}' and cannot also act as {actor.role.replace('_', ' ')}")

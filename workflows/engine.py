@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from domain import dates
-    from domain.models import SYSTEM, Actor, DeadlineChange, Escalation, Rung, Step
+    from domain.models import SYSTEM, Action, Actor, DeadlineChange, Escalation, Rung, Step
     from workflows.common import APPLY_EFFECTS, ARCHIVE_STATE, ArchiveBatch, EffectBatch
 
 # Writing effects retries within one attempt window only: data PostgreSQL can never take is parked by the
@@ -46,6 +46,12 @@ WRITTEN_EFFECTS = ("audit", "task_open", "task_close", "notify")
 def reject(kind: str, message: str) -> ApplicationError:
     """Refuse a message; the type maps to an HTTP status in the API (api/routes/regimes.py)."""
     return ApplicationError(message, type=kind, non_retryable=True)
+
+
+def same_person(a: Action, actor: Actor) -> bool:
+    """The same account, or two accounts of the same person when the identity provider names the person
+    (Actor.person_id, from AUTH_PERSON_CLAIM): separation of duties compares people."""
+    return a.by == actor.user_id or (a.person is not None and a.person == actor.person_id)
 
 
 def errors(e: ValidationError) -> str:

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Closure,
         DeadlineChange,
         Decision,
+        Delegation,
         Enforcement,
         InspectionRecord,
         InspectionSignal,
@@ -65,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNOFF_DAYS,
     )
     from workflows.common import BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
-    from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject
+    from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_PHASE = SearchAttributeKey.for_keyword("RegimePhase")
@@ -369,7 +370,7 @@ class RegimeWorkflow(StepEngine):
         for other in self.s.steps.values():
             if other.group != step.group or other.role == step.role:
                 continue
-            if _same_decision(other, step) and any(a.by == actor.user_id for a in other.actions):
+            if _same_decision(other, step) and any(same_person(a, actor) for a in other.actions):
                 raise reject("SeparationOfDuties",
                              f"{actor.user_id} already acted as {other.role.replace('_', ' ')} on "
                              f"'{other.title}' and cannot also act as {step.role.replace('_', ' ')}")
@@ -381,7 +382,7 @@ class RegimeWorkflow(StepEngine):
         st = self.s.steps[d.step_id]
         payload = self._payload_model(st, d).model_validate(d.payload)
         st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
-                                 comment=d.comment))
+                                 comment=d.comment, person=d.actor.person_id))
         st.data.update(payload.model_dump(mode="json"))
         self._audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
                     detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
@@ -391,6 +392,62 @@ class RegimeWorkflow(StepEngine):
         return StepView(step=st, phase=self.s.phase)
 
     @decide_step.validator
+    def _validate_decision_update(self, d: Decision) -> None:
+        self._validate_decision(d)
+        # Only when a decision arrives, never again in the handler: a decision a history recorded before this
+        # rule (by another user of the role) must replay as it was taken.
+        st = self.s.steps[d.step_id]
+        self._check_assignee(d.actor, st.role)
+
+    def _check_assignee(self, actor: Actor, role: str) -> None:
+        """The appointed improvement director acts on the director's steps, or whoever covers with a current
+        delegation; before an appointment any improvement director of the trust may."""
+        assignee = self.s.assignees.get(role)
+        if assignee is None or actor.user_id == assignee or actor.role != role:
+            return
+        today = self._today()
+        if any(g.get("role") == role and g.get("to_user_id") == actor.user_id
+               and date.fromisoformat(g["until"]) >= today for g in self.s.delegations):
+            return
+        raise reject("NotAssignee", f"the appointed {role.replace('_', ' ')} is {assignee}; {actor.user_id} may act "
+                                    "only with a delegation recorded by the regulator or by them")
+
+    # ---------------------------------------------------------------- delegation
+    @workflow.update
+    async def delegate(self, g: Delegation) -> dict[str, Any]:
+        """Cover for the appointed improvement director until a date (a new handler: nothing replays it)."""
+        self._updates_this_run += 1
+        self._validate_delegate(g)
+        role = "improvement_director"
+        today = self._today()
+        # Expired delegations leave the state (they are in the audit log): the list stays short.
+        self.s.delegations = [x for x in self.s.delegations if date.fromisoformat(x["until"]) >= today]
+        entry = {"role": role, "from_user_id": self.s.assignees[role], "to_user_id": g.to_user_id,
+                 "until": g.until.isoformat(), "reason": g.reason, "by": g.actor.user_id,
+                 "at": workflow.now().isoformat()}
+        self.s.delegations.append(entry)
+        self._audit("delegation_recorded", g.actor, reason=g.reason, detail={
+            k: entry[k] for k in ("role", "from_user_id", "to_user_id", "until")})
+        self._wake = True
+        return entry
+
+    @delegate.validator
+    def _validate_delegate(self, g: Delegation) -> None:
+        role = "improvement_director"
+        assignee = self.s.assignees.get(role)
+        if assignee is None:
+            raise reject("RuleBroken", "no improvement director has been appointed: there is nobody to cover for")
+        if not (g.actor.role == "regulator" or (g.actor.role == role and g.actor.user_id == assignee)):
+            raise reject("WrongRole", "the regulator, or the appointed improvement director, records cover")
+        if g.until < self._today():
+            raise reject("RuleBroken", f"the cover ends on {g.until.isoformat()}, in the past")
+        if g.to_user_id == assignee:
+            raise reject("RuleBroken", f"{assignee} is the appointed improvement director")
+        if self.s.finished:
+            raise reject("StepNotOpen", "the regime is closed")
+        if len(self.s.delegations) >= 50:
+            raise reject("Conflict", "50 delegations are current; let some end first")
+
     def _validate_decision(self, d: Decision) -> None:
         st = self.s.steps.get(d.step_id)
         if st is None:

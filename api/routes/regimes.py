@@ -41,6 +41,7 @@ from domain.models import (
     CompletedStep,
     DeadlineChange,
     Decision,
+    Delegation,
     Enforcement,
     InspectionSignal,
     Placement,
@@ -63,7 +64,7 @@ from workflows.regime import RegimeWorkflow
 router = APIRouter(prefix="/regimes", tags=["regimes"])
 
 REJECTION_STATUS = {
-    "WrongRole": 403, "SeparationOfDuties": 403, "StepNotOpen": 409, "Conflict": 409, "UnknownStep": 404,
+    "WrongRole": 403, "SeparationOfDuties": 403, "NotAssignee": 403, "StepNotOpen": 409, "Conflict": 409, "UnknownStep": 404,
     "UnknownAction": 422, "ReasonRequired": 422, "InvalidPayload": 422, "RuleBroken": 422,
 }
 
@@ -241,7 +242,7 @@ def actor(user: User, role: str, rid: str) -> Actor:
     try:
         # The request id comes from a header, which may carry bytes no record should hold: drop them.
         clean_rid = "".join(c for c in rid if c.isprintable())[:100] or None
-        return Actor(user_id=user.sub, role=role, request_id=clean_rid)  # type: ignore[arg-type]
+        return Actor(user_id=user.sub, role=role, request_id=clean_rid, person_id=user.person)  # type: ignore[arg-type]
     except ValidationError:
         raise Problem(401, "unauthenticated", "the token's subject is not a usable user id (control characters)",
                       headers={"WWW-Authenticate": "Bearer"}) from None
@@ -583,6 +584,30 @@ async def enforcement(regime_id: RegimeIdPath, req: EnforcementRequest, request:
         n = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.record_enforcement,
                              Enforcement(action=req.action, detail=req.detail, actor=actor(user, "cqc", rid)), settings)
         return 200, {"enforcement_actions": n}
+
+    return await idempotent(request, pool, user, _json(req), handler)
+
+
+class DelegationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_user_id: text(200, min_length=1) = Field(description="the user who covers (an improvement director of the trust)")
+    until: date = Field(description="the last day of the cover (London date)")
+    reason: text(2000, min_length=1)
+
+
+@router.post("/{regime_id}/delegations", status_code=201,
+             summary="Record cover for the appointed improvement director (the regulator, or that director)")
+async def delegate(regime_id: RegimeIdPath, req: DelegationRequest, request: Request, user: CurrentUser, pool: DbPool,
+                   client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
+    row = await regime_row(pool, regime_id)
+    role = "regulator" if user.has("regulator") else "improvement_director"
+    require_act(user, role, row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        entry = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.delegate,
+                                 Delegation(to_user_id=req.to_user_id, until=req.until, reason=req.reason,
+                                            actor=actor(user, role, rid)), settings)
+        return 201, entry
 
     return await idempotent(request, pool, user, _json(req), handler)
 
