@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate
-from api import errors, web
+from api import errors, metrics, web
 from api.routes import audit, buddies, documents, health, regimes, tasks
 from settings import Settings, get_settings
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     # over-long body raised from here reaches the exception handlers directly (not through a task group).
     app.add_middleware(errors.BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
+    metrics.install(app)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router):
         app.include_router(r)
     web.install(app)

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import metrics
+
 log = logging.getLogger(__name__)
 TYPE_BASE = "https://special-measures.example/problems/"
 
@@ -36,6 +38,7 @@ class Problem(Exception):
 def problem_response(status: int, kind: str, title: str, detail: str, instance: str | None = None,
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+    metrics.problem(kind, status)
     if instance:
         body["instance"] = instance
     body.update(extra)
