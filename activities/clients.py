@@ -6,6 +6,7 @@ import asyncio
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
 
 SEARCH_ATTRIBUTES = {
     "TrustOdsCode": "Keyword",
@@ -16,11 +17,22 @@ SEARCH_ATTRIBUTES = {
 }
 
 
+def connect_config(address: str, namespace: str) -> dict:
+    """Client.connect's arguments as the SDK's own samples build them: `temporalio.envconfig` reads the
+    standard environment (TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_CLIENT_CERT_PATH and _KEY_PATH,
+    TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME, ...) and a profile (TEMPORAL_CONFIG_FILE,
+    TEMPORAL_PROFILE), so the service runs against Temporal Cloud or a TLS cluster unchanged; the address and
+    namespace are the service's settings (the same TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE variables)."""
+    config = dict(ClientConfigProfile.load().to_client_connect_config())
+    config.update(target_host=address, namespace=namespace, data_converter=pydantic_data_converter)
+    return config
+
+
 async def connect_temporal(address: str, namespace: str = "default", attempts: int = 1) -> Client:
     last: Exception | None = None
     for i in range(attempts):
         try:
-            return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+            return await Client.connect(**connect_config(address, namespace))
         except Exception as e:  # the server may still be starting
             last = e
             await asyncio.sleep(min(0.2 * (i + 1), 2))
