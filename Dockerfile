@@ -23,7 +23,8 @@ RUN pip install --require-hashes -r /tmp/runtime.txt && rm /tmp/runtime.txt
 COPY . .
 RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app \
-    && chown -R app:app /app
+    && chown -R app:app /app \
+    && install -d -o app -g app /var/lib/special-measures/audit-checkpoints  # AUDIT_CHECKPOINT_DIR (compose volume)
 
 USER app
 EXPOSE 8000

@@ -247,9 +247,9 @@ class Stack:
             log.info("PostgreSQL 16 ready (data in %s)", self.data_dir / "pg")
         env["DATABASE_URL"] = url
 
-        from activities.db import migrate
+        from activities.db import migrate, migration_url
 
-        applied = asyncio.run(migrate(url, s.database_schema))
+        applied = asyncio.run(migrate(migration_url(s, url), s.database_schema, s.database_service_role))
         log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
 
         # 3. Temporal answers; the search attributes are there.

@@ -28,23 +28,47 @@ def token(sub: str = typer.Argument(..., help="user id (not a name or e-mail)"),
 
 @app.command("verify-audit")
 def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; all when omitted")) -> None:
-    """Recompute the audit log's hash chains; exit code 1 if any chain is broken."""
+    """Recompute the audit log's keyed hash chains in full and compare each with its latest signed checkpoint
+    (AUDIT_CHECKPOINT_DIR); exit code 1 if any chain is broken or falls short of its checkpoint."""
+    from activities.checkpoints import ChainVerifier
     from activities.db import create_pool, database_url
-    from activities.effects import verify_chain
 
     async def run() -> bool:
         s = get_settings()
-        pool = await create_pool(database_url(s), s.database_schema)
+        pool = await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
+        verifier = ChainVerifier(s)
         try:
             ids = [regime_id] if regime_id else [r["regime_id"] for r in
                                                   await pool.fetch("SELECT DISTINCT regime_id FROM audit_log")]
             ok_all = True
             async with pool.acquire() as conn:
                 for rid in ids:
-                    ok, n, bad = await verify_chain(conn, rid)
-                    ok_all &= ok
-                    typer.echo(json.dumps({"regime_id": rid, "intact": ok, "entries": n, "first_bad_entry": bad}))
+                    result = await verifier.verify(conn, rid, use_cache=False)
+                    ok_all &= result["intact"]
+                    typer.echo(json.dumps({k: v for k, v in result.items() if k not in ("cached",)}))
             return ok_all
+        finally:
+            await pool.close()
+
+    if not asyncio.run(run()):
+        raise typer.Exit(1)
+
+
+@app.command("audit-checkpoint")
+def audit_checkpoint(regime_id: str | None = typer.Argument(None, help="one regime; all when omitted")) -> None:
+    """Verify each audit chain and sign its head into AUDIT_CHECKPOINT_DIR and the notification outbox, so that
+    removing its newest entries is detected later; exit code 1 if a chain is broken (it is not signed)."""
+    from activities.checkpoints import write_checkpoints
+    from activities.db import create_pool, database_url
+
+    async def run() -> bool:
+        s = get_settings()
+        pool = await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
+        try:
+            results = await write_checkpoints(pool, s, [regime_id] if regime_id else None)
+            for r in results:
+                typer.echo(json.dumps(r))
+            return all(r["intact"] for r in results)
         finally:
             await pool.close()
 

@@ -9,12 +9,14 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_SECRET = "local-development-secret-do-not-use-in-production"
 MIN_SECRET_BYTES = 32  # HS256 keys at least as long as the hash (RFC 7518 3.2)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# The audit chain's key when developing: public, so a chain keyed with it proves nothing (docs/security.md).
+LOCAL_AUDIT_KEY = "local-development-audit-key-do-not-use-in-production"
 
 DEFAULT_LADDER = [
     {"name": "reminder", "offset_days": -7, "notify": ["responsible"]},
@@ -39,6 +41,20 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(None, description="PostgreSQL URL; unset = embedded pgserver")
     database_schema: str = Field("public", description="schema holding the service's tables")
+    database_migration_url: str | None = Field(None, description="PostgreSQL URL of the owner login that runs "
+                                               "the migrations; unset = DATABASE_URL")
+    database_service_role: str = Field("special_measures_service", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                       description="role the API, worker and tools act as: may only read and "
+                                       "append the audit log (created by the migrations)")
+
+    audit_hmac_key: SecretStr = Field(LOCAL_AUDIT_KEY, validate_default=True, description="key of the audit "
+                                      "chain's HMAC-SHA256 and of its checkpoints; never stored in the database")
+    audit_checkpoint_dir: Path | None = Field(None, description="where signed checkpoints of each audit chain's "
+                                              "head are written; unset = DATA_DIR/audit-checkpoints")
+    audit_checkpoint_every_seconds: float = Field(86400, ge=0, description="how often the worker writes "
+                                                  "checkpoints; 0 = never (use `regime audit-checkpoint`)")
+    rate_limit: str = Field("30000/minute", description="requests per user (limits notation, e.g. '100/second;"
+                            "5000/hour'); over it: 429 with Retry-After")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -83,6 +99,28 @@ class Settings(BaseSettings):
                 raise ValueError("each rung needs a name and an integer offset_days")
         return v
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, v: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(v)
+        except ValueError as e:
+            raise ValueError(f"RATE_LIMIT {v!r} is not a rate such as '100/second;5000/hour'") from e
+        return v
+
+    @model_validator(mode="after")
+    def _audit_key_in_production(self) -> Settings:
+        if self.environment == "local":
+            return self
+        key = self.audit_hmac_key.get_secret_value()
+        if key == LOCAL_AUDIT_KEY or len(key.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"AUDIT_HMAC_KEY must be set to a secret of at least {MIN_SECRET_BYTES} bytes outside "
+                             "local use (and kept out of the database: it is what makes the audit chain "
+                             "unforgeable)")
+        return self
+
     @model_validator(mode="after")
     def _no_weak_secret_in_production(self) -> Settings:
         if self.environment == "local":
@@ -104,6 +142,14 @@ class Settings(BaseSettings):
     @property
     def ladder(self) -> list[dict]:
         return json.loads(self.escalation_ladder)
+
+    @property
+    def audit_key(self) -> bytes:
+        return self.audit_hmac_key.get_secret_value().encode()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or self.data_dir / "audit-checkpoints"
 
     @property
     def temporal_target(self) -> str:

@@ -10,42 +10,61 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.clients import connect_temporal
-from activities.db import create_pool, database_url, migrate
+from activities.db import create_pool, database_url, migrate, migration_url
 from activities.effects import EffectActivities
 from activities.notify import OutboxNotifier
 from settings import Settings, get_settings
 from workflows import WORKFLOWS
 
 
-def activities_for(pool: asyncpg.Pool) -> list:
+def activities_for(pool: asyncpg.Pool, audit_key: bytes | None = None) -> list:
     from activities.archive import ArchiveActivities
     from activities.payments import PaymentActivities
 
-    effects = EffectActivities(pool, OutboxNotifier())
+    effects = EffectActivities(pool, OutboxNotifier(), audit_key or get_settings().audit_key)
     payments = PaymentActivities(pool)
     return [effects.apply_effects, ArchiveActivities(pool).archive_state, *payments.all()]
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, **kw) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities_for(pool), **kw)
+def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, audit_key: bytes | None = None,
+                 **kw) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities_for(pool, audit_key),
+                  **kw)
 
 
 async def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     url = database_url(settings)
-    await migrate(url, settings.database_schema)
-    pool = await create_pool(url, settings.database_schema)
+    await migrate(migration_url(settings, url), settings.database_schema, settings.database_service_role)
+    pool = await create_pool(url, settings.database_schema, role=settings.database_service_role)
     client = await connect_temporal(settings.temporal_target, settings.temporal_namespace, attempts=50)
-    worker = build_worker(client, pool, settings.temporal_task_queue)
+    worker = build_worker(client, pool, settings.temporal_task_queue, settings.audit_key)
     logging.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
     relay = asyncio.create_task(relay_notifications(pool, settings)) if settings.smtp_host else None
+    checkpoints = (asyncio.create_task(write_checkpoints_periodically(pool, settings))
+                   if settings.audit_checkpoint_every_seconds else None)
     try:
         await worker.run()
     finally:
-        if relay:
-            relay.cancel()
+        for task in (relay, checkpoints):
+            if task:
+                task.cancel()
         await pool.close()
+
+
+async def write_checkpoints_periodically(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Sign every audit chain's head and export it (files and the outbox) now and then every interval."""
+    from activities.checkpoints import write_checkpoints
+
+    while True:
+        try:
+            written = await write_checkpoints(pool, settings)
+            logging.info("audit checkpoints: %d chains signed, %d broken", sum(c["intact"] for c in written),
+                         sum(not c["intact"] for c in written))
+        except Exception:
+            logging.exception("audit checkpoints failed; will retry")
+        await asyncio.sleep(settings.audit_checkpoint_every_seconds)
 
 
 async def relay_notifications(pool: asyncpg.Pool, settings: Settings, every: float = 10.0) -> None:

@@ -22,18 +22,42 @@ def embedded_database_url(data_dir: Path) -> str:
     return srv.get_uri()
 
 
+SERVICE_ROLE = "special_measures_service"
+
+
 def database_url(settings: Settings) -> str:
     return settings.database_url or embedded_database_url(settings.data_dir)
 
 
-async def create_pool(url: str, schema: str = "public", **kw) -> asyncpg.Pool:
+def migration_url(settings: Settings, url: str | None = None) -> str:
+    """The owner login that runs migrations: DATABASE_MIGRATION_URL, else the service's own URL."""
+    return settings.database_migration_url or url or database_url(settings)
+
+
+async def create_pool(url: str, schema: str = "public", *, role: str | None = SERVICE_ROLE, **kw) -> asyncpg.Pool:
+    """A pool whose connections act as `role` (the service role: read and append the audit log, no more).
+
+    With a login of its own (production) `SET ROLE` to itself is a no-op; with one login for everything (the
+    embedded set-up) it drops the owner's rights for the life of the connection (`RESET ALL`, which the pool
+    runs on release, leaves the role alone). `role=None` keeps the login's own rights: tests and migrations.
+    """
     async def init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
+        if role:
+            await conn.execute(f'SET ROLE "{role}"')
 
     return await asyncpg.create_pool(
         url, min_size=kw.pop("min_size", 1), max_size=kw.pop("max_size", 10), init=init,
         server_settings={"search_path": schema, "application_name": "special-measures"}, **kw,
     )
+
+
+async def _up_to_date(conn: asyncpg.Connection, schema: str) -> bool:
+    table = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".schema_migrations')
+    if table is None:
+        return False
+    done = {r["version"] for r in await conn.fetch(f'SELECT version FROM "{schema}".schema_migrations')}
+    return {p.stem for p in MIGRATIONS.glob("*.sql")} <= done
 
 
 def _json_dumps(v: object) -> str:
@@ -48,13 +72,22 @@ def _json_loads(v: str) -> object:
     return json.loads(v)
 
 
-async def migrate(url: str, schema: str = "public") -> list[str]:
-    """Apply every numbered migration not yet applied, each in its own transaction."""
+async def migrate(url: str, schema: str = "public", service_role: str = SERVICE_ROLE) -> list[str]:
+    """Apply every numbered migration not yet applied, each in its own transaction.
+
+    Run as the owner of the schema. A service that connects with the service role's own login finds nothing
+    to apply and needs no more than to read `schema_migrations`; one that finds work to do needs the owner's
+    login (DATABASE_MIGRATION_URL).
+    """
     conn = await asyncpg.connect(url)
     applied_now: list[str] = []
     try:
+        if await _up_to_date(conn, schema):
+            return applied_now
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
+        # Read by the migrations that grant the service role its rights (008 onwards).
+        await conn.execute("SELECT set_config('special_measures.service_role', $1, false)", service_role)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, "
             "applied_at timestamptz NOT NULL DEFAULT now())"

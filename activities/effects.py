@@ -7,7 +7,9 @@ state, so a retried activity or a replayed workflow writes nothing twice.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -18,22 +20,32 @@ from activities.notify import Notifier
 from workflows.common import APPLY_EFFECTS, EffectBatch
 
 GENESIS = "0" * 64
+HMAC = "hmac-sha256"  # rows written since migration 008: keyed with AUDIT_HMAC_KEY, which the database never holds
+LEGACY = "sha256"  # rows written before it: plain SHA-256, anyone who can write the table can recompute them
 
 
-def audit_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """Hash over an entry's content and the previous entry's hash for the same regime."""
+def audit_hash(prev_hash: str, row: dict[str, Any], key: bytes | None = None) -> str:
+    """An entry's link in its regime's chain: over its content and the previous entry's hash.
+
+    With `key`, HMAC-SHA256 (who lacks the key cannot recompute a chain); without, the plain SHA-256 of the rows
+    written before the chain was keyed (still checked, never written).
+    """
     content = json.dumps(
         {k: row.get(k) for k in ("regime_id", "workflow_id", "seq", "event", "actor", "role", "step_id",
                                  "step_kind", "reason", "detail", "request_id", "at")},
         sort_keys=True, separators=(",", ":"), default=str,
     )
-    return hashlib.sha256((prev_hash + content).encode()).hexdigest()
+    msg = (prev_hash + content).encode()
+    if key is None:
+        return hashlib.sha256(msg).hexdigest()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 class EffectActivities:
-    def __init__(self, pool: asyncpg.Pool, notifier: Notifier) -> None:
+    def __init__(self, pool: asyncpg.Pool, notifier: Notifier, audit_key: bytes) -> None:
         self.pool = pool
         self.notifier = notifier
+        self.audit_key = audit_key
 
     @activity.defn(name=APPLY_EFFECTS)
     async def apply_effects(self, batch: EffectBatch) -> int:
@@ -50,7 +62,7 @@ class EffectActivities:
                 behind = await conn.fetchval("SELECT min(id) FROM dead_letters WHERE workflow_id = $1 "
                                              "AND replayed_at IS NULL", batch.workflow_id)
                 if behind is None:
-                    return await write_batch(conn, batch, self.notifier)
+                    return await write_batch(conn, batch, self.notifier, self.audit_key)
         except TRANSIENT:
             raise
         except Exception as e:  # noqa: BLE001 - anything else fails on every attempt: park it, never loop
@@ -100,14 +112,14 @@ async def _lock_workflow(conn: asyncpg.Connection, workflow_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"effects:{workflow_id}")
 
 
-async def write_batch(conn: asyncpg.Connection, batch: EffectBatch, notifier: Notifier) -> int:
+async def write_batch(conn: asyncpg.Connection, batch: EffectBatch, notifier: Notifier, audit_key: bytes) -> int:
     written = 0
     if batch.projection:
         await _upsert_regime(conn, batch)
     for eff in batch.effects:
         kind = eff["type"]
         if kind == "audit":
-            written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff)
+            written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff, audit_key)
         elif kind == "task_open":
             written += await _task_open(conn, batch, eff)
         elif kind == "task_close":
@@ -117,7 +129,7 @@ async def write_batch(conn: asyncpg.Connection, batch: EffectBatch, notifier: No
     return written
 
 
-async def replay_dead_letters(pool: asyncpg.Pool, notifier: Notifier, by: str,
+async def replay_dead_letters(pool: asyncpg.Pool, notifier: Notifier, by: str, audit_key: bytes,
                               workflow_id: str | None = None) -> list[dict[str, Any]]:
     """Write parked batches in their original order, per workflow, stopping at a workflow's first failure.
 
@@ -138,7 +150,7 @@ async def replay_dead_letters(pool: asyncpg.Pool, notifier: Notifier, by: str,
                 try:
                     async with conn.transaction():
                         await _lock_workflow(conn, wid)
-                        n = await write_batch(conn, batch, notifier)
+                        n = await write_batch(conn, batch, notifier, audit_key)
                         await conn.execute("UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, "
                                            "replay_error = NULL WHERE id = $1", dl, by)
                 except TRANSIENT:
@@ -205,7 +217,8 @@ async def _task_close(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, A
     return int(r.split()[-1])
 
 
-async def append_audit(conn: asyncpg.Connection, regime_id: str, workflow_id: str, eff: dict[str, Any]) -> int:
+async def append_audit(conn: asyncpg.Connection, regime_id: str, workflow_id: str, eff: dict[str, Any],
+                       key: bytes) -> int:
     # Serialise writers of one regime's chain; the unique key makes a retried write a no-op.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"audit:{regime_id}")
     exists = await conn.fetchval("SELECT 1 FROM audit_log WHERE workflow_id = $1 AND seq = $2",
@@ -216,37 +229,74 @@ async def append_audit(conn: asyncpg.Connection, regime_id: str, workflow_id: st
                                regime_id) or GENESIS
     row = {**eff, "regime_id": regime_id, "workflow_id": workflow_id}
     row["detail"] = json.loads(json.dumps(eff.get("detail") or {}, default=str))
-    h = audit_hash(prev, row)
+    h = audit_hash(prev, row, key)
     await conn.execute(
         """
         INSERT INTO audit_log (regime_id, workflow_id, seq, event, actor, role, step_id, step_kind, reason, detail,
-                               request_id, at, prev_hash, hash)
-        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
+                               request_id, at, prev_hash, hash, hash_alg)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
         """,
         regime_id, workflow_id, eff["seq"], eff["event"], eff["actor"], eff["role"], eff.get("step_id"),
         eff.get("step_kind"), eff.get("reason"), row["detail"], eff.get("request_id"),
-        datetime.fromisoformat(eff["at"]), prev, h,
+        datetime.fromisoformat(eff["at"]), prev, h, HMAC,
     )
     return 1
 
 
-async def verify_chain(conn: asyncpg.Connection, regime_id: str) -> tuple[bool, int, str | None]:
-    """Recompute a regime's chain: (intact, entries checked, first bad entry id)."""
-    prev = GENESIS
-    n = 0
-    async for r in _iter_audit(conn, regime_id):
+@dataclass
+class ChainCheck:
+    """What a recomputation of one regime's chain found."""
+
+    intact: bool
+    entries: int  # entries in the chain (up to the first bad one when broken)
+    first_bad_entry: str | None = None
+    reason: str | None = None
+    last_id: int | None = None  # the head checked (when intact)
+    last_hash: str | None = None
+    read: int = 0  # rows read and recomputed by this check
+    marks: dict[int, tuple[int, str]] = field(default_factory=dict)  # id -> (position, hash), for `want` ids
+
+
+async def verify_chain(conn: asyncpg.Connection, regime_id: str, key: bytes, *, after: ChainCheck | None = None,
+                       want: tuple[int, ...] = ()) -> ChainCheck:
+    """Recompute a regime's chain, from the start or from a head already checked (`after`).
+
+    A row is checked with the algorithm it records: plain SHA-256 only up to the last row written before the
+    chain was keyed (audit_legacy), HMAC-SHA256 with `key` after; a keyed row followed by a plain one, or a plain
+    one written later, is a break. Rows whose id is in `want` have their position and hash noted (`marks`), so a
+    checkpoint can be compared in the same pass.
+    """
+    legacy_max = await conn.fetchval("SELECT last_sha256_id FROM audit_legacy") or 0
+    prev, n, start = (after.last_hash, after.entries, after.last_id) if after and after.intact else (GENESIS, 0, 0)
+    read = 0
+    marks: dict[int, tuple[int, str]] = {}
+    last_id = start or None
+    async for r in _iter_audit(conn, regime_id, start or 0):
         n += 1
+        read += 1
         row = dict(r)
         row["at"] = r["at"].isoformat()
-        if r["prev_hash"] != prev or audit_hash(prev, row) != r["hash"]:
-            return False, n, str(r["id"])
-        prev = r["hash"]
-    return True, n, None
+        alg = r["hash_alg"]
+        if alg == LEGACY and r["id"] > legacy_max:
+            return ChainCheck(False, n, str(r["id"]), "entry claims the unkeyed algorithm but was written after "
+                              "the chain was keyed", read=read, marks=marks)
+        if r["prev_hash"] != prev:
+            return ChainCheck(False, n, str(r["id"]), "entry does not follow the one before it", read=read,
+                              marks=marks)
+        if audit_hash(prev, row, key if alg == HMAC else None) != r["hash"]:
+            return ChainCheck(False, n, str(r["id"]), "entry's content does not match its hash (changed, or "
+                              "hashed without the key)" if alg == HMAC else "entry's content does not match its "
+                              "hash", read=read, marks=marks)
+        if r["id"] in want:
+            marks[r["id"]] = (n, r["hash"])
+        prev, last_id = r["hash"], r["id"]
+    return ChainCheck(True, n, None, None, last_id, prev if n else None, read, marks)
 
 
-async def _iter_audit(conn: asyncpg.Connection, regime_id: str):
+async def _iter_audit(conn: asyncpg.Connection, regime_id: str, after_id: int = 0):
     async with conn.transaction():
-        async for r in conn.cursor("SELECT * FROM audit_log WHERE regime_id = $1 ORDER BY id", regime_id):
+        async for r in conn.cursor("SELECT * FROM audit_log WHERE regime_id = $1 AND id > $2 ORDER BY id",
+                                   regime_id, after_id):
             yield r
 
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from activities.clients import connect_temporal
-from activities.db import create_pool, database_url, migrate
+from activities.db import create_pool, database_url, migrate, migration_url
 from api import errors, metrics, web
 from api.routes import audit, buddies, documents, health, regimes, tasks
 from settings import Settings, get_settings
@@ -24,8 +24,9 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         url = database or database_url(settings)
-        await migrate(url, settings.database_schema)
-        app.state.pool = await create_pool(url, settings.database_schema, max_size=20)
+        await migrate(migration_url(settings, url), settings.database_schema, settings.database_service_role)
+        app.state.pool = await create_pool(url, settings.database_schema, role=settings.database_service_role,
+                                           max_size=20)
         app.state.temporal = temporal_client or await connect_temporal(
             settings.temporal_target, settings.temporal_namespace, attempts=50)
         try:

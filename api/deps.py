@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
+from api import ratelimit
 from api.auth import User, authenticate
 from api.errors import Problem
 from settings import Settings
@@ -36,9 +37,16 @@ def get_client(request: Request) -> Client:
 async def current_user(request: Request,
                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     if creds is None or creds.scheme.lower() != "bearer":
+        ratelimit.count_anonymous(request)
         raise Problem(401, "unauthenticated", "a bearer token is required",
                       headers={"WWW-Authenticate": "Bearer"})
-    user = await authenticate(request.app.state.settings, creds.credentials)
+    try:
+        user = await authenticate(request.app.state.settings, creds.credentials)
+    except Problem as e:
+        if e.status == 401:
+            ratelimit.count_anonymous(request)
+        raise
+    ratelimit.count_user(request, user.sub)
     request.state.user = user
     return user
 

@@ -284,7 +284,8 @@ async def test_audit_log_is_append_only_and_tamper_evident(stack):
         await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
         await conn.execute("UPDATE audit_log SET reason='nothing to see' WHERE id=$1", sub["id"])
         await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update")
-    v = (await stack.http.get(f"/regimes/{reg.id}/audit/verify", headers=ops)).json()
+    # The head is unchanged, so the remembered answer stands until a full check (docs/security.md).
+    v = (await stack.http.get(f"/regimes/{reg.id}/audit/verify", params={"full": "true"}, headers=ops)).json()
     assert not v["intact"] and v["first_bad_entry"] == str(sub["id"])
     r = await stack.http.get(f"/regimes/{reg.id}/audit?actor=trust-RP5", headers=ops)
     assert [i["event"] for i in r.json()["items"]] == ["improvement_plan.submit"]

@@ -116,7 +116,7 @@ async def test_unwritable_effects_are_parked_and_the_regime_keeps_its_clocks(sta
 
 async def test_a_nul_character_reaching_the_activity_is_parked_not_retried(stack):
     """The activity's own guarantee, whatever the API let through: text PostgreSQL cannot hold (U+0000)."""
-    acts = EffectActivities(stack.pool, OutboxNotifier())
+    acts = EffectActivities(stack.pool, OutboxNotifier(), stack.settings.audit_key)
     batch = EffectBatch(workflow_id="regime-RDL2-x", regime_id="regime-RDL2-x", ods_code="RDL2", effects=[
         {"type": "audit", "seq": 1, "event": "improvement_plan.submit", "actor": "trust-1", "role": "trust",
          "request_id": None, "step_id": "improvement_plan", "step_kind": "improvement_plan", "reason": "fine\x00",

@@ -19,7 +19,7 @@ async def _pool():
     from activities.db import create_pool, database_url
 
     s = get_settings()
-    return await create_pool(database_url(s), s.database_schema)
+    return await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
 
 
 @cli.command("list")
@@ -52,7 +52,7 @@ def replay(workflow_id: str | None = typer.Option(None, "--workflow-id", help="o
         pool = await _pool()
         try:
             who = by or os.environ.get("SUDO_USER") or getpass.getuser()
-            results = await replay_dead_letters(pool, OutboxNotifier(), who, workflow_id)
+            results = await replay_dead_letters(pool, OutboxNotifier(), who, get_settings().audit_key, workflow_id)
             for r in results:
                 typer.echo(json.dumps(r))
             return all(r["written"] for r in results)

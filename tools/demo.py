@@ -136,7 +136,7 @@ async def _connect_running(api_url: str | None):
     client = await connect_temporal(s.temporal_target, s.temporal_namespace, attempts=5)
     skipper = TimeSkipper(client, config=TimeSkippingConfig(enabled=False, disable_propagation=True,
                                                             max_session_skip_count=1_000_000))
-    pool = await create_pool(database_url(s), s.database_schema)
+    pool = await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
     return Stack(s, client, skipper, pool, http, base, s.database_schema, s.temporal_task_queue, None)  # type: ignore[arg-type]
 
 

@@ -162,13 +162,13 @@ class Stack:
 
 
 def make_worker(client: Client, pool: asyncpg.Pool, task_queue: str, workflows: Sequence[type] | None = None,
-                **kw: Any) -> Worker:
+                audit_key: bytes | None = None, **kw: Any) -> Worker:
     """The production worker, optionally with other workflow classes (old or broken versions in tests)."""
     from worker import activities_for
     from workflows import WORKFLOWS
 
     return Worker(client, task_queue=task_queue, workflows=list(workflows or WORKFLOWS),
-                  activities=activities_for(pool), **kw)
+                  activities=activities_for(pool, audit_key), **kw)
 
 
 @contextlib.asynccontextmanager
@@ -182,14 +182,18 @@ async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequ
     port = free_port()
     settings = Settings(temporal_address=temporal_address, database_url=database_url, database_schema=schema,
                         temporal_task_queue=task_queue, api_port=port, **overrides)
-    await migrate(database_url, schema)
-    pool = await create_pool(database_url, schema)
+    await migrate(database_url, schema, settings.database_service_role)
+    # The tests' own handle on the schema keeps the owner's rights (to inspect, break and tamper with things);
+    # the worker and the API act as the service role, as in production.
+    pool = await create_pool(database_url, schema, role=None)
+    service_pool = await create_pool(database_url, schema, role=settings.database_service_role)
     client = await connect_temporal(temporal_address, attempts=50)
     # Each workflow's clock is moved explicitly (children too): with propagation a child inherits the
     # parent's skipping without its bound and races to its end.
     skipper = TimeSkipper(client, config=TimeSkippingConfig(enabled=False, disable_propagation=True,
                                                             max_session_skip_count=1_000_000))
-    worker = make_worker(client, pool, task_queue, workflows, **(worker_options or {})) if start_worker else None
+    worker = (make_worker(client, service_pool, task_queue, workflows, audit_key=settings.audit_key,
+                          **(worker_options or {})) if start_worker else None)
     app = create_app(settings, database=database_url, temporal_client=skipper.client)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     serve = asyncio.create_task(server.serve())
@@ -210,3 +214,4 @@ async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequ
         server.should_exit = True
         await serve
         await pool.close()
+        await service_pool.close()

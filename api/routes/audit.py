@@ -7,10 +7,10 @@ import io
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from activities.effects import verify_chain
+from activities.checkpoints import ChainVerifier
 from api.deps import CurrentUser, DbPool
 from api.errors import Problem
 from api.routes.regimes import regime_row, require_read
@@ -19,8 +19,10 @@ from domain.models import ODS_PATTERN
 router = APIRouter(tags=["audit"])
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_PAGE = 1000  # entries per page of the trust export unless asked
+EXPORT_MAX = 10_000
 COLUMNS = ("id", "regime_id", "workflow_id", "seq", "at", "actor", "role", "event", "step_id", "step_kind",
-           "reason", "detail", "request_id", "prev_hash", "hash")
+           "reason", "detail", "request_id", "prev_hash", "hash", "hash_alg")
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -47,36 +49,64 @@ async def regime_audit(regime_id: str, user: CurrentUser, pool: DbPool,
     return {"items": [_row(r) for r in rows]}
 
 
-@router.get("/regimes/{regime_id}/audit/verify", summary="Recompute the regime's audit hash chain")
-async def verify(regime_id: str, user: CurrentUser, pool: DbPool):
+@router.get("/regimes/{regime_id}/audit/verify", summary="Check the regime's audit chain and its latest checkpoint")
+async def verify(request: Request, regime_id: str, user: CurrentUser, pool: DbPool,
+                 full: bool = Query(False, description="recompute every entry, not only those after the head "
+                                    "already checked (operations, regulator, admin)")):
+    """Recompute the keyed hash chain and compare it with the latest signed checkpoint of its head.
+
+    The answer for an unchanged head is remembered (`cached`: true, `entries_read`: 0), and a longer chain is
+    checked only from the head already checked, so a rewrite of an earlier entry is found by a full check
+    (`full=true`, `regime verify-audit`, the checkpoint run): docs/security.md.
+    """
     row = await regime_row(pool, regime_id)
     require_read(user, row)
+    if full and not user.has("operations", "regulator", "admin"):
+        raise Problem(403, "forbidden-role", "a full recomputation is for operations, the regulator and admin")
     async with pool.acquire() as conn:
-        ok, n, bad = await verify_chain(conn, regime_id)
-    return {"regime_id": regime_id, "intact": ok, "entries": n, "first_bad_entry": bad}
+        return await _verifier(request).verify(conn, regime_id, use_cache=not full)
 
 
-@router.get("/trusts/{ods_code}/audit", summary="Export a trust's audit log (all its regimes) as JSON or CSV")
+def _verifier(request: Request) -> ChainVerifier:
+    state = request.app.state
+    if getattr(state, "chain_verifier", None) is None:
+        state.chain_verifier = ChainVerifier(state.settings)
+    return state.chain_verifier
+
+
+@router.get("/trusts/{ods_code}/audit", summary="Export a trust's audit log (all its regimes) as JSON or CSV, "
+            "a page at a time")
 async def trust_audit(user: CurrentUser, pool: DbPool,
                       # Only an ODS code: the code goes into the CSV's Content-Disposition header.
                       ods_code: str = Path(pattern=ODS_PATTERN, examples=["RXX"]),
-                      format: Literal["json", "csv"] = "json"):
+                      format: Literal["json", "csv"] = "json",
+                      limit: int = Query(EXPORT_PAGE, ge=1, le=EXPORT_MAX, description="entries in this page"),
+                      after: int = Query(0, ge=0, le=2**63 - 1, description="cursor: the `next` of the page "
+                                         "before (entries after this audit id)")):
+    """Entries in audit id order (the order they were written), at most `limit` per page. The JSON page carries
+    `next` (null on the last page); the CSV page a `Link: <...>; rel="next"` header and `X-Next-Cursor`."""
     if not user.may_read_trust(ods_code):
         raise Problem(403, "forbidden-trust", f"you are not assigned to trust {ods_code}")
     rows = await pool.fetch(
-        """SELECT a.* FROM audit_log a JOIN regimes r USING (regime_id) WHERE r.ods_code = $1
-           ORDER BY a.regime_id, a.id""", ods_code)
+        """SELECT a.* FROM audit_log a JOIN regimes r USING (regime_id) WHERE r.ods_code = $1 AND a.id > $2
+           ORDER BY a.id LIMIT $3""", ods_code, after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = rows[-1]["id"] if more else None
     items = [_row(r) for r in rows]
     if format == "json":
-        return JSONResponse({"ods_code": ods_code, "items": items})
+        return JSONResponse({"ods_code": ods_code, "items": items, "next": nxt})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS)
     w.writeheader()
     for it in items:
         it["detail"] = _dumps(it["detail"])
         w.writerow({k: _cell(v) for k, v in it.items()})
-    return Response(buf.getvalue(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="audit-{ods_code}.csv"'})
+    headers = {"Content-Disposition": f'attachment; filename="audit-{ods_code}.csv"'}
+    if nxt is not None:
+        headers["X-Next-Cursor"] = str(nxt)
+        headers["Link"] = f'</trusts/{ods_code}/audit?format=csv&limit={limit}&after={nxt}>; rel="next"'
+    return Response(buf.getvalue(), media_type="text/csv", headers=headers)
 
 
 def _cell(v: Any) -> Any:

@@ -109,8 +109,9 @@ _TERMINAL = {
 }
 
 
-async def from_temporal(client: Client, workflow_id: str, all_runs: bool = False) -> tuple[list[Line], int]:
-    """Lines from the workflow history (latest run, or every run when asked); returns (lines, runs read)."""
+async def from_temporal(client: Client, workflow_id: str, all_runs: bool = False) -> tuple[list[Line], int, bool]:
+    """Lines from the workflow history (latest run, or every run when asked), reading at most MAX_EVENTS
+    events; returns (lines, runs read, whether the cap stopped the reading)."""
     lines: list[Line] = []
     run_id: str | None = None
     runs = 0
@@ -130,7 +131,7 @@ async def from_temporal(client: Client, workflow_id: str, all_runs: bool = False
         if not previous or seen > MAX_EVENTS:
             break
         run_id = previous
-    return lines, runs
+    return lines, runs, seen > MAX_EVENTS
 
 
 async def _event_line(client: Client, ev: Any, run_index: int) -> tuple[Line | None, str | None]:

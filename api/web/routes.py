@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 PREFIX = "/web"
 REFRESH_SECONDS = 10
 HISTORY_PAGE = 100
+HISTORY_ALL_AUDIT = 5000  # audit entries read for ?history=all; the API's audit endpoints page through the rest
 
 env = Environment(
     loader=ChoiceLoader([FileSystemLoader(HERE / "templates"), PackageLoader("nhsuk_frontend_jinja")]),
@@ -236,12 +237,18 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
                     status=503)
     today = clock.today
     tl = timeline.build(state, today, settings.due_soon_days)
-    audit_rows = await pool.fetch("SELECT * FROM audit_log WHERE regime_id = $1 ORDER BY id", regime_id)
+    # Bounded reads (issue 17, finding 8): the newest audit entries only, and at most history.MAX_EVENTS events.
+    audit_cap = HISTORY_ALL_AUDIT if history_all else HISTORY_PAGE
+    audit_rows = await pool.fetch("SELECT * FROM audit_log WHERE regime_id = $1 ORDER BY id DESC LIMIT $2",
+                                  regime_id, audit_cap + 1)
+    audit_capped = len(audit_rows) > audit_cap
+    audit_rows = audit_rows[:audit_cap]
     try:
-        wf_lines, runs = await history.from_temporal(client, row["workflow_id"], all_runs=bool(history_all))
+        wf_lines, runs, events_capped = await history.from_temporal(client, row["workflow_id"],
+                                                                    all_runs=bool(history_all))
         history_error = None
     except RPCError as e:
-        wf_lines, runs, history_error = [], 0, e.message
+        wf_lines, runs, events_capped, history_error = [], 0, False, e.message
     lines = history.merge(history.from_audit(audit_rows), wf_lines)
     ns = settings.temporal_namespace
     ctx = {
@@ -252,6 +259,8 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "ratings": _ratings(state), "buddies": await _buddies(client, state, request.app.state.pool),
         "history": lines if history_all else lines[:HISTORY_PAGE], "history_total": len(lines),
         "history_all": bool(history_all), "history_runs": runs, "history_error": history_error,
+        "history_capped": bool(history_all) and (audit_capped or events_capped),
+        "history_caps": {"audit": HISTORY_ALL_AUDIT, "events": history.MAX_EVENTS},
         "relatives": await data.relatives(pool, user, row),
         "temporal_url": f"{settings.temporal_ui}/namespaces/{quote(ns)}/workflows/{quote(row['workflow_id'])}",
         "decisions": state.decisions,

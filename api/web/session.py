@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from api import ratelimit
 from api.auth import NATIONAL_ROLES, SCOPED_ROLES, User, authenticate
 from api.errors import Problem
 
@@ -58,6 +59,7 @@ async def viewer(request: Request) -> User:
             raise
         raise SignInRequired("Your session has expired. Sign in again." if e.kind == "token-expired"
                              else "Your sign-in was not valid. Sign in again.") from None
+    ratelimit.count_user(request, user.sub)
     request.state.user = user
     if not user.has(*VIEW_ROLES):
         raise Forbidden(user, "The operations view is for operations staff, the regulator, CQC, and the "
