@@ -10,7 +10,7 @@ from temporalio.client import Client
 
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate, migration_url
-from api import errors, metrics, web
+from api import errors, headers, metrics, web
 from api.routes import audit, buddies, documents, health, regimes, tasks
 from settings import Settings, get_settings
 
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
         description="Runs the NHS special measures for quality regime: placements, human steps, deadlines, "
                     "escalations, CQC outcomes, buddy partnerships and the audit log.",
         lifespan=lifespan,
+        docs_url=None,  # served by api.headers from vendored files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.temporal = None
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     app.add_middleware(errors.BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     metrics.install(app)
+    app.add_middleware(headers.SecurityHeaders)  # outermost: every response, error pages included
+    app.include_router(headers.docs_router)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router):
         app.include_router(r)
     web.install(app)

@@ -61,9 +61,17 @@ class User(BaseModel):
         return "buddy" in self.roles and bool(buddy_ods) and self.org == buddy_ods
 
     def may_read_trust(self, ods: str) -> bool:
+        """The one visibility rule for a trust's regimes, for reads and lists alike (`readable_trusts`)."""
+        trusts = self.readable_trusts()
+        return trusts is None or ods in trusts
+
+    def readable_trusts(self) -> list[str] | None:
+        """The trusts whose regimes this user may read: None for every trust (operations and the national
+        roles), else the `trusts` claim, but only with a trust-scoped role: a buddy-only token carrying
+        `trusts` reads nothing by it (its partnerships are read through `may_act_as_buddy`)."""
         if self.has("operations", *NATIONAL_ROLES):
-            return True
-        return any(r in self.roles for r in SCOPED_ROLES) and ods in self.trusts
+            return None
+        return list(self.trusts) if self.has(*SCOPED_ROLES) else []
 
 
 def mint_token(settings: Settings, sub: str, roles: list[str], trusts: list[str] | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -19,7 +20,15 @@ from api.auth import User
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.idempotency import idempotent
-from api.routes.regimes import RegimeIdPath, actor, live_state, regime_row, require_act, run_update
+from api.routes.regimes import (
+    RegimeIdPath,
+    actor,
+    live_state,
+    regime_row,
+    require_act,
+    run_update,
+    unknown_regime,
+)
 from domain.ledger import BuddyState, PartnershipEnd, PlanChange, SupportPlan
 from domain.text import text
 from workflows.buddy import BuddyPartnershipWorkflow
@@ -41,24 +50,39 @@ class PlanChangeRequest(BaseModel):
     reason: text(4000, min_length=1)
 
 
-async def partnership_state(client: Client, regime_id: str, partnership_id: str) -> BuddyState:
-    if not partnership_id.startswith(f"{regime_id}-buddy-"):
-        raise Problem(404, "unknown-partnership", f"'{partnership_id}' is not a partnership of {regime_id}")
+def buddy_of(regime_id: str, partnership_id: str) -> str | None:
+    """The buddy trust's ODS code, read from the partnership id (`<regime id>-buddy-<ODS>[-<scope>]`,
+    workflows/regime.py); None when the id is not one of this regime's."""
+    prefix = f"{regime_id}-buddy-"
+    if not partnership_id.startswith(prefix):
+        return None
+    return partnership_id[len(prefix):].split("-", 1)[0] or None
+
+
+async def partnership(pool: asyncpg.Pool, client: Client, user: User, regime_id: str,
+                      partnership_id: str) -> tuple[asyncpg.Record, BuddyState]:
+    """The regime's row and the partnership's state, authorised *before* Temporal is asked (issue 17,
+    finding 9): the trust's readers, or the buddy named by the partnership id. Anyone else gets the same
+    404 as for a regime that does not exist, whether the regime or the partnership exists or not; a reader
+    of the trust learns that a partnership does not exist."""
+    row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
+    buddy = buddy_of(regime_id, partnership_id)
+    reader = row is not None and user.may_read_trust(row["ods_code"])
+    if row is None or not (reader or user.may_act_as_buddy(buddy)):
+        raise unknown_regime(regime_id)
+    missing = (Problem(404, "unknown-partnership", f"no partnership '{partnership_id}' of {regime_id}")
+               if reader else unknown_regime(regime_id))
+    if buddy is None:
+        raise missing
     try:
         state = await client.get_workflow_handle(partnership_id).query(BuddyPartnershipWorkflow.get_state)
     except RPCError as e:
         if e.status == RPCStatusCode.NOT_FOUND:
-            raise Problem(404, "unknown-partnership", f"no partnership '{partnership_id}'") from None
+            raise missing from None
         raise
-    if state.p.regime_id != regime_id:
-        raise Problem(404, "unknown-partnership", f"'{partnership_id}' is not a partnership of {regime_id}")
-    return state
-
-
-def require_read_partnership(user: User, trust_ods: str, buddy_ods: str) -> None:
-    if user.may_read_trust(trust_ods) or user.may_act_as_buddy(buddy_ods):
-        return
-    raise Problem(403, "forbidden-trust", f"you are not assigned to trust {trust_ods} or its buddy {buddy_ods}")
+    if state.p.regime_id != regime_id or state.p.buddy.ods_code != buddy:
+        raise missing
+    return row, state
 
 
 def _json(m: BaseModel) -> Any:
@@ -67,9 +91,7 @@ def _json(m: BaseModel) -> Any:
 
 @router.get("/{regime_id}/buddies", summary="A regime's buddy partnerships: stage, quarter, share of the level used")
 async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
-    row = await regime_row(pool, regime_id)
-    if not user.may_read_trust(row["ods_code"]):
-        raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
+    row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
     items = []
     for b in state.buddies.values():
@@ -82,9 +104,7 @@ async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: Db
 @router.get("/{regime_id}/buddies/{partnership_id}", summary="A partnership's live state: stage, steps, plan, quarters")
 async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool,
                           client: TemporalClientDep):
-    row = await regime_row(pool, regime_id)
-    s = await partnership_state(client, regime_id, partnership_id)
-    require_read_partnership(user, row["ods_code"], s.p.buddy.ods_code)
+    row, s = await partnership(pool, client, user, regime_id, partnership_id)
     from api.archive import partnership_with_archive
 
     s = await partnership_with_archive(pool, partnership_id, s)  # after the check: archived rows read once allowed
@@ -97,9 +117,7 @@ async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipId
 @router.get("/{regime_id}/buddies/{partnership_id}/ledger",
             summary="A partnership's ledger: forecast, confirmed, authorised, paid, remaining; recorded payments")
 async def get_ledger(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
-    row = await regime_row(pool, regime_id)
-    s = await partnership_state(client, regime_id, partnership_id)
-    require_read_partnership(user, row["ods_code"], s.p.buddy.ods_code)
+    row, s = await partnership(pool, client, user, regime_id, partnership_id)
     view = await client.get_workflow_handle(partnership_id).query(BuddyPartnershipWorkflow.get_ledger)
     payments = await payments_for(pool, partnership_id)
     out = _json(view)
@@ -112,8 +130,7 @@ async def get_ledger(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath,
              summary="End a partnership early with a reason (regulator); its current quarter is settled")
 async def end_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, req: EndRequest, request: Request, user: CurrentUser,
                           pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
-    s = await partnership_state(client, regime_id, partnership_id)
+    row, s = await partnership(pool, client, user, regime_id, partnership_id)
     require_act(user, "regulator", row["ods_code"], {"buddy_ods": s.p.buddy.ods_code})
 
     async def handler() -> tuple[int, Any]:
@@ -129,8 +146,7 @@ async def end_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipId
 async def propose_plan_change(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, req: PlanChangeRequest, request: Request,
                               user: CurrentUser, pool: DbPool, client: TemporalClientDep, settings: SettingsDep,
                               rid: RequestId):
-    row = await regime_row(pool, regime_id)
-    s = await partnership_state(client, regime_id, partnership_id)
+    row, s = await partnership(pool, client, user, regime_id, partnership_id)
     # The buddy role itself, not only the buddy trust's `org`: an operations (read-only) or trust user of
     # the buddy trust must not propose a change audited as the buddy's.
     if not user.may_act_as_buddy(s.p.buddy.ods_code):

@@ -149,10 +149,25 @@ class BuddyAddRequest(BaseModel):
 
 
 # ------------------------------------------------------------------ helpers
-async def regime_row(pool: asyncpg.Pool, regime_id: str) -> asyncpg.Record:
+def unknown_regime(regime_id: str) -> Problem:
+    """The one answer for a regime that does not exist *and* for one the user may not see (issue 17,
+    finding 9): a user of another trust cannot tell the two apart, by status, type or detail."""
+    return Problem(404, "unknown-regime", f"no regime '{regime_id}'")
+
+
+async def regime_row(pool: asyncpg.Pool, regime_id: str, user: User | None = None, *,
+                     as_buddy: bool = False) -> asyncpg.Record:
+    """The regime's projection row; with `user`, only if the user may see the regime (its trust's
+    readers, and with `as_buddy` the buddy of one of its partnerships), else the same 404 as for a regime
+    that does not exist. Checked before anything else is read, Temporal included."""
     row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
     if row is None:
-        raise Problem(404, "unknown-regime", f"no regime '{regime_id}'")
+        raise unknown_regime(regime_id)
+    if user is not None and not user.may_read_trust(row["ods_code"]):
+        if not (as_buddy and user.may_act_as_buddy(user.org) and await pool.fetchval(
+                "SELECT 1 FROM tasks WHERE regime_id = $1 AND subject->>'buddy_ods' = $2 LIMIT 1",
+                regime_id, user.org)):
+            raise unknown_regime(regime_id)
     return row
 
 
@@ -206,7 +221,7 @@ async def _kind_from_workflow(client: Any, wf_id: str, step_id: str, partnership
 
 def require_read(user: User, row: asyncpg.Record) -> None:
     if not user.may_read_trust(row["ods_code"]):
-        raise Problem(403, "forbidden-trust", f"you are not assigned to trust {row['ods_code']}")
+        raise unknown_regime(row["regime_id"])
 
 
 def acting_role(user: User, wanted: str | None, fallback: str | None = None) -> str:
@@ -436,8 +451,9 @@ async def list_regimes(user: CurrentUser, pool: DbPool,
                        escalated_only: bool = False, limit: int = Query(100, ge=1, le=1000),
                        offset: int = Query(0, ge=0, le=1_000_000)):
     clauses, args = ["TRUE"], []
-    if not user.has("operations", "regulator", "cqc", "admin"):
-        args.append(user.trusts)
+    readable = user.readable_trusts()  # the rule every read of a regime checks (User.may_read_trust)
+    if readable is not None:
+        args.append(readable)
         clauses.append(f"ods_code = ANY(${len(args)})")
     for col, val in (("phase", phase), ("ods_code", ods_code)):
         if val:
@@ -467,8 +483,7 @@ def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
 
 @router.get("/{regime_id}", summary="A regime's live state: phase, steps, escalations, inspections, buddies")
 async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
-    row = await regime_row(pool, regime_id)
-    require_read(user, row)
+    row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
     s = _json(state)
     s["regime_id"] = regime_id
@@ -482,7 +497,7 @@ async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, c
 @router.post("/{regime_id}/steps/{step_id}/decisions", summary="Decide an open step (submit, agree, return...)")
 async def decide(regime_id: RegimeIdPath, step_id: StepIdPath, req: DecisionRequest, request: Request, user: CurrentUser,
                  pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user, as_buddy=True)
     wf_id, task_role, subject, kind = await step_target(pool, regime_id, step_id)
     role = acting_role(user, req.role, task_role)
     require_act(user, role, row["ods_code"], subject)
@@ -509,7 +524,7 @@ async def decide(regime_id: RegimeIdPath, step_id: StepIdPath, req: DecisionRequ
 @router.post("/{regime_id}/steps/{step_id}/deadline", summary="Move a due date or pause a clock (regulator)")
 async def amend(regime_id: RegimeIdPath, step_id: StepIdPath, req: DeadlineRequest, request: Request, user: CurrentUser,
                 pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     require_act(user, "regulator", row["ods_code"])
     wf_id, _, _, _ = await step_target(pool, regime_id, step_id)
 
@@ -527,7 +542,7 @@ async def amend(regime_id: RegimeIdPath, step_id: StepIdPath, req: DeadlineReque
 @router.post("/{regime_id}/inspections", status_code=202, summary="Record a published CQC inspection outcome")
 async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionOutcome, request: Request, user: CurrentUser,
                             pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     require_act(user, "cqc", row["ods_code"])
     if row["multi_site"] != outcome.multi_site:
         raise Problem(422, "rule-broken", f"trust {row['ods_code']} is "
@@ -546,7 +561,7 @@ async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionOutcome,
              summary="Withdraw a published CQC outcome")
 async def withdraw(regime_id: RegimeIdPath, reference: ReferencePath, req: WithdrawalRequest, request: Request, user: CurrentUser,
                    pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     require_act(user, "cqc", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
@@ -561,7 +576,7 @@ async def withdraw(regime_id: RegimeIdPath, reference: ReferencePath, req: Withd
 @router.post("/{regime_id}/reinspection", summary="Announce the date of the CQC re-inspection")
 async def announce(regime_id: RegimeIdPath, req: AnnouncementRequest, request: Request, user: CurrentUser,
                    pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     role = acting_role(user, None, "cqc" if user.has("cqc") else "regulator")
     require_act(user, role, row["ods_code"])
 
@@ -577,7 +592,7 @@ async def announce(regime_id: RegimeIdPath, req: AnnouncementRequest, request: R
 @router.post("/{regime_id}/enforcement", summary="Record a CQC enforcement action")
 async def enforcement(regime_id: RegimeIdPath, req: EnforcementRequest, request: Request, user: CurrentUser,
                       pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     require_act(user, "cqc", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
@@ -599,7 +614,7 @@ class DelegationRequest(BaseModel):
              summary="Record cover for the appointed improvement director (the regulator, or that director)")
 async def delegate(regime_id: RegimeIdPath, req: DelegationRequest, request: Request, user: CurrentUser, pool: DbPool,
                    client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     role = "regulator" if user.has("regulator") else "improvement_director"
     require_act(user, role, row["ods_code"])
 
@@ -615,7 +630,7 @@ async def delegate(regime_id: RegimeIdPath, req: DelegationRequest, request: Req
 @router.post("/{regime_id}/closure", summary="Close the regime by a structural solution (regulator)")
 async def close(regime_id: RegimeIdPath, req: ClosureRequest, request: Request, user: CurrentUser, pool: DbPool,
                 client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     require_act(user, "regulator", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
@@ -630,7 +645,7 @@ async def close(regime_id: RegimeIdPath, req: ClosureRequest, request: Request, 
 @router.post("/{regime_id}/buddies", status_code=201, summary="Start a buddy partnership (regulator)")
 async def add_buddy(regime_id: RegimeIdPath, req: BuddyAddRequest, request: Request, user: CurrentUser,
                     pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
-    row = await regime_row(pool, regime_id)
+    row = await regime_row(pool, regime_id, user)
     require_act(user, "regulator", row["ods_code"])
 
     aip = _json(req.agreement_in_principle) if req.agreement_in_principle is not None else None

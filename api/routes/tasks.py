@@ -58,6 +58,16 @@ async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
             args.append(user.org)
             mine.append(f"(t.role = 'buddy' AND t.subject->>'buddy_ods' = ${len(args)})")
     clauses = ["t.state = 'open'", "(" + " OR ".join(mine) + ")"]
+    # Whatever made a task "mine" (an assignment included), it is listed only if the user may read it: the
+    # regime's trust (User.may_read_trust, the rule of every read), or the buddy's own partnership.
+    readable = user.readable_trusts()
+    if readable is not None:
+        args.append(readable)
+        visible = [f"t.ods_code = ANY(${len(args)})"]
+        if user.may_act_as_buddy(user.org):
+            args.append(user.org)
+            visible.append(f"(t.role = 'buddy' AND t.subject->>'buddy_ods' = ${len(args)})")
+        clauses.append("(" + " OR ".join(visible) + ")")
     if trust:
         args.append(trust)
         clauses.append(f"t.ods_code = ${len(args)}")

@@ -86,17 +86,24 @@ async def sign_in_form(request: Request, next: str | None = None, reason: str | 
 
 
 def _same_origin(request: Request) -> bool:
+    """A form posted from this site: browsers send Origin on every POST, so one without it (or "null",
+    from a sandboxed or privacy-stripped context) is refused like one from another site (issue 17,
+    finding 11: login and logout CSRF)."""
     origin = request.headers.get("origin")
     if not origin or origin == "null":
-        return origin is None
+        return False
     return origin.rstrip("/") == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _cross_site(request: Request, what: str) -> HTMLResponse:
+    return page(request, "error.html", {"title": f"{what} refused", "detail":
+                f"The {what.lower()} form was not sent from this site."}, status=403)
 
 
 @router.post("/sign-in")
 async def sign_in(request: Request):
     if not _same_origin(request):
-        return page(request, "error.html", {"title": "Sign-in refused", "detail":
-                    "The sign-in form was sent from another site."}, status=403)
+        return _cross_site(request, "Sign-in")
     settings = _settings(request)
     if settings.auth_jwks_url and settings.environment != "local":
         return page(request, "error.html", {"title": "Page not found", "detail":
@@ -129,6 +136,8 @@ async def sign_in(request: Request):
 
 @router.post("/sign-out")
 async def sign_out(request: Request):
+    if not _same_origin(request):
+        return _cross_site(request, "Sign-out")
     resp = RedirectResponse(f"{PREFIX}/sign-in?reason=signed-out", status_code=303)
     resp.delete_cookie(COOKIE, path=PREFIX)
     return resp
@@ -216,11 +225,8 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
     settings = _settings(request)
     client = _client(request)
     row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
-    if row is None:
-        return page(request, "error.html", {"user": user, "title": "Regime not found",
-                                            "detail": f"There is no regime {regime_id}."}, status=404)
-    if not user.may_read_trust(row["ods_code"]):
-        raise Forbidden(user, f"You are not assigned to {row['trust_name']} ({row['ods_code']}).")
+    if row is None or not user.may_read_trust(row["ods_code"]):
+        return _no_regime(request, user, regime_id)
     if client is None:
         return page(request, "error.html", {"user": user, "title": "Workflow engine not connected",
                                             "detail": "Try again in a few seconds."}, status=503)
@@ -269,6 +275,13 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
     return page(request, "regime.html", ctx)
 
 
+def _no_regime(request: Request, user: User, regime_id: str) -> HTMLResponse:
+    """One page for a regime that does not exist and for one of a trust the user may not read (issue 17,
+    finding 9): it names neither the trust nor whether the regime exists."""
+    return page(request, "error.html", {"user": user, "title": "Regime not found",
+                                        "detail": f"There is no regime {regime_id} that you can see."}, status=404)
+
+
 def _documents(state: RegimeState) -> list[dict[str, Any]]:
     """Every document submitted to the regime (plans, monthly returns), newest first, by reference."""
     out = []
@@ -287,11 +300,11 @@ async def document_page(request: Request, user: Viewer, regime_id: str, sha256: 
 
     pool = request.app.state.pool
     row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
-    if row is None or not re.fullmatch(r"[0-9a-f]{64}", sha256):
+    if row is None or not user.may_read_trust(row["ods_code"]):
+        return _no_regime(request, user, regime_id)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         return page(request, "error.html", {"user": user, "title": "Document not found",
                                             "detail": "There is no such document."}, status=404)
-    if not user.may_read_trust(row["ods_code"]):
-        raise Forbidden(user, f"You are not assigned to {row['trust_name']} ({row['ods_code']}).")
     doc = await documents.load(pool, regime_id, sha256)
     if doc is None:
         return page(request, "error.html", {"user": user, "title": "Document not found",
