@@ -83,6 +83,9 @@ class Settings(BaseSettings):
 
     escalation_ladder: str = Field(json.dumps(DEFAULT_LADDER), description="JSON list of rungs")
     due_soon_days: int = 7
+    idempotency_key_ttl_hours: float = Field(24, gt=0, le=24 * 30, description="how long an Idempotency-Key "
+                                             "is remembered after its first use; then it and its answer are "
+                                             "deleted and the key may be used again")
 
     smtp_host: str | None = None
     smtp_port: int = 25

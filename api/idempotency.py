@@ -8,6 +8,12 @@ A claim whose request died before storing its response (API process killed, Post
 workflow took the update) is taken over by a retry once it is older than the lease, and the request
 runs again. Every workflow update sent under a key carries an update id derived from (user, key), so
 Temporal answers the re-run with the outcome of the first delivery instead of applying it twice.
+
+A key is remembered for IDEMPOTENCY_KEY_TTL_HOURS (default 24) after its first use. An expired key is
+deleted when it is used again (the request then runs as new), and every API process sweeps all expired
+keys at its first claim and then at most every SWEEP_SECONDS. Operations that must happen once whatever
+the key (placement, closure, an enforcement action) are made so by their own business keys, in the
+routes (docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import contextvars
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,12 +37,16 @@ Handler = Callable[[], Awaitable[tuple[int, Any]]]
 
 # Longer than any request takes to deliver its change; after it, a retry may take a dead claim over.
 LEASE_SECONDS = 60.0
+# How often one API process deletes every expired key (each claim deletes its own key when expired).
+SWEEP_SECONDS = 600.0
 # The Temporal update id for the request being handled (None without an Idempotency-Key).
 update_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("update_id", default=None)
 
 
-def _update_id(user: User, key: str) -> str:
-    return "idem-" + hashlib.sha256(f"{user.sub}\x00{key}".encode()).hexdigest()[:32]
+def _update_id(user: User, key: str, claimed: Any) -> str:
+    # The claim's creation time too: a key used again after it expired is a new request, and Temporal would
+    # otherwise answer its update with the outcome of the expired one (update ids are kept per run).
+    return "idem-" + hashlib.sha256(f"{user.sub}\x00{key}\x00{claimed.isoformat()}".encode()).hexdigest()[:32]
 
 
 async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any, handler: Handler) -> JSONResponse:
@@ -46,10 +57,12 @@ async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any
     if len(key) > 200:
         raise Problem(400, "idempotency-key", "Idempotency-Key is longer than 200 characters")
     body_hash = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    ttl_hours = request.app.state.settings.idempotency_key_ttl_hours
+    await _expire(request, pool, user, key, ttl_hours)
     while True:
         claimed = await pool.fetchval(
             """INSERT INTO idempotency_keys (user_id, key, method, path, body_hash) VALUES ($1,$2,$3,$4,$5)
-               ON CONFLICT DO NOTHING RETURNING 1""",
+               ON CONFLICT DO NOTHING RETURNING created_at""",
             user.sub, key, request.method, request.url.path, body_hash,
         ) or await _take_over(pool, user, key, request, body_hash)
         if claimed:
@@ -57,7 +70,7 @@ async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any
         replayed = await _replay(pool, user, key, request, body_hash)
         if replayed is not None:
             return replayed
-    token = update_id.set(_update_id(user, key))
+    token = update_id.set(_update_id(user, key, claimed))
     try:
         status, payload = await _run(handler)
     except Problem as p:
@@ -76,12 +89,27 @@ async def idempotent(request: Request, pool: asyncpg.Pool, user: User, body: Any
     return JSONResponse(payload, status_code=status)
 
 
-async def _take_over(pool: asyncpg.Pool, user: User, key: str, request: Request, body_hash: str) -> bool:
-    """Claim a key whose first request died without an answer (same body and path, older than the lease)."""
-    return bool(await pool.fetchval(
+async def _expire(request: Request, pool: asyncpg.Pool, user: User, key: str, ttl_hours: float) -> None:
+    """Forget this key if it has expired, and now and then every expired key (their answers with them)."""
+    ttl = "make_interval(secs => $3)"
+    await pool.execute(f"DELETE FROM idempotency_keys WHERE user_id=$1 AND key=$2 AND created_at < now() - {ttl}",
+                       user.sub, key, ttl_hours * 3600)
+    state = request.app.state
+    now = time.monotonic()
+    last = getattr(state, "idempotency_swept_at", None)
+    if last is None or now - last >= SWEEP_SECONDS:
+        state.idempotency_swept_at = now
+        await pool.execute("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+                           ttl_hours * 3600)
+
+
+async def _take_over(pool: asyncpg.Pool, user: User, key: str, request: Request, body_hash: str) -> Any:
+    """Claim a key whose first request died without an answer (same body and path, older than the lease);
+    its creation time (the same update id as the dead request's), or None."""
+    return (await pool.fetchval(
         """UPDATE idempotency_keys SET claimed_at = now()
            WHERE user_id=$1 AND key=$2 AND status_code IS NULL AND body_hash=$3 AND path=$4
-             AND claimed_at < now() - make_interval(secs => $5) RETURNING 1""",
+             AND claimed_at < now() - make_interval(secs => $5) RETURNING created_at""",
         user.sub, key, body_hash, request.url.path, LEASE_SECONDS))
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -793,7 +793,7 @@ class RegimeWorkflow(StepEngine):
     @workflow.update
     async def record_enforcement(self, e: Enforcement) -> int:
         self._updates_this_run += 1
-        self._validate_enforcement(e)
+        self._check_enforcement(e)
         self.s.enforcement.append({"action": e.action, "detail": e.detail, "by": e.actor.user_id,
                                    "on": self._today().isoformat()})
         self._audit("enforcement_recorded", e.actor, reason=e.detail, detail={"action": e.action})
@@ -802,6 +802,19 @@ class RegimeWorkflow(StepEngine):
 
     @record_enforcement.validator
     def _validate_enforcement(self, e: Enforcement) -> None:
+        self._check_enforcement(e)
+        # An enforcement action's business key (issue 17, finding 13): the same action with the same detail
+        # by the same person on the same (London) day is the same record, sent again. Refused here, in the
+        # validator only, so nothing reaches history; validators do not run on replay, so regimes that did
+        # record duplicates before this rule replay unchanged. The API answers it with the first record.
+        today = self._today().isoformat()
+        for n, rec in enumerate(self.s.enforcement, 1):
+            if (rec.get("action"), rec.get("detail"), rec.get("by"), rec.get("on")) == \
+                    (e.action, e.detail, e.actor.user_id, today):
+                raise ApplicationError(f"this enforcement action was already recorded today (number {n})",
+                                       {"number": n, "record": rec}, type="Duplicate", non_retryable=True)
+
+    def _check_enforcement(self, e: Enforcement) -> None:
         if e.actor.role != "cqc":
             raise reject("WrongRole", "enforcement actions are CQC's")
         if self.s.finished:

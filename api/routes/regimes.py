@@ -65,7 +65,7 @@ router = APIRouter(prefix="/regimes", tags=["regimes"])
 
 REJECTION_STATUS = {
     "WrongRole": 403, "SeparationOfDuties": 403, "NotAssignee": 403, "StepNotOpen": 409, "Conflict": 409, "UnknownStep": 404,
-    "UnknownAction": 422, "ReasonRequired": 422, "InvalidPayload": 422, "RuleBroken": 422,
+    "UnknownAction": 422, "ReasonRequired": 422, "InvalidPayload": 422, "RuleBroken": 422, "Duplicate": 409,
 }
 
 
@@ -299,7 +299,8 @@ async def run_update(handle: WorkflowHandle, update: Any, arg: Any, settings: Se
         cause = e.cause
         if isinstance(cause, ApplicationError):
             status = REJECTION_STATUS.get(cause.type or "", 422)
-            raise Problem(status, _kebab(cause.type or "rejected"), cause.message) from None
+            extra = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+            raise Problem(status, _kebab(cause.type or "rejected"), cause.message, **extra) from None
         raise Problem(409, "rejected", str(cause or e)) from None
     except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
         raise await _not_taken(handle, wait) from None
@@ -596,8 +597,23 @@ async def enforcement(regime_id: RegimeIdPath, req: EnforcementRequest, request:
     require_act(user, "cqc", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
-        n = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.record_enforcement,
-                             Enforcement(action=req.action, detail=req.detail, actor=actor(user, "cqc", rid)), settings)
+        # An enforcement action happens once: the same action and detail by the same person on the same
+        # London day is the same record (the workflow's validator refuses the repeat and names the first);
+        # it is answered 200 with that record's number, with or without an Idempotency-Key. Requests for one
+        # regime take turns here, so two identical ones sent together cannot both pass the validator.
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", f"enforcement:{regime_id}")
+            try:
+                n = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.record_enforcement,
+                                     Enforcement(action=req.action, detail=req.detail, actor=actor(user, "cqc", rid)),
+                                     settings)
+            except Problem as p:
+                if p.kind != "duplicate" or "number" not in p.extra:
+                    raise
+                return 200, {"enforcement_actions": p.extra["number"], "already_recorded": True,
+                             "record": p.extra.get("record")}
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", f"enforcement:{regime_id}")
         return 200, {"enforcement_actions": n}
 
     return await idempotent(request, pool, user, _json(req), handler)
@@ -634,12 +650,37 @@ async def close(regime_id: RegimeIdPath, req: ClosureRequest, request: Request, 
     require_act(user, "regulator", row["ods_code"])
 
     async def handler() -> tuple[int, Any]:
-        phase = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.close_regime,
-                                 Closure(solution=req.solution, reason=req.reason,
-                                         actor=actor(user, "regulator", rid)), settings)
-        return 200, {"phase": phase}
+        # A regime is closed once: closing a regime already closed by a structural solution answers that
+        # first closure (what it was, by whom, when) and records nothing, with or without an Idempotency-Key.
+        if not row["closed"]:
+            try:
+                phase = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.close_regime,
+                                         Closure(solution=req.solution, reason=req.reason,
+                                                 actor=actor(user, "regulator", rid)), settings)
+                return 200, {"phase": phase}
+            except Problem as p:
+                if p.status not in (404, 409):  # the regime finished meanwhile (this closure or another)
+                    raise
+                first = await _first_closure(pool, client, regime_id)
+                if first is None:
+                    raise
+                return 200, first
+        first = await _first_closure(pool, client, regime_id)
+        if first is None:
+            raise Problem(409, "step-not-open", "the regime is already closed (it did not end by a closure)",
+                          phase=row["phase"])
+        return 200, first
 
     return await idempotent(request, pool, user, _json(req), handler)
+
+
+async def _first_closure(pool: asyncpg.Pool, client: Any, regime_id: str) -> dict[str, Any] | None:
+    """The closure that closed the regime, as the answer to a repeated closure; None if it ended otherwise."""
+    closed = await pool.fetchval("SELECT closed FROM regimes WHERE regime_id = $1", regime_id)
+    state = await live_state(client, regime_id, closed=bool(closed))
+    if state.phase != "closed_structural" or not state.closure:
+        return None
+    return {"phase": state.phase, "closure": state.closure, "already_closed": True}
 
 
 @router.post("/{regime_id}/buddies", status_code=201, summary="Start a buddy partnership (regulator)")
