@@ -9,6 +9,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import tracing
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate, migration_url
 from activities.effects import EffectActivities
@@ -34,6 +35,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, audit_key:
 
 async def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    tracing.setup("special-measures-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     url = database_url(settings)
     await migrate(migration_url(settings, url), settings.database_schema, settings.database_service_role)

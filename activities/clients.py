@@ -8,6 +8,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 
+from activities import tracing
+
 SEARCH_ATTRIBUTES = {
     "TrustOdsCode": "Keyword",
     "RegimePhase": "Keyword",
@@ -24,7 +26,8 @@ def connect_config(address: str, namespace: str) -> dict:
     TEMPORAL_PROFILE), so the service runs against Temporal Cloud or a TLS cluster unchanged; the address and
     namespace are the service's settings (the same TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE variables)."""
     config = dict(ClientConfigProfile.load().to_client_connect_config())
-    config.update(target_host=address, namespace=namespace, data_converter=pydantic_data_converter)
+    config.update(target_host=address, namespace=namespace, data_converter=pydantic_data_converter,
+                  interceptors=tracing.interceptors())
     return config
 
 

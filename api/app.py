@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from activities import tracing
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate, migration_url
 from api import errors, headers, metrics, web
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     app.add_middleware(errors.BodyLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
     metrics.install(app)
+    tracing.instrument_app(app)
     app.add_middleware(headers.SecurityHeaders)  # outermost: every response, error pages included
     app.include_router(headers.docs_router)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router):
@@ -60,4 +62,5 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
 
 
 def app_factory() -> FastAPI:
+    tracing.setup("special-measures-api")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
     return create_app()
