@@ -87,6 +87,12 @@ class Settings(BaseSettings):
                                              "is remembered after its first use; then it and its answer are "
                                              "deleted and the key may be used again")
 
+    worker_metrics_address: str | None = Field(None, description="host:port where the worker serves the Temporal "
+                                                                 "SDK's Prometheus metrics (also its liveness probe)")
+    worker_graceful_shutdown_seconds: int = Field(30, ge=0, le=3600, description="on SIGTERM or SIGINT, how long "
+                                                  "running activities may take to finish")
+    worker_max_cached_workflows: int = Field(1000, ge=0, description="workflows the worker keeps in memory between "
+                                             "tasks (the SDK's default); 0 replays every task from history")
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "special-measures@localhost"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import tracing
@@ -40,15 +43,39 @@ async def main(settings: Settings | None = None) -> None:
     url = database_url(settings)
     await migrate(migration_url(settings, url), settings.database_schema, settings.database_service_role)
     pool = await create_pool(url, settings.database_schema, role=settings.database_service_role)
-    client = await connect_temporal(settings.temporal_target, settings.temporal_namespace, attempts=50)
-    worker = build_worker(client, pool, settings.temporal_task_queue, settings.audit_key)
+    runtime = None
+    if settings.worker_metrics_address:
+        # The SDK's own metrics (task latencies, polls, slots, cache) in the Prometheus format; the endpoint
+        # answering is also the worker's liveness signal.
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+            bind_address=settings.worker_metrics_address)))
+    client = await connect_temporal(settings.temporal_target, settings.temporal_namespace, attempts=50,
+                                    runtime=runtime)
+    worker = build_worker(client, pool, settings.temporal_task_queue, settings.audit_key,
+                          max_cached_workflows=settings.worker_max_cached_workflows,
+                          graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds))
     logging.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
     relay = asyncio.create_task(relay_notifications(pool, settings)) if settings.smtp_host else None
     checkpoints = (asyncio.create_task(write_checkpoints_periodically(pool, settings))
                    if settings.audit_checkpoint_every_seconds else None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
     try:
-        await worker.run()
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            # The SDK's explicit shutdown: stop polling, let running activities finish (up to the graceful
+            # timeout), then return; workflows in the cache are simply evicted (their state is in history).
+            logging.info("worker shutting down (signal); activities have %ss to finish",
+                         settings.worker_graceful_shutdown_seconds)
+            await worker.shutdown()
+            logging.info("worker stopped")
+        await running
     finally:
+        stopping.cancel()
         for task in (relay, checkpoints):
             if task:
                 task.cancel()
@@ -83,7 +110,4 @@ async def relay_notifications(pool: asyncpg.Pool, settings: Settings, every: flo
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(main())  # SIGINT and SIGTERM shut the worker down cleanly (main)

@@ -7,6 +7,7 @@ import asyncio
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import Runtime
 
 from activities import tracing
 
@@ -31,11 +32,12 @@ def connect_config(address: str, namespace: str) -> dict:
     return config
 
 
-async def connect_temporal(address: str, namespace: str = "default", attempts: int = 1) -> Client:
+async def connect_temporal(address: str, namespace: str = "default", attempts: int = 1,
+                           runtime: Runtime | None = None) -> Client:
     last: Exception | None = None
     for i in range(attempts):
         try:
-            return await Client.connect(**connect_config(address, namespace))
+            return await Client.connect(**connect_config(address, namespace), runtime=runtime)
         except Exception as e:  # the server may still be starting
             last = e
             await asyncio.sleep(min(0.2 * (i + 1), 2))
