@@ -26,6 +26,19 @@ def token(sub: str = typer.Argument(..., help="user id (not a name or e-mail)"),
     typer.echo(mint_token(get_settings(), sub, role, trust, org, ttl_seconds=hours * 3600))
 
 
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations as the owner login (DATABASE_MIGRATION_URL, else DATABASE_URL), then
+    exit: a deployment runs this once, so the API and the worker can connect with the service login only."""
+    from activities.db import database_url, migration_url
+    from activities.db import migrate as run_migrations
+
+    s = get_settings()
+    applied = asyncio.run(run_migrations(migration_url(s, database_url(s)), s.database_schema,
+                                         s.database_service_role))
+    typer.echo(f"applied {len(applied)} migrations" + (f": {', '.join(applied)}" if applied else " (up to date)"))
+
+
 @app.command("verify-audit")
 def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; all when omitted")) -> None:
     """Recompute the audit log's keyed hash chains in full and compare each with its latest signed checkpoint

@@ -76,6 +76,64 @@ def test_compose_has_the_production_parts(compose):
     assert "command" not in services["api"], "the api runs the image's default command"
 
 
+def _published(svc: dict) -> list[str]:
+    return [str(p) for p in svc.get("ports", [])]
+
+
+def test_compose_gives_each_component_least_privilege(compose):
+    """Issue 17, finding 14: the Temporal UI bypasses every API check, so it is never published beyond the
+    host and is read-only; each component has its own PostgreSQL login, none of them the superuser."""
+    services = compose["services"]
+    ui = services["temporal-ui"]
+    assert all(p.startswith("127.0.0.1:") for p in _published(ui)), _published(ui)
+    assert ui["environment"]["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    for name, svc in services.items():  # only the API is published on every interface
+        if name != "api":
+            assert all(p.startswith("127.0.0.1:") for p in _published(svc)), (name, _published(svc))
+    for name in ("postgres", "temporal"):
+        assert not _published(services[name]) and services[name]["networks"] == ["backend"]
+    assert compose["networks"]["backend"]["internal"] is True
+
+    superuser = services["postgres"]["environment"]["POSTGRES_USER"]
+    temporal_login = services["temporal"]["environment"]["POSTGRES_USER"]
+    logins = {name: re.match(r"postgresql://([^:]+):", app_env(compose, name)["DATABASE_URL"]).group(1)
+              for name in APP_SERVICES}
+    owner = re.match(r"postgresql://([^:]+):", services["migrate"]["environment"]["DATABASE_MIGRATION_URL"]).group(1)
+    assert len({superuser, temporal_login, owner, logins["api"]}) == 4, (superuser, temporal_login, owner, logins)
+    assert logins["api"] == logins["worker"] == app_env(compose, "api")["DATABASE_SERVICE_ROLE"]
+    for name in APP_SERVICES:  # the owner's password stays with the one-shot migration
+        assert not app_env(compose, name)["DATABASE_MIGRATION_URL"]
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["command"] == ["regime", "migrate"]
+    init = (ROOT / "ops" / "postgres" / "init-logins.sh").read_text()
+    for login in (owner, logins["api"], temporal_login):
+        assert f"CREATE ROLE {login} LOGIN" in init
+    assert "NOSUPERUSER" in init and "SUPERUSER " not in init.replace("NOSUPERUSER", "")
+    mounted = [v for v in services["postgres"]["volumes"] if "init-logins.sh" in v]
+    assert mounted and mounted[0].startswith("./ops/postgres/init-logins.sh:/docker-entrypoint-initdb.d/")
+
+
+def test_compose_scrapes_the_api_and_the_worker(compose):
+    """Issue 18: Prometheus scrapes both; the dashboard's queries name metrics the service exports."""
+    import json
+
+    prom = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())
+    targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
+    assert targets == {"api:8000", f"worker:{app_env(compose, 'worker')['WORKER_METRICS_ADDRESS'].split(':')[1]}"}
+    assert "./ops/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in compose["services"]["prometheus"]["volumes"]
+    dash = json.loads((ROOT / "ops" / "grafana" / "dashboards" / "special-measures.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    from api import metrics
+
+    for name in ("sm_http_requests_total", "sm_open_steps", "sm_overdue_steps", "sm_regimes", "sm_dead_letters_pending"):
+        assert name in exprs
+    exported = {m.name for m in metrics.REGISTRY.collect()}
+    for name in re.findall(r"\b(sm_[a-z_]+?)(?:_bucket|_count|_sum)?\b", exprs):
+        assert name.removesuffix("_total") in exported or name in exported, name
+    worker = compose["services"]["worker"]
+    assert "9464/metrics" in " ".join(worker["healthcheck"]["test"]) and worker["stop_signal"] == "SIGTERM"
+
+
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_every_setting_production_needs_is_given(compose, service):
     env = app_env(compose, service)
