@@ -16,7 +16,8 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "plan_review": ("agree", None),
     "plan_signoff_regulator": ("sign_off", None),
     "plan_signoff_commissioner": ("sign_off", None),
-    "appoint_improvement_director": ("record", lambda d: {"appointed_on": d, "improvement_director_user_id": "id-1"}),
+    # The director the regulator appoints is the one who then acts (Regime.users): the appointed one alone may.
+    "appoint_improvement_director": ("record", lambda d: {"appointed_on": d, "improvement_director_user_id": None}),
     "board_to_board": ("record", lambda d: {"meeting_date": d}),
     "board_to_board_pre_inspection": ("record", lambda d: {"meeting_date": d}),
     "board_to_board_post_exit": ("record", lambda d: {"meeting_date": d}),
@@ -83,8 +84,10 @@ class Regime:
                 return done
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
                 action, payload = DEFAULT_ACTION[s["kind"]]
-                await self.act(s["id"], action, payload(self.today.isoformat()) if payload else None,
-                               comment="done")
+                body = payload(self.today.isoformat()) if payload else None
+                if body and "improvement_director_user_id" in body:
+                    body["improvement_director_user_id"] = f"id-{self.ods}"
+                await self.act(s["id"], action, body, comment="done")
                 done.append(s["id"])
         return done
 

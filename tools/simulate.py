@@ -264,9 +264,12 @@ class Simulation:
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
                 action, payload = ROUTINE_ACTIONS[s["kind"]]
                 today = run.entry + timedelta(days=run.day)
+                payload = resolve_dates(payload, run.entry, today)
+                if "improvement_director_user_id" in payload:  # appoint the director who then acts
+                    payload = {**payload, "improvement_director_user_id": user_for("improvement_director", self.ods)}
                 r = await self.call("POST", f"/regimes/{run.regime_id}/steps/{s['id']}/decisions", role=s["role"],
-                                    body={"action": action, "payload": resolve_dates(payload, run.entry, today),
-                                          "role": s["role"], "comment": "routine"})
+                                    body={"action": action, "payload": payload, "role": s["role"],
+                                          "comment": "routine"})
                 if r.status_code != 200:
                     raise SimulationError(f"{self.sc.where(run.base + ('routine',))}: routine {action} of "
                                           f"{s['id']} on day {run.day} refused: {r.status_code} {_detail(r)}")
