@@ -472,12 +472,12 @@ class BuddyPartnershipWorkflow(StepEngine):
         st = self.s.steps.get(d.step_id)
         if st is None:
             raise reject("UnknownStep", f"no step '{d.step_id}' in partnership {self.s.p.partnership_id}")
+        if d.actor.role != st.role:  # who may act comes before what state the step is in (403 before 409)
+            raise reject("WrongRole", f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
+                                      f"not the {d.actor.role.replace('_', ' ')}")
         if st.status != "open":
             raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
         spec = BUDDY_STEPS[st.kind]
-        if d.actor.role != st.role:
-            raise reject("WrongRole", f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
-                                      f"not the {d.actor.role.replace('_', ' ')}")
         if d.action not in spec.actions:
             raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: "
                                           + ", ".join(spec.actions))

@@ -452,6 +452,8 @@ class RegimeWorkflow(StepEngine):
         st = self.s.steps.get(d.step_id)
         if st is None:
             raise reject("UnknownStep", f"no step '{d.step_id}' in this regime")
+        if d.actor.role != st.role:  # who may act comes before what state the step is in (403 before 409)
+            self._check_actor(d.actor, st)
         if st.status != "open":
             raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
         self._check_actor(d.actor, st)
