@@ -414,7 +414,8 @@ class Project:
 
     @property
     def settings(self) -> Settings:
-        extra = {k.lower(): v for k, v in self.extra_env.items() if k in ("ENVIRONMENT", "AUTH_JWT_SECRET")}
+        extra = {k.lower(): v for k, v in self.extra_env.items()
+                 if k in ("ENVIRONMENT", "AUTH_JWT_SECRET", "AUDIT_HMAC_KEY")}
         return Settings(temporal_address=self.temporal_address, database_url=self.database_url,
                         database_schema=self.schema, temporal_task_queue=self.task_queue, api_port=self.port,
                         data_dir=self.tmp, **extra)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import random
 import re
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -104,7 +105,7 @@ async def bulk_insert(conn: asyncpg.Connection, start: int, stop: int) -> None:
                           False, "done", "submit", "trust-1", now, now, k + 1))
         for k in range(60):
             audit.append((rid, rid, k + 1, "step_opened", "system", "system", None, None, "due", "{}", None, now,
-                          "0" * 64, uuid.uuid4().hex * 2))
+                          "0" * 64, uuid.uuid4().hex * 2, "hmac-sha256"))
     await conn.copy_records_to_table("regimes", records=regimes, columns=[
         "regime_id", "workflow_id", "ods_code", "trust_name", "multi_site", "entry_date", "phase", "segment",
         "next_due", "overdue", "escalation_level", "buddy_count", "extensions", "exit_date", "sos_letter", "closed",
@@ -114,7 +115,7 @@ async def bulk_insert(conn: asyncpg.Connection, start: int, stop: int) -> None:
         "paused", "state", "outcome", "closed_by", "opened_at", "closed_at", "last_seq"])
     await conn.copy_records_to_table("audit_log", records=audit, columns=[
         "regime_id", "workflow_id", "seq", "event", "actor", "role", "step_id", "step_kind", "reason", "detail",
-        "request_id", "at", "prev_hash", "hash"])
+        "request_id", "at", "prev_hash", "hash", "hash_alg"])
     await conn.execute("ANALYZE regimes; ANALYZE tasks; ANALYZE audit_log")
 
 
@@ -184,8 +185,8 @@ async def run(args) -> None:
     with scratch("sm-bench-reads-") as tmp, contextlib.ExitStack() as es:
         address = args.temporal_address or es.enter_context(dev_server(tmp)).address
         url = args.database_url or es.enter_context(postgres(tmp)).get_uri()
-        async with project(address, url, tmp, extra_env={"ENVIRONMENT": "production",
-                                                          "AUTH_JWT_SECRET": secret}) as p:
+        async with project(address, url, tmp, extra_env={"ENVIRONMENT": "production", "AUTH_JWT_SECRET": secret,
+                                                          "AUDIT_HMAC_KEY": secrets.token_hex(32)}) as p:
             rw, raw_tq = es.enter_context(raw_worker(address, tmp))
             plain = await temporal_client(address, plain=True)
             raw_handle = await plain.start_workflow(RawUpdateWorkflow.run, id=f"raw-read-{uuid.uuid4().hex[:8]}",
