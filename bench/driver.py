@@ -123,7 +123,7 @@ class BenchRegime(Regime):
     instead of one more before every decision)."""
 
     async def complete_open(self, within_days: int = 10, skip: tuple[str, ...] = ()) -> list[str]:
-        from tests.driver import DEFAULT_ACTION
+        from tests.driver import DEFAULT_ACTION, default_decision
 
         done: list[str] = []
         for _ in range(10):
@@ -133,9 +133,8 @@ class BenchRegime(Regime):
             if not todo:
                 return done
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
-                action, payload = DEFAULT_ACTION[s["kind"]]
-                await self.act(s["id"], action, payload(self.today.isoformat()) if payload else None,
-                               comment="done", role=s["role"])
+                action, body = default_decision(s["kind"], self.today.isoformat(), self.ods)
+                await self.act(s["id"], action, body, comment="done", role=s["role"])
                 done.append(s["id"])
         return done
 

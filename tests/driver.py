@@ -31,6 +31,15 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
 }
 
 
+def default_decision(kind: str, day: str, ods: str) -> tuple[str, dict[str, Any] | None]:
+    """The usual action on a step of this kind, and its payload, on `day` for the trust `ods`."""
+    action, payload = DEFAULT_ACTION[kind]
+    body = payload(day) if payload else None
+    if body and "improvement_director_user_id" in body:
+        body["improvement_director_user_id"] = f"id-{ods}"  # the director Regime.users acts as
+    return action, body
+
+
 class Regime:
     def __init__(self, stack: Stack, ods: str, regime_id: str, start: date) -> None:
         self.stack, self.ods, self.id, self.start = stack, ods, regime_id, start
@@ -83,10 +92,7 @@ class Regime:
             if not todo:
                 return done
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
-                action, payload = DEFAULT_ACTION[s["kind"]]
-                body = payload(self.today.isoformat()) if payload else None
-                if body and "improvement_director_user_id" in body:
-                    body["improvement_director_user_id"] = f"id-{self.ods}"
+                action, body = default_decision(s["kind"], self.today.isoformat(), self.ods)
                 await self.act(s["id"], action, body, comment="done")
                 done.append(s["id"])
         return done

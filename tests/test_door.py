@@ -23,7 +23,7 @@ from temporalio import workflow
 from domain.dates import london_date
 from domain.models import RegimeStart, RegimeState
 from domain.text import JSON_MAX_DEPTH
-from tests.driver import DEFAULT_ACTION, Regime
+from tests.driver import DEFAULT_ACTION, Regime, default_decision
 from tests.helpers import INADEQUATE_ENTRY, PLAN, outcome, placement
 from tests.test_buddy import PLAN as SUPPORT_PLAN
 from tests.test_buddy import World
@@ -274,8 +274,8 @@ async def test_arbitrary_input_at_every_mutating_endpoint_never_500_and_never_we
     assert st_["phase"] == "in_special_measures"
     todo = sorted((s for s in st_["open_steps"] if s["kind"] in DEFAULT_ACTION), key=lambda s: (s["due"], s["id"]))
     assert todo, st_["open_steps"]
-    action, payload = DEFAULT_ACTION[todo[0]["kind"]]
-    await reg.act(todo[0]["id"], action, payload(reg.today.isoformat()) if payload else None, comment="done")
+    action, body = default_decision(todo[0]["kind"], reg.today.isoformat(), reg.ods)
+    await reg.act(todo[0]["id"], action, body, comment="done")
     before = len((await reg.state())["escalations"])
     await stack.fast_forward(reg.id, 40)
     await stack.settle(reg.id)
