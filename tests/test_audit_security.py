@@ -55,7 +55,7 @@ async def _verify(stack, regime_id: str) -> dict:
 
 async def test_the_service_login_cannot_rewrite_the_audit_log(stack):
     """The attack as the service: switch the guard off, change or remove entries. Each is refused."""
-    reg = await _regime_with_history(stack, "RA1")
+    reg = await _regime_with_history(stack, "RAU1")
     rows = await _rows(stack, reg.id)
     # The pool exactly as the API and the worker open it (activities/db.py create_pool, DATABASE_SERVICE_ROLE).
     pool = await create_pool(stack.settings.database_url, stack.schema, role=stack.settings.database_service_role)
@@ -91,7 +91,7 @@ async def test_the_service_login_cannot_rewrite_the_audit_log(stack):
 async def test_the_owner_rewriting_rows_and_recomputing_plain_sha256_is_caught(stack):
     """The attack as the owner: triggers off, an entry changed, the chain after it recomputed with SHA-256 as
     before the fix (with the row's algorithm kept, and claiming the old algorithm). The HMAC catches both."""
-    reg = await _regime_with_history(stack, "RA2")
+    reg = await _regime_with_history(stack, "RAU2")
     rows = await _rows(stack, reg.id)
     assert {r["hash_alg"] for r in rows} == {"hmac-sha256"}
     target = next(r for r in rows if r["event"] == "plan_review.agree")
@@ -123,7 +123,7 @@ async def test_the_owner_cutting_the_tail_is_caught_by_the_checkpoint(temporal_a
     The signed checkpoint of the head, kept outside the database, shows the cut (API and `regime verify-audit`);
     a checkpoint file changed to match is refused by its signature."""
     async with run_stack(temporal_address, database_url, audit_checkpoint_dir=tmp_path) as stack:
-        reg = await _regime_with_history(stack, "RA3")
+        reg = await _regime_with_history(stack, "RAU3")
         rows = await _rows(stack, reg.id)
         written = await write_checkpoints(stack.pool, stack.settings)
         assert [(c["regime_id"], c["intact"], c["count"], c["last_id"]) for c in written] == [

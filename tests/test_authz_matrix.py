@@ -39,7 +39,7 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("GET", "/regimes"): (set(ROLES), set(ROLES), None),  # a list: scoped to what each may see
         ("GET", "/tasks"): (set(ROLES), set(ROLES), None),
         ("POST", "/regimes"): ({"regulator", "admin"}, {"regulator", "admin"},
-                               lambda: placement("RZ" + ctx.pop_code(), d)),
+                               lambda: placement("RMT" + ctx.pop_code(), d)),
         ("GET", "/regimes/{regime_id}"): (READERS, NATIONAL, None),
         ("POST", "/regimes/{regime_id}/steps/{step_id}/decisions"): (
             {"trust"}, set(), lambda: {"action": "submit", "payload": PLAN}),
@@ -100,8 +100,8 @@ async def test_the_table_covers_every_operation(stack):
 
 async def test_every_endpoint_for_every_role_own_and_other_trust(stack):
     ctx = Ctx()
-    reg = await Regime.place(stack, "RZ1")
-    w = World(stack, "RZ1", reg.id)
+    reg = await Regime.place(stack, "RMT1")
+    w = World(stack, "RMT1", reg.id)
     await reg.act("improvement_plan", "submit", PLAN)
     await reg.act("appoint_improvement_director", "record",
                   {"appointed_on": str(today()), "improvement_director_user_id": "id-own"})
@@ -111,17 +111,17 @@ async def test_every_endpoint_for_every_role_own_and_other_trust(stack):
     sha = st["steps"]["improvement_plan"]["data"]["document"]["sha256"]
     await stack.settle(reg.id)
     values = {"regime_id": reg.id, "step_id": "improvement_plan-2", "reference": "INS-NONE", "partnership_id": pid,
-              "ods_code": "RZ1", "sha256": sha}
+              "ods_code": "RMT1", "sha256": sha}
     # A fresh plan step for each trust decision: the first return reopens it.
     r = await stack.http.post(f"/regimes/{reg.id}/steps/plan_review/decisions", json={
-        "action": "return", "comment": "matrix"}, headers=stack.auth("id-own", "improvement_director", trusts=["RZ1"]))
+        "action": "return", "comment": "matrix"}, headers=stack.auth("id-own", "improvement_director", trusts=["RMT1"]))
     assert r.status_code == 200, r.text
 
     def user(role: str, own: bool) -> dict[str, str]:
         if role == "buddy":
             return stack.auth("buddy-" + ("own" if own else "other"), "buddy", org="RZB" if own else "RZX")
         sub = "id-own" if (role == "improvement_director" and own) else f"{role}-{'own' if own else 'other'}"
-        return stack.auth(sub, role, trusts=["RZ1" if own else "RZ9"])
+        return stack.auth(sub, role, trusts=["RMT1" if own else "RZ9"])
 
     rows = table(ctx)
     order = [k for k in rows if k not in LAST] + LAST

@@ -51,17 +51,17 @@ def shape(r: httpx.Response, rid: str) -> tuple[int, str, str, str]:
 
 # ---------------------------------------------------------------------------- 9: existence oracle
 async def test_another_trusts_regime_answers_exactly_like_a_made_up_one(stack):
-    rid = await place(stack, "RQ1", "Quarry Bank NHS Trust")
+    rid = await place(stack, "RSQ1", "Quarry Bank NHS Trust")
     buddy = await stack.http.post(f"/regimes/{rid}/buddies", headers=stack.auth(*REGULATOR),
                                   json={"buddy": {"ods_code": "BQ1", "name": "Buddy Hospitals FT"}})
     assert buddy.status_code == 201, buddy.text
     pid = f"{rid}-buddy-BQ1"
     outsiders = {
-        "trust user of another trust": stack.auth("trust-x", "trust", trusts=["RQ9"]),
-        "improvement director of another trust": stack.auth("id-x", "improvement_director", trusts=["RQ9"]),
-        "commissioner of another trust": stack.auth("ccg-x", "commissioner", trusts=["RQ9"]),
+        "trust user of another trust": stack.auth("trust-x", "trust", trusts=["RSQ9"]),
+        "improvement director of another trust": stack.auth("id-x", "improvement_director", trusts=["RSQ9"]),
+        "commissioner of another trust": stack.auth("ccg-x", "commissioner", trusts=["RSQ9"]),
         "buddy of another partnership": stack.auth("buddy-x", "buddy", org="BQ9"),
-        "buddy-only token carrying the trust": stack.auth("buddy-y", "buddy", trusts=["RQ1"], org="BQ9"),
+        "buddy-only token carrying the trust": stack.auth("buddy-y", "buddy", trusts=["RSQ1"], org="BQ9"),
     }
 
     def requests(r: str, p: str) -> list[tuple[str, str, Any]]:
@@ -92,17 +92,17 @@ async def test_another_trusts_regime_answers_exactly_like_a_made_up_one(stack):
                 continue
             assert a.status_code == 404, (who, method, path, a.status_code, a.text)
             assert shape(a, rid) == shape(b, MADE_UP), (who, method, path, a.text, b.text)
-            assert "Quarry Bank" not in a.text and "RQ1 " not in a.text and "trust RQ1" not in a.text
+            assert "Quarry Bank" not in a.text and "RSQ1 " not in a.text and "trust RSQ1" not in a.text
             checked += 1
     assert checked >= 50
     # National roles still see that it exists (404 only when it does not), and the trust's own people read it.
     for headers in (stack.auth(*REGULATOR), stack.auth("ops-1", "operations"),
-                    stack.auth("id-1", "improvement_director", trusts=["RQ1"])):
+                    stack.auth("id-1", "improvement_director", trusts=["RSQ1"])):
         assert (await stack.http.get(f"/regimes/{rid}", headers=headers)).status_code == 200
         assert (await stack.http.get(f"/regimes/{MADE_UP}", headers=headers)).status_code == 404
     # A trust user of the regime's own trust is still told 403 when it acts outside its role.
     r = await stack.http.post(f"/regimes/{rid}/closure", json={"solution": "merger", "reason": "r"},
-                              headers=stack.auth("trust-1", "trust", trusts=["RQ1"]))
+                              headers=stack.auth("trust-1", "trust", trusts=["RSQ1"]))
     assert r.status_code == 403
     # The buddy of the partnership still reads it.
     r = await stack.http.get(f"/regimes/{rid}/buddies/{pid}", headers=stack.auth("buddy-1", "buddy", org="BQ1"))
@@ -110,8 +110,8 @@ async def test_another_trusts_regime_answers_exactly_like_a_made_up_one(stack):
 
 
 async def test_web_pages_do_not_tell_another_trusts_regime_from_a_made_up_one(stack):
-    rid = await place(stack, "RQ2", "Rosewood General NHS Trust")
-    cookie = {"Cookie": "sm_session=" + stack.token("trust-x", "trust", trusts=["RQ8"])}
+    rid = await place(stack, "RSQ2", "Rosewood General NHS Trust")
+    cookie = {"Cookie": "sm_session=" + stack.token("trust-x", "trust", trusts=["RSQ8"])}
     for path in ("/web/regimes/{}", "/web/regimes/{}/documents/" + "0" * 64):
         real = await stack.http.get(path.format(rid), headers=cookie)
         fake = await stack.http.get(path.format(MADE_UP), headers=cookie)
@@ -126,7 +126,7 @@ def visible_text(r: httpx.Response, asked: str) -> str:
 
 # ---------------------------------------------------------------------------- 10: one visibility rule
 async def test_every_list_shows_only_regimes_the_same_user_may_open(stack):
-    rid = await place(stack, "RQ3", "Stourbridge NHS Trust")
+    rid = await place(stack, "RSQ3", "Stourbridge NHS Trust")
     # The regulator appoints an improvement director by user id; later that person's token no longer
     # carries the trust (moved to other work), and a buddy-only token carries it in `trusts`.
     r = await stack.http.post(f"/regimes/{rid}/steps/appoint_improvement_director/decisions",
@@ -136,9 +136,9 @@ async def test_every_list_shows_only_regimes_the_same_user_may_open(stack):
     assert r.status_code == 200, r.text
     await stack.settle(rid)
     users = {
-        "buddy-only with trusts": stack.auth("buddy-y", "buddy", trusts=["RQ3"], org="BQ9"),
-        "appointed director moved off the trust": stack.auth("id-moved", "improvement_director", trusts=["RQ7"]),
-        "trust user": stack.auth("trust-3", "trust", trusts=["RQ3"]),
+        "buddy-only with trusts": stack.auth("buddy-y", "buddy", trusts=["RSQ3"], org="BQ9"),
+        "appointed director moved off the trust": stack.auth("id-moved", "improvement_director", trusts=["RSQ7"]),
+        "trust user": stack.auth("trust-3", "trust", trusts=["RSQ3"]),
         "operations": stack.auth("ops-1", "operations"),
     }
     for who, headers in users.items():
@@ -150,8 +150,8 @@ async def test_every_list_shows_only_regimes_the_same_user_may_open(stack):
     assert (await stack.http.get(f"/regimes/{rid}", headers=users["buddy-only with trusts"])).status_code == 404
     assert (await stack.http.get(f"/regimes/{rid}", headers=users["trust user"])).status_code == 200
     # The web list and cohort use the same rule (the buddy role has no web view at all).
-    for who, token in (("director moved", stack.token("id-moved", "improvement_director", trusts=["RQ7"])),
-                       ("trust user", stack.token("trust-3", "trust", trusts=["RQ3"]))):
+    for who, token in (("director moved", stack.token("id-moved", "improvement_director", trusts=["RSQ7"])),
+                       ("trust user", stack.token("trust-3", "trust", trusts=["RSQ3"]))):
         cookie = {"Cookie": f"sm_session={token}"}
         opens = (await stack.http.get(f"/web/regimes/{rid}", headers=cookie)).status_code == 200
         for page in ("/web/regimes", "/web/cohort"):
@@ -243,7 +243,7 @@ async def csp_violations(driver) -> list[str]:
 
 async def test_pages_and_docs_work_under_their_policy_in_chromium(stack, logging_driver):
     driver, base = logging_driver, stack.base_url
-    rid = await place(stack, "RQ4", "Tamworth Valley NHS Trust")
+    rid = await place(stack, "RSQ4", "Tamworth Valley NHS Trust")
     await stack.http.post(f"/regimes/{rid}/buddies", headers=stack.auth(*REGULATOR),
                           json={"buddy": {"ods_code": "BQ4", "name": "Upton Buddy FT"}})
     await stack.settle(rid)
@@ -257,7 +257,7 @@ async def test_pages_and_docs_work_under_their_policy_in_chromium(stack, logging
     # The list still refreshes itself through htmx under the policy.
     await driver.get(base + "/web/regimes")
     await driver.js("window.__notReloaded = true")
-    await place(stack, "RQ5", "Wolverton NHS Trust")
+    await place(stack, "RSQ5", "Wolverton NHS Trust")
     await driver.wait_for("return document.body.innerText.includes('Wolverton NHS Trust')", timeout=20)
     assert await driver.js("return window.__notReloaded === true")
     await driver.get(base + "/docs")
@@ -277,7 +277,7 @@ async def test_pages_and_docs_work_under_their_policy_in_chromium(stack, logging
 
 # ---------------------------------------------------------------------------- 13: once is once
 async def test_idempotency_keys_expire_after_the_stated_period(stack):
-    rid = await place(stack, "RQ6")
+    rid = await place(stack, "RSQ6")
     cqc = stack.auth("cqc-1", "cqc")
     # Another user's key long expired: swept at this API's first claim.
     await stack.pool.execute("INSERT INTO idempotency_keys (user_id, key, method, path, body_hash, created_at) "
@@ -302,7 +302,7 @@ async def test_idempotency_keys_expire_after_the_stated_period(stack):
 
 
 async def test_an_enforcement_action_sent_again_is_not_recorded_twice(stack):
-    rid = await place(stack, "RQ7")
+    rid = await place(stack, "RSQ7")
     cqc = stack.auth("cqc-1", "cqc")
     body = {"action": "warning_notice", "detail": "Warning notice: staffing in the emergency department"}
     answers = [await stack.http.post(f"/regimes/{rid}/enforcement", headers=cqc, json=body) for _ in range(5)]
@@ -328,7 +328,7 @@ async def test_an_enforcement_action_sent_again_is_not_recorded_twice(stack):
 
 
 async def test_closing_a_closed_regime_answers_the_first_closure(stack):
-    rid = await place(stack, "RQ8")
+    rid = await place(stack, "RSQ8")
     reg = stack.auth(*REGULATOR)
     first = await stack.http.post(f"/regimes/{rid}/closure", headers=reg,
                                   json={"solution": "merger", "reason": "merging with the neighbouring trust"})
@@ -344,13 +344,13 @@ async def test_closing_a_closed_regime_answers_the_first_closure(stack):
     closed = await stack.pool.fetchval("SELECT count(*) FROM audit_log WHERE regime_id = $1 AND event = "
                                        "'regime_closed'", rid)
     assert closed == 1
-    assert await stack.pool.fetchval("SELECT count(*) FROM regimes WHERE ods_code = 'RQ8'") == 1
+    assert await stack.pool.fetchval("SELECT count(*) FROM regimes WHERE ods_code = 'RSQ8'") == 1
 
 
 async def test_a_placement_sent_again_names_the_first_regime(stack):
-    body = placement("RQ9", today())
+    body = placement("RSQ9", today())
     first = await stack.http.post("/regimes", json=body, headers=stack.auth(*REGULATOR))
     assert first.status_code == 201
     again = await stack.http.post("/regimes", json=body, headers=stack.auth(*REGULATOR))
     assert again.status_code == 409 and again.json()["regime_id"] == first.json()["regime_id"]
-    assert await stack.pool.fetchval("SELECT count(*) FROM regimes WHERE ods_code = 'RQ9'") == 1
+    assert await stack.pool.fetchval("SELECT count(*) FROM regimes WHERE ods_code = 'RSQ9'") == 1
