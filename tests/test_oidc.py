@@ -41,7 +41,8 @@ async def test_tokens_from_the_identity_provider_are_verified_by_jwks(temporal_a
     jwk.update({"kid": "idp-key-1", "use": "sig", "alg": "RS256"})
     srv, url = idp(jwk)
     try:
-        async with run_stack(temporal_address, database_url, environment="production", auth_jwks_url=url,
+        async with run_stack(temporal_address, database_url, environment="production", audit_hmac_key="k" * 32,
+                             auth_jwks_url=url,
                              auth_issuer=ISSUER, auth_jwt_secret="x" * 40) as stack:
             now = int(time.time())
             claims = {"sub": "a1b2c3", "roles": ["operations"], "iss": ISSUER, "aud": "special-measures",

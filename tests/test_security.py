@@ -114,7 +114,8 @@ def idp():
 
 
 def oidc_stack(temporal_address: str, database_url: str, idp: IdentityProvider, **overrides: Any):
-    return run_stack(temporal_address, database_url, environment="production", auth_jwks_url=idp.url,
+    return run_stack(temporal_address, database_url, environment="production", audit_hmac_key="k" * 32,
+                     auth_jwks_url=idp.url,
                      auth_issuer=ISSUER, **overrides)
 
 
@@ -288,8 +289,8 @@ async def test_token_claims_are_required_bounded_and_refused_generically(stack, 
 def test_settings_refuse_short_or_default_secrets_outside_local():
     for weak in ("x", "a" * 31, "é" * 15, Settings.model_fields["auth_jwt_secret"].default):
         with pytest.raises(pydantic.ValidationError, match="AUTH_JWT_SECRET"):
-            Settings(_env_file=None, environment="production", auth_jwt_secret=weak)
-    assert Settings(_env_file=None, environment="production", auth_jwt_secret="a" * 32)
+            Settings(_env_file=None, environment="production", auth_jwt_secret=weak, audit_hmac_key="k" * 32)
+    assert Settings(_env_file=None, environment="production", auth_jwt_secret="a" * 32, audit_hmac_key="k" * 32)
     # A local service that listens beyond loopback with the public default secret is a deployment.
     with pytest.raises(pydantic.ValidationError, match="API_HOST"):
         Settings(_env_file=None, environment="local", api_host="0.0.0.0")
@@ -309,7 +310,8 @@ def test_the_container_cannot_start_with_the_default_or_no_secret():
 async def test_the_api_refuses_to_serve_with_a_weak_secret(temporal_address, database_url):
     """The attack: the service deployed with AUTH_JWT_SECRET=x, anyone mints an admin token with "x"."""
     port = free_port()
-    env = {**os.environ, "ENVIRONMENT": "production", "AUTH_JWT_SECRET": "x", "API_PORT": str(port),
+    env = {**os.environ, "ENVIRONMENT": "production", "AUTH_JWT_SECRET": "x", "AUDIT_HMAC_KEY": "k" * 32,
+           "API_PORT": str(port),
            "TEMPORAL_ADDRESS": temporal_address, "DATABASE_URL": database_url,
            "DATABASE_SCHEMA": "s_" + uuid.uuid4().hex[:12]}
     env.pop("AUTH_JWKS_URL", None)
