@@ -38,6 +38,11 @@ def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, audit_key:
 
 async def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
+    # Signals first: one that arrives while the worker is still starting stops it cleanly too.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     tracing.setup("special-measures-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     url = database_url(settings)
@@ -58,10 +63,6 @@ async def main(settings: Settings | None = None) -> None:
     relay = asyncio.create_task(relay_notifications(pool, settings)) if settings.smtp_host else None
     checkpoints = (asyncio.create_task(write_checkpoints_periodically(pool, settings))
                    if settings.audit_checkpoint_every_seconds else None)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     running = asyncio.create_task(worker.run())
     stopping = asyncio.create_task(stop.wait())
     try:
