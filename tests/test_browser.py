@@ -7,6 +7,7 @@ a regime page and the cohort view go to test-artifacts/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -26,8 +27,10 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
 
 
-@pytest.fixture(scope="module")
-def driver():
+@contextlib.contextmanager
+def chromium(browser_logs: bool = False):
+    """Debian's headless chromium through Selenium, with a fresh profile and no background networking (the
+    machine has no internet); with `browser_logs`, the console (CSP reports) can be read."""
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for a browser download
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -39,6 +42,8 @@ def driver():
                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
                 f"--user-data-dir={profile}", "--window-size=1280,900", "--force-device-scale-factor=1"):
         opts.add_argument(arg)
+    if browser_logs:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
     d.set_page_load_timeout(30)
     try:
@@ -46,6 +51,12 @@ def driver():
     finally:
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def driver():
+    with chromium() as browser:
+        yield browser
 
 
 class Browser:

@@ -12,10 +12,7 @@ docs/security.md says what each fix guarantees.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,27 +210,10 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 def logging_driver():
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
-    os.environ.setdefault("SE_OFFLINE", "true")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from tests.test_browser import chromium
 
-    from tests.test_browser import Browser
-
-    profile = tempfile.mkdtemp(prefix="sm-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=1280,900"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    d = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
-    d.set_page_load_timeout(30)
-    try:
-        yield Browser(d)
-    finally:
-        d.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    with chromium(browser_logs=True) as browser:
+        yield browser
 
 
 async def csp_violations(driver) -> list[str]:
