@@ -246,6 +246,9 @@ class Stack:
             url = self.pg.get_uri()
             log.info("PostgreSQL 16 ready (data in %s)", self.data_dir / "pg")
         env["DATABASE_URL"] = url
+        # The worker's Temporal SDK metrics (and liveness probe): WORKER_METRICS_ADDRESS, else a free port.
+        self.worker_metrics = s.worker_metrics_address or f"127.0.0.1:{free_port()}"
+        env["WORKER_METRICS_ADDRESS"] = self.worker_metrics
 
         from activities.db import migrate, migration_url
 
@@ -316,6 +319,7 @@ class Stack:
             f"  Web pages    {api}/web/regimes",
             f"  Temporal UI  {ui}",
             f"  Health       {api}/health/ready",
+            f"  Metrics      {api}/metrics (API), http://{self.worker_metrics}/metrics (worker)",
             f"  Temporal     {temporal}",
             f"  PostgreSQL   {pg}",
             f"  Task queue   {s.temporal_task_queue} (namespace {s.temporal_namespace})",
@@ -324,6 +328,12 @@ class Stack:
             "",
         ]
         return "\n".join(lines)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def main() -> int:

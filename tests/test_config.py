@@ -285,7 +285,9 @@ def test_run_command_starts_everything_and_stops_cleanly(tmp_path):
         api = f"http://127.0.0.1:{ports['API_PORT']}"
         text = log.read_text()
         assert f"{api}/docs" in text and f"{api}/web/regimes" in text and f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}" in text
-        for url in (f"{api}/health/ready", f"{api}/docs", f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/"):
+        worker_metrics = re.search(r"\(API\), (http://127\.0\.0\.1:\d+/metrics) \(worker\)", text).group(1)
+        for url in (f"{api}/health/ready", f"{api}/docs", f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/",
+                    f"{api}/metrics", worker_metrics):  # the run command prints both metrics URLs
             with urllib.request.urlopen(url, timeout=10) as r:
                 assert r.status == 200, url
         postmaster = int((tmp_path / "data" / "pg" / "postmaster.pid").read_text().split()[0])
