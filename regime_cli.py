@@ -44,13 +44,12 @@ def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; 
     """Recompute the audit log's keyed hash chains in full and compare each with its latest signed checkpoint
     (AUDIT_CHECKPOINT_DIR); exit code 1 if any chain is broken or falls short of its checkpoint."""
     from activities.checkpoints import ChainVerifier
-    from activities.db import create_pool, database_url
+    from activities.db import service_pool
 
     async def run() -> bool:
         s = get_settings()
-        pool = await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
         verifier = ChainVerifier(s)
-        try:
+        async with service_pool(s) as pool:
             ids = [regime_id] if regime_id else [r["regime_id"] for r in
                                                   await pool.fetch("SELECT DISTINCT regime_id FROM audit_log")]
             ok_all = True
@@ -60,8 +59,6 @@ def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; 
                     ok_all &= result["intact"]
                     typer.echo(json.dumps({k: v for k, v in result.items() if k not in ("cached",)}))
             return ok_all
-        finally:
-            await pool.close()
 
     if not asyncio.run(run()):
         raise typer.Exit(1)
@@ -72,18 +69,15 @@ def audit_checkpoint(regime_id: str | None = typer.Argument(None, help="one regi
     """Verify each audit chain and sign its head into AUDIT_CHECKPOINT_DIR and the notification outbox, so that
     removing its newest entries is detected later; exit code 1 if a chain is broken (it is not signed)."""
     from activities.checkpoints import write_checkpoints
-    from activities.db import create_pool, database_url
+    from activities.db import service_pool
 
     async def run() -> bool:
         s = get_settings()
-        pool = await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
-        try:
+        async with service_pool(s) as pool:
             results = await write_checkpoints(pool, s, [regime_id] if regime_id else None)
             for r in results:
                 typer.echo(json.dumps(r))
             return all(r["intact"] for r in results)
-        finally:
-            await pool.close()
 
     if not asyncio.run(run()):
         raise typer.Exit(1)

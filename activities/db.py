@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -107,3 +109,13 @@ async def migrate(url: str, schema: str = "public", service_role: str = SERVICE_
     finally:
         await conn.close()
     return applied_now
+
+
+@contextlib.asynccontextmanager
+async def service_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool acting as the service role on the configured database, closed on exit: for the `regime` tool."""
+    pool = await create_pool(database_url(settings), settings.database_schema, role=settings.database_service_role)
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -15,28 +15,20 @@ cli = typer.Typer(help="Effects parked because PostgreSQL could never write them
                   no_args_is_help=True)
 
 
-async def _pool():
-    from activities.db import create_pool, database_url
-
-    s = get_settings()
-    return await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
-
-
 @cli.command("list")
 def list_(all_: bool = typer.Option(False, "--all", help="replayed ones too")) -> None:
     """One JSON line per dead letter: which workflow, which effects, why; pending ones unless --all."""
 
     async def run() -> None:
-        pool = await _pool()
-        try:
+        from activities.db import service_pool
+
+        async with service_pool(get_settings()) as pool:
             rows = await pool.fetch(
                 "SELECT id, workflow_id, regime_id, first_seq, last_seq, error, parked_behind, created_at, "
                 "replayed_at, replayed_by, replay_error FROM dead_letters WHERE $1 OR replayed_at IS NULL "
                 "ORDER BY id", all_)
             for r in rows:
                 typer.echo(json.dumps(dict(r), default=str))
-        finally:
-            await pool.close()
 
     asyncio.run(run())
 
@@ -49,15 +41,14 @@ def replay(workflow_id: str | None = typer.Option(None, "--workflow-id", help="o
     from activities.notify import OutboxNotifier
 
     async def run() -> bool:
-        pool = await _pool()
-        try:
+        from activities.db import service_pool
+
+        async with service_pool(get_settings()) as pool:
             who = by or os.environ.get("SUDO_USER") or getpass.getuser()
             results = await replay_dead_letters(pool, OutboxNotifier(), who, get_settings().audit_key, workflow_id)
             for r in results:
                 typer.echo(json.dumps(r))
             return all(r["written"] for r in results)
-        finally:
-            await pool.close()
 
     if not asyncio.run(run()):
         raise typer.Exit(1)
