@@ -362,10 +362,14 @@ class RegimeWorkflow(StepEngine):
         workflow.upsert_search_attributes(pairs)
 
     # ---------------------------------------------------------------- decisions
-    def _check_actor(self, actor: Actor, step: Step) -> None:
+    @staticmethod
+    def _check_role(actor: Actor, step: Step) -> None:
         if actor.role != step.role:
             raise reject("WrongRole", f"'{step.title}' is for the {step.role.replace('_', ' ')}, "
                                       f"not the {actor.role.replace('_', ' ')}")
+
+    def _check_actor(self, actor: Actor, step: Step) -> None:
+        self._check_role(actor, step)
         # Separation of duties: one person never acts for two parties of the same decision.
         for other in self.s.steps.values():
             if other.group != step.group or other.role == step.role:
@@ -452,8 +456,7 @@ class RegimeWorkflow(StepEngine):
         st = self.s.steps.get(d.step_id)
         if st is None:
             raise reject("UnknownStep", f"no step '{d.step_id}' in this regime")
-        if d.actor.role != st.role:  # who may act comes before what state the step is in (403 before 409)
-            self._check_actor(d.actor, st)
+        self._check_role(d.actor, st)  # who may act comes before what state the step is in (403 before 409)
         if st.status != "open":
             raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
         self._check_actor(d.actor, st)
