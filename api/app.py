@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
+import logs
 from activities import tracing
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate, migration_url
-from api import errors, headers, metrics, web
-from api.routes import audit, buddies, documents, health, regimes, tasks
+from api import errors, headers, metrics, requestlog, web
+from api.routes import audit, buddies, catalogue, documents, health, regimes, tasks
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
         lifespan=lifespan,
         docs_url=None,  # served by api.headers from vendored files, not a CDN
         redoc_url=None,
+        dependencies=[Depends(requestlog.bind_path)],  # regime_id and workflow_id on a request's log lines
     )
     app.state.settings = settings
     app.state.temporal = None
@@ -53,8 +55,10 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     metrics.install(app)
     tracing.instrument_app(app)
     app.add_middleware(headers.SecurityHeaders)  # outermost: every response, error pages included
+    app.add_middleware(requestlog.RequestContext)  # the request id, before anything inside can log
     app.include_router(headers.docs_router)
-    for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router):
+    for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router,
+              catalogue.router):
         app.include_router(r)
     web.install(app)
     errors.install_openapi(app)
@@ -62,5 +66,6 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
 
 
 def app_factory() -> FastAPI:
+    logs.configure()  # uvicorn has applied its own logging configuration by now: ours replaces it
     tracing.setup("special-measures-api")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
     return create_app()

@@ -261,6 +261,9 @@ def install_openapi(app: FastAPI) -> None:
                 codes = ["503"] if path.startswith("/health") else list(PROBLEM_STATUSES)
                 for code in codes:
                     responses[code] = {"description": PROBLEM_STATUSES[code], "content": ref}
+        from api.contract import publish_step_payloads
+
+        publish_step_payloads(doc)
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
         app.openapi_schema = doc

@@ -38,6 +38,7 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("GET", "/health/ready"): ("public", set(ROLES), None),
         ("GET", "/regimes"): (set(ROLES), set(ROLES), None),  # a list: scoped to what each may see
         ("GET", "/tasks"): (set(ROLES), set(ROLES), None),
+        ("GET", "/step-kinds"): (set(ROLES), set(ROLES), None),  # the published contract
         ("POST", "/regimes"): ({"regulator", "admin"}, {"regulator", "admin"},
                                lambda: placement("RMT" + ctx.pop_code(), d)),
         ("GET", "/regimes/{regime_id}"): (READERS, NATIONAL, None),

@@ -1,7 +1,8 @@
 """Fuzzing the API (issue 5, issue 8 fault 5): schemathesis generates requests for every operation in
 /openapi.json of a running stack (API and worker as their own processes, the real dev server and PostgreSQL),
 valid and invalid, sent with a valid token for each role. No response may be a 5xx, break the schema the
-document declares for it, or be an error in any shape but application/problem+json.
+document declares for it (schemathesis's response-schema conformance), have a content type it does not
+declare (content-type conformance), or be an error in any shape but application/problem+json.
 
 Half the generated requests have their regime and partnership ids replaced by real ones seeded for the role, so
 the fuzzer gets past 404 into the role checks, the validators and the workflows. Bounded: a few examples per
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from bench.common import project, today
 from tests.helpers import PLAN, placement
@@ -103,7 +104,7 @@ def fuzz(base_url: str, seed: dict[str, Any]) -> tuple[int, Counter, list[str]]:
                 sent += 1
                 statuses[response.status_code] += 1
                 problems = []
-                for check in (not_a_server_error, response_schema_conformance):
+                for check in (not_a_server_error, response_schema_conformance, content_type_conformance):
                     try:
                         case.validate_response(response, checks=[check], headers=headers)
                     except (Exception, BaseExceptionGroup) as e:  # noqa: B036 - schemathesis raises a group

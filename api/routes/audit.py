@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from activities.checkpoints import ChainVerifier
+from api.contract import AuditPage, ChainVerdict, NotificationPage, TrustAuditPage, as_is
 from api.deps import CurrentUser, DbPool
 from api.errors import Problem
 from api.routes.regimes import regime_row, require_read
@@ -31,7 +32,8 @@ def _row(r: Any) -> dict[str, Any]:
     return d
 
 
-@router.get("/regimes/{regime_id}/audit", summary="A regime's audit log (filter by time and actor)")
+@router.get("/regimes/{regime_id}/audit", operation_id="getRegimeAudit", response_model=AuditPage,
+            summary="A regime's audit log (filter by time and actor)")
 async def regime_audit(regime_id: str, user: CurrentUser, pool: DbPool,
                        since: datetime | None = None, until: datetime | None = None,
                        actor: str | None = Query(None, max_length=200), limit: int = Query(500, ge=1, le=5000)):
@@ -46,10 +48,11 @@ async def regime_audit(regime_id: str, user: CurrentUser, pool: DbPool,
     args.append(limit)
     rows = await pool.fetch(f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ${len(args)}",
                             *args)
-    return {"items": [_row(r) for r in rows]}
+    return as_is({"items": [_row(r) for r in rows]})
 
 
-@router.get("/regimes/{regime_id}/audit/verify", summary="Check the regime's audit chain and its latest checkpoint")
+@router.get("/regimes/{regime_id}/audit/verify", operation_id="verifyRegimeAudit", response_model=ChainVerdict,
+            summary="Check the regime's audit chain and its latest checkpoint")
 async def verify(request: Request, regime_id: str, user: CurrentUser, pool: DbPool,
                  full: bool = Query(False, description="recompute every entry, not only those after the head "
                                     "already checked (operations, regulator, admin)")):
@@ -64,7 +67,7 @@ async def verify(request: Request, regime_id: str, user: CurrentUser, pool: DbPo
     if full and not user.has("operations", "regulator", "admin"):
         raise Problem(403, "forbidden-role", "a full recomputation is for operations, the regulator and admin")
     async with pool.acquire() as conn:
-        return await _verifier(request).verify(conn, regime_id, use_cache=not full)
+        return as_is(await _verifier(request).verify(conn, regime_id, use_cache=not full))
 
 
 def _verifier(request: Request) -> ChainVerifier:
@@ -74,7 +77,8 @@ def _verifier(request: Request) -> ChainVerifier:
     return state.chain_verifier
 
 
-@router.get("/trusts/{ods_code}/audit", summary="Export a trust's audit log (all its regimes) as JSON or CSV, "
+@router.get("/trusts/{ods_code}/audit", operation_id="exportTrustAudit", response_model=TrustAuditPage,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}, summary="Export a trust's audit log (all its regimes) as JSON or CSV, "
             "a page at a time")
 async def trust_audit(user: CurrentUser, pool: DbPool,
                       # Only an ODS code: the code goes into the CSV's Content-Disposition header.
@@ -120,7 +124,8 @@ def _dumps(v: Any) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-@router.get("/notifications", summary="The notification outbox (escalation notices), newest first")
+@router.get("/notifications", operation_id="listNotifications", response_model=NotificationPage,
+            summary="The notification outbox (escalation notices), newest first")
 async def notifications(user: CurrentUser, pool: DbPool, regime_id: str | None = Query(None, max_length=200),
                         unsent_only: bool = False, limit: int = Query(100, ge=1, le=1000)):
     if not user.has("operations", "regulator", "admin"):
@@ -135,5 +140,5 @@ async def notifications(user: CurrentUser, pool: DbPool, regime_id: str | None =
     args.append(limit)
     rows = await pool.fetch(f"SELECT * FROM notifications WHERE {' AND '.join(clauses)} ORDER BY id DESC "
                             f"LIMIT ${len(args)}", *args)
-    return {"items": [{**dict(r), "created_at": r["created_at"].isoformat(),
-                       "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None} for r in rows]}
+    return as_is({"items": [{**dict(r), "created_at": r["created_at"].isoformat(),
+                             "sent_at": r["sent_at"].isoformat() if r["sent_at"] else None} for r in rows]})

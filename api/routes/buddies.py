@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments import payments_for
 from api.auth import User
+from api.contract import LedgerWithPayments, PartnershipPage, PartnershipView, as_is
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.idempotency import idempotent
@@ -29,7 +30,8 @@ from api.routes.regimes import (
     run_update,
     unknown_regime,
 )
-from domain.ledger import BuddyState, PartnershipEnd, PlanChange, SupportPlan
+from domain.ledger import BuddyState, PartnershipEnd, PlanChange, PlanChangeRecord, SupportPlan
+from domain.models import BuddySummary
 from domain.text import text
 from workflows.buddy import BuddyPartnershipWorkflow
 
@@ -89,7 +91,8 @@ def _json(m: BaseModel) -> Any:
     return m.model_dump(mode="json")
 
 
-@router.get("/{regime_id}/buddies", summary="A regime's buddy partnerships: stage, quarter, share of the level used")
+@router.get("/{regime_id}/buddies", operation_id="listPartnerships", response_model=PartnershipPage,
+            summary="A regime's buddy partnerships: stage, quarter, share of the level used")
 async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
@@ -98,10 +101,11 @@ async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: Db
         item = _json(b)
         item["share_used"] = round(b.paid_pence / b.agreed_level_pence, 4) if b.agreed_level_pence else 0.0
         items.append(item)
-    return {"regime_id": regime_id, "items": items}
+    return as_is({"regime_id": regime_id, "items": items})
 
 
-@router.get("/{regime_id}/buddies/{partnership_id}", summary="A partnership's live state: stage, steps, plan, quarters")
+@router.get("/{regime_id}/buddies/{partnership_id}", operation_id="getPartnership", response_model=PartnershipView,
+            summary="A partnership's live state: stage, steps, plan, quarters")
 async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool,
                           client: TemporalClientDep):
     row, s = await partnership(pool, client, user, regime_id, partnership_id)
@@ -114,7 +118,8 @@ async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipId
     return JSONResponse(out)
 
 
-@router.get("/{regime_id}/buddies/{partnership_id}/ledger",
+@router.get("/{regime_id}/buddies/{partnership_id}/ledger", operation_id="getLedger",
+            response_model=LedgerWithPayments,
             summary="A partnership's ledger: forecast, confirmed, authorised, paid, remaining; recorded payments")
 async def get_ledger(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row, s = await partnership(pool, client, user, regime_id, partnership_id)
@@ -126,7 +131,8 @@ async def get_ledger(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath,
     return JSONResponse(out)
 
 
-@router.post("/{regime_id}/buddies/{partnership_id}/end",
+@router.post("/{regime_id}/buddies/{partnership_id}/end", operation_id="endPartnership",
+             response_model=BuddySummary,
              summary="End a partnership early with a reason (regulator); its current quarter is settled")
 async def end_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, req: EndRequest, request: Request, user: CurrentUser,
                           pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
@@ -142,6 +148,7 @@ async def end_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipId
 
 
 @router.post("/{regime_id}/buddies/{partnership_id}/plan-changes", status_code=201,
+             operation_id="proposePlanChange", response_model=PlanChangeRecord,
              summary="Propose a significant change to the support plan (buddy); the ID and the trust approve it")
 async def propose_plan_change(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, req: PlanChangeRequest, request: Request,
                               user: CurrentUser, pool: DbPool, client: TemporalClientDep, settings: SettingsDep,

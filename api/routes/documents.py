@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
@@ -16,7 +16,8 @@ router = APIRouter(tags=["documents"])
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the document's canonical JSON")]
 
 
-@router.get("/regimes/{regime_id}/documents/{sha256}",
+@router.get("/regimes/{regime_id}/documents/{sha256}", operation_id="getDocument",
+            response_model=dict[str, Any],
             summary="A document submitted to the regime, exactly as stored (its SHA-256 is the one the step and "
                     "the audit entry carry)")
 async def get_document(regime_id: RegimeIdPath, sha256: Sha256Path, user: CurrentUser, pool: DbPool):

@@ -7,15 +7,17 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.contract import Liveness, Readiness
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/live", summary="The process is up")
+@router.get("/live", operation_id="liveness", response_model=Liveness, summary="The process is up")
 async def live():
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="PostgreSQL and Temporal answer; dead letters make it degraded")
+@router.get("/ready", operation_id="readiness", response_model=Readiness, summary="PostgreSQL and Temporal answer; dead letters make it degraded")
 async def ready(request: Request):
     """`ready` (200), `degraded` (200: serving, but some effects could not be written and wait for an
     operator, `regime dead-letters list`), or `unavailable` (503)."""

@@ -29,6 +29,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import documents, idempotency
 from api.auth import User
+from api.contract import (
+    Closed,
+    DelegationRecorded,
+    EnforcementRecorded,
+    InspectionAccepted,
+    InspectionWithdrawn,
+    Placed,
+    RegimePage,
+    RegimeView,
+    StepDecided,
+)
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem, stuck_problem, temporal_problem, workflow_task_failing
 from api.idempotency import idempotent
@@ -37,6 +48,7 @@ from domain.documents import DOCUMENT_ACTIONS
 from domain.ledger import BUDDY_STEPS, AgreementInPrinciple
 from domain.models import (
     Actor,
+    BuddySummary,
     Closure,
     CompletedStep,
     DeadlineChange,
@@ -49,6 +61,7 @@ from domain.models import (
     RegimeState,
     ReinspectionAnnouncement,
     Rung,
+    StepView,
     Trust,
     Withdrawal,
 )
@@ -80,7 +93,11 @@ def regime_id_for(ods: str, entry: date) -> str:
 
 
 class PlacementRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "trust": {"ods_code": "RXX", "name": "Example Hospitals NHS Trust", "multi_site": False},
+        "entry_date": "2026-10-05", "basis": "cqc_recommendation",
+        "ratings": {"safe": "inadequate", "effective": "requires_improvement", "caring": "good",
+                    "responsive": "requires_improvement", "well_led": "inadequate", "overall": "inadequate"}}]})
     trust: Trust
     entry_date: date
     basis: Literal["cqc_recommendation", "regulator_decision"] = "cqc_recommendation"
@@ -101,18 +118,28 @@ class PlacementRequest(BaseModel):
 
 
 class DecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"action": "submit", "payload": {"actions": [
+            {"category": "must_do", "description": "Staff the emergency department to safe levels",
+             "owner": "Chief Nurse", "metric": "RN fill rate >= 95%", "target_date": "2027-03-31"}]}},
+        {"action": "agree", "payload": {}},
+        {"action": "return", "comment": "The plan does not answer CQC's finding on sepsis screening",
+         "payload": {}},
+    ]})
     action: text(64, min_length=1) = Field(examples=["submit", "agree", "return", "sign_off"])
     comment: text(4000) | None = None
     # Checked in `check_payload` against the model of the step kind's action, then for its shape and text
     # wherever the model does not reach, so every error names its exact field.
-    payload: dict[str, Any] = Field(default_factory=dict, description="what the action carries: the model of "
-                                    "the step kind's action (domain/steps.py, domain/ledger.py)")
+    payload: dict[str, Any] = Field(default_factory=dict, description="what the action carries: one of the "
+                                    "payload schemas, the one of the step kind's action (`x-step-payloads` "
+                                    "on this operation, or GET /step-kinds)")
     role: text(40) | None = Field(None, description="the role to act in, when the user holds several")
 
 
 class DeadlineRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"new_due": "2027-02-15", "reason": "The trust's board meets on 10 February; agreed with the ID"},
+        {"pause": True, "reason": "Paused while the merger is consulted on"}]})
     new_due: date | None = None
     pause: bool | None = None
     reason: text(2000, min_length=1)
@@ -141,7 +168,10 @@ class EnforcementRequest(BaseModel):
 
 
 class BuddyAddRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "buddy": {"ods_code": "RYY", "name": "Partner Teaching Hospitals NHS FT"}, "scope": "trust-wide",
+        "agreement_in_principle": {"agreed_level_pence": 25_000_000,
+                                   "terms_of_reference": "Mentoring of the board and the nursing directorate"}}]})
     buddy: Trust
     scope: str = Field("trust-wide", min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
     # Checked here against the model the partnership will validate it with (BuddyRequest keeps a dict).
@@ -366,7 +396,7 @@ async def _workflow_state(client: Any, regime_id: str, closed: bool) -> RegimeSt
 
 
 # ------------------------------------------------------------------ placement
-@router.post("", status_code=201, summary="Place a trust in special measures (starts its regime)")
+@router.post("", status_code=201, operation_id="placeRegime", response_model=Placed, summary="Place a trust in special measures (starts its regime)")
 async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool: DbPool,
                 client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     if not user.has("regulator", "admin"):
@@ -445,7 +475,7 @@ def _now():
 
 
 # ------------------------------------------------------------------ reads
-@router.get("", summary="List regimes (filter by phase, trust, overdue, escalated)")
+@router.get("", operation_id="listRegimes", response_model=RegimePage, summary="List regimes (filter by phase, trust, overdue, escalated)")
 async def list_regimes(user: CurrentUser, pool: DbPool,
                        phase: str | None = None, ods_code: str | None = Query(None, max_length=10),
                        q: str | None = Query(None, max_length=100), overdue_only: bool = False,
@@ -482,7 +512,7 @@ def _regime_json(r: asyncpg.Record) -> dict[str, Any]:
     return d
 
 
-@router.get("/{regime_id}", summary="A regime's live state: phase, steps, escalations, inspections, buddies")
+@router.get("/{regime_id}", operation_id="getRegime", response_model=RegimeView, summary="A regime's live state: phase, steps, escalations, inspections, buddies")
 async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
@@ -495,7 +525,8 @@ async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, c
 
 
 # ------------------------------------------------------------------ decisions
-@router.post("/{regime_id}/steps/{step_id}/decisions", summary="Decide an open step (submit, agree, return...)")
+@router.post("/{regime_id}/steps/{step_id}/decisions", operation_id="decideStep", response_model=StepDecided,
+             summary="Decide an open step (submit, agree, return...)")
 async def decide(regime_id: RegimeIdPath, step_id: StepIdPath, req: DecisionRequest, request: Request, user: CurrentUser,
                  pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user, as_buddy=True)
@@ -522,7 +553,8 @@ async def decide(regime_id: RegimeIdPath, step_id: StepIdPath, req: DecisionRequ
     return await idempotent(request, pool, user, {"step": step_id, **_json(req)}, handler)
 
 
-@router.post("/{regime_id}/steps/{step_id}/deadline", summary="Move a due date or pause a clock (regulator)")
+@router.post("/{regime_id}/steps/{step_id}/deadline", operation_id="amendDeadline", response_model=StepDecided,
+             summary="Move a due date or pause a clock (regulator)")
 async def amend(regime_id: RegimeIdPath, step_id: StepIdPath, req: DeadlineRequest, request: Request, user: CurrentUser,
                 pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)
@@ -540,7 +572,8 @@ async def amend(regime_id: RegimeIdPath, step_id: StepIdPath, req: DeadlineReque
 
 
 # ------------------------------------------------------------------ CQC
-@router.post("/{regime_id}/inspections", status_code=202, summary="Record a published CQC inspection outcome")
+@router.post("/{regime_id}/inspections", status_code=202, operation_id="recordInspection",
+             response_model=InspectionAccepted, summary="Record a published CQC inspection outcome")
 async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionOutcome, request: Request, user: CurrentUser,
                             pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)
@@ -558,7 +591,8 @@ async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionOutcome,
     return await idempotent(request, pool, user, _json(outcome), handler)
 
 
-@router.post("/{regime_id}/inspections/{reference}/withdrawal", status_code=202,
+@router.post("/{regime_id}/inspections/{reference}/withdrawal", status_code=202, operation_id="withdrawInspection",
+             response_model=InspectionWithdrawn,
              summary="Withdraw a published CQC outcome")
 async def withdraw(regime_id: RegimeIdPath, reference: ReferencePath, req: WithdrawalRequest, request: Request, user: CurrentUser,
                    pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
@@ -574,7 +608,8 @@ async def withdraw(regime_id: RegimeIdPath, reference: ReferencePath, req: Withd
     return await idempotent(request, pool, user, {"ref": reference, **_json(req)}, handler)
 
 
-@router.post("/{regime_id}/reinspection", summary="Announce the date of the CQC re-inspection")
+@router.post("/{regime_id}/reinspection", operation_id="announceReinspection", response_model=StepView,
+             summary="Announce the date of the CQC re-inspection")
 async def announce(regime_id: RegimeIdPath, req: AnnouncementRequest, request: Request, user: CurrentUser,
                    pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)
@@ -590,7 +625,8 @@ async def announce(regime_id: RegimeIdPath, req: AnnouncementRequest, request: R
     return await idempotent(request, pool, user, _json(req), handler)
 
 
-@router.post("/{regime_id}/enforcement", summary="Record a CQC enforcement action")
+@router.post("/{regime_id}/enforcement", operation_id="recordEnforcement", response_model=EnforcementRecorded,
+             summary="Record a CQC enforcement action")
 async def enforcement(regime_id: RegimeIdPath, req: EnforcementRequest, request: Request, user: CurrentUser,
                       pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)
@@ -626,7 +662,8 @@ class DelegationRequest(BaseModel):
     reason: text(2000, min_length=1)
 
 
-@router.post("/{regime_id}/delegations", status_code=201,
+@router.post("/{regime_id}/delegations", status_code=201, operation_id="recordDelegation",
+             response_model=DelegationRecorded,
              summary="Record cover for the appointed improvement director (the regulator, or that director)")
 async def delegate(regime_id: RegimeIdPath, req: DelegationRequest, request: Request, user: CurrentUser, pool: DbPool,
                    client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
@@ -643,7 +680,7 @@ async def delegate(regime_id: RegimeIdPath, req: DelegationRequest, request: Req
     return await idempotent(request, pool, user, _json(req), handler)
 
 
-@router.post("/{regime_id}/closure", summary="Close the regime by a structural solution (regulator)")
+@router.post("/{regime_id}/closure", operation_id="closeRegime", response_model=Closed, summary="Close the regime by a structural solution (regulator)")
 async def close(regime_id: RegimeIdPath, req: ClosureRequest, request: Request, user: CurrentUser, pool: DbPool,
                 client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)
@@ -683,7 +720,8 @@ async def _first_closure(pool: asyncpg.Pool, client: Any, regime_id: str) -> dic
     return {"phase": state.phase, "closure": state.closure, "already_closed": True}
 
 
-@router.post("/{regime_id}/buddies", status_code=201, summary="Start a buddy partnership (regulator)")
+@router.post("/{regime_id}/buddies", status_code=201, operation_id="addBuddy", response_model=BuddySummary,
+             summary="Start a buddy partnership (regulator)")
 async def add_buddy(regime_id: RegimeIdPath, req: BuddyAddRequest, request: Request, user: CurrentUser,
                     pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 
 from api.auth import NATIONAL_ROLES, SCOPED_ROLES
+from api.contract import TaskPage, as_is
 from api.deps import CurrentUser, DbPool, SettingsDep
 from api.errors import Problem
 from domain import dates
@@ -33,7 +34,7 @@ def _uncursor(c: str) -> tuple[date, str, str]:
         raise Problem(400, "bad-cursor", "the paging cursor is not one this API gave out") from None
 
 
-@router.get("", summary="My open tasks (by my roles and assignments), soonest due first")
+@router.get("", operation_id="listTasks", response_model=TaskPage, summary="My open tasks (by my roles and assignments), soonest due first")
 async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
                 trust: str | None = Query(None, max_length=10, description="ODS code"),
                 kind: str | None = Query(None, max_length=64, description="step type"),
@@ -104,4 +105,4 @@ async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
         })
     nxt = _cursor(rows[limit - 1]["due"], rows[limit - 1]["workflow_id"], rows[limit - 1]["step_id"]) \
         if len(rows) > limit else None
-    return {"items": items, "next_cursor": nxt, "today": today.isoformat()}
+    return as_is({"items": items, "next_cursor": nxt, "today": today.isoformat()})
