@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_SECRET = "local-development-secret-do-not-use-in-production"
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
                                                   "running activities may take to finish")
     worker_max_cached_workflows: int = Field(1000, ge=0, description="workflows the worker keeps in memory between "
                                              "tasks (the SDK's default); 0 replays every task from history")
+    log_format: Literal["json", "console"] = Field("json", description="json: one JSON object per log line; "
+                                                  "console: aligned lines for people (logs.py)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="the least severe level logged (any case)")
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "special-measures@localhost"
@@ -107,6 +112,13 @@ class Settings(BaseSettings):
             if not isinstance(r.get("name"), str) or not isinstance(r.get("offset_days"), int):
                 raise ValueError("each rung needs a name and an integer offset_days")
         return v
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, v: object, info: ValidationInfo) -> object:
+        if not isinstance(v, str):
+            return v
+        return v.strip().upper() if info.field_name == "log_level" else v.strip().lower()
 
     @field_validator("rate_limit")
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import asyncpg
@@ -10,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api import ratelimit
+from api import ratelimit, requestlog
 from api.auth import User, authenticate
 from api.errors import Problem
 from settings import Settings
@@ -48,13 +47,16 @@ async def current_user(request: Request,
         raise
     ratelimit.count_user(request, user.sub)
     request.state.user = user
+    requestlog.bind_user(user)
     return user
 
 
 def request_id(request: Request) -> str:
-    rid = request.headers.get("x-request-id") or str(uuid.uuid4())
-    request.state.request_id = rid[:100]
-    return request.state.request_id
+    """The request's id: the one requestlog.RequestContext gave it (the one in its logs and its X-Request-ID
+    response header), else the client's X-Request-ID or a new one."""
+    rid = getattr(request.state, "request_id", None) or requestlog.request_id_from(request.headers)
+    request.state.request_id = rid
+    return rid
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

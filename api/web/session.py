@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from api import ratelimit
+from api import ratelimit, requestlog
 from api.auth import NATIONAL_ROLES, SCOPED_ROLES, User, authenticate
 from api.errors import Problem
 
@@ -61,6 +61,7 @@ async def viewer(request: Request) -> User:
                              else "Your sign-in was not valid. Sign in again.") from None
     ratelimit.count_user(request, user.sub)
     request.state.user = user
+    requestlog.bind_user(user)
     if not user.has(*VIEW_ROLES):
         raise Forbidden(user, "The operations view is for operations staff, the regulator, CQC, and the "
                               "improvement directors, trusts and commissioners of the regimes they are assigned to.")
