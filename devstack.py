@@ -11,6 +11,9 @@ Starts, in order:
 With TEMPORAL_ADDRESS (or DATABASE_URL) set, that Temporal (or PostgreSQL) is used instead and no embedded
 server is started for it. Ctrl-C or SIGTERM stops everything in reverse order; a second Ctrl-C kills what
 is left at once. Data under DATA_DIR survives restarts.
+
+Its own log lines, the worker's and the API's are JSON (LOG_FORMAT=console for aligned lines, logs.py); the
+banner with the URLs is printed as text.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import logs
 from settings import Settings, get_settings
 
 log = logging.getLogger("devstack")
@@ -337,11 +341,12 @@ def free_port() -> int:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl command at INFO
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # pgserver's runtime dir falls back to /tmp
     t0 = time.monotonic()
     settings = get_settings()
+    # LOG_FORMAT and LOG_LEVEL; the worker and the API inherit the environment, so they log the same way.
+    logs.configure(settings)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl command at INFO
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # pgserver's runtime dir falls back to /tmp
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings, data_dir)

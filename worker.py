@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+import logs
 from activities import tracing
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate, migration_url
@@ -19,6 +20,8 @@ from activities.effects import EffectActivities
 from activities.notify import OutboxNotifier
 from settings import Settings, get_settings
 from workflows import WORKFLOWS
+
+log = logging.getLogger("worker")  # also when run as __main__
 
 
 def activities_for(pool: asyncpg.Pool, audit_key: bytes | None = None) -> list:
@@ -43,23 +46,22 @@ async def main(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    logs.configure(settings)  # LOG_FORMAT, LOG_LEVEL
     tracing.setup("special-measures-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     url = database_url(settings)
     await migrate(migration_url(settings, url), settings.database_schema, settings.database_service_role)
     pool = await create_pool(url, settings.database_schema, role=settings.database_service_role)
-    runtime = None
-    if settings.worker_metrics_address:
-        # The SDK's own metrics (task latencies, polls, slots, cache) in the Prometheus format; the endpoint
-        # answering is also the worker's liveness signal.
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-            bind_address=settings.worker_metrics_address)))
+    # The SDK's own metrics (task latencies, polls, slots, cache) in the Prometheus format; the endpoint
+    # answering is also the worker's liveness signal. The SDK core's logs join ours (logs.py).
+    metrics = (PrometheusConfig(bind_address=settings.worker_metrics_address)
+               if settings.worker_metrics_address else None)
+    runtime = Runtime(telemetry=TelemetryConfig(logging=logs.temporal_core_logging(), metrics=metrics))
     client = await connect_temporal(settings.temporal_target, settings.temporal_namespace, attempts=50,
                                     runtime=runtime)
     worker = build_worker(client, pool, settings.temporal_task_queue, settings.audit_key,
                           max_cached_workflows=settings.worker_max_cached_workflows,
                           graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds))
-    logging.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
+    log.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
     relay = asyncio.create_task(relay_notifications(pool, settings)) if settings.smtp_host else None
     checkpoints = (asyncio.create_task(write_checkpoints_periodically(pool, settings))
                    if settings.audit_checkpoint_every_seconds else None)
@@ -70,10 +72,10 @@ async def main(settings: Settings | None = None) -> None:
         if stop.is_set():
             # The SDK's explicit shutdown: stop polling, let running activities finish (up to the graceful
             # timeout), then return; workflows in the cache are simply evicted (their state is in history).
-            logging.info("worker shutting down (signal); activities have %ss to finish",
+            log.info("worker shutting down (signal); activities have %ss to finish",
                          settings.worker_graceful_shutdown_seconds)
             await worker.shutdown()
-            logging.info("worker stopped")
+            log.info("worker stopped")
         await running
     finally:
         stopping.cancel()
@@ -90,10 +92,10 @@ async def write_checkpoints_periodically(pool: asyncpg.Pool, settings: Settings)
     while True:
         try:
             written = await write_checkpoints(pool, settings)
-            logging.info("audit checkpoints: %d chains signed, %d broken", sum(c["intact"] for c in written),
+            log.info("audit checkpoints: %d chains signed, %d broken", sum(c["intact"] for c in written),
                          sum(not c["intact"] for c in written))
         except Exception:
-            logging.exception("audit checkpoints failed; will retry")
+            log.exception("audit checkpoints failed; will retry")
         await asyncio.sleep(settings.audit_checkpoint_every_seconds)
 
 
@@ -106,7 +108,7 @@ async def relay_notifications(pool: asyncpg.Pool, settings: Settings, every: flo
         try:
             await relay.drain_once()
         except Exception:
-            logging.exception("notification relay failed; will retry")
+            log.exception("notification relay failed; will retry")
         await asyncio.sleep(every)
 
 

@@ -260,6 +260,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_run_command_starts_everything_and_stops_cleanly(tmp_path):
     """`make run` in small: devstack on free ports and a temporary DATA_DIR serves the API, its docs and the
     Temporal UI, then stops every process it started on SIGINT (Ctrl-C), PostgreSQL included."""
+    import json
     import os
     import signal
     import subprocess
@@ -301,6 +302,13 @@ def test_run_command_starts_everything_and_stops_cleanly(tmp_path):
     assert code == 0, log.read_text()
     children = [int(p) for p in re.findall(r"started .+ \(pid (\d+)\)", log.read_text())]
     assert len(children) == 3
+    # Its own log lines, the worker's and the API's are JSON objects (LOG_FORMAT=json, logs.py); the banner is text.
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            assert isinstance(json.loads(line), dict), line
+        else:
+            assert not line or line.startswith(("  ", "Special measures regime orchestrator is running",
+                                                "Press Ctrl-C to stop.")), line
 
     def alive(pid: int) -> bool:  # a zombie waiting for init to reap it counts as gone
         try:
