@@ -22,6 +22,7 @@ SCRIPTS = {
     "replay_throughput": False,
     "fault_flood": True,
     "closed_read": True,
+    "telemetry_cost": True,
 }
 
 
