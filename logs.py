@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
     from settings import Settings
 
-# Fields first in every JSON line, in this order; the context follows.
-FIRST = ("timestamp", "level", "logger", "event")
+# Fields first in every JSON line, in this order (those present); the rest follows. (structlog.contextvars
+# yields the context in no particular order.)
+FIRST = ("timestamp", "level", "logger", "event", "request_id", "user_id", "regime_id", "partnership_id",
+         "workflow_id")
 # uvicorn's loggers: they get no handler of their own and pass their records to the root's. The access line
 # (`uvicorn.access`) carries the request's context (api/requestlog.py).
 UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.asgi", "uvicorn.access")
