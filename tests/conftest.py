@@ -6,19 +6,13 @@ from pathlib import Path
 import pytest
 
 from activities.db import embedded_database_url
-from tests.harness import free_port, run_stack, start_dev_server
+from tests.harness import dev_server, run_stack
 
 
 @pytest.fixture(scope="session")
 def temporal_address():
-    port = free_port()
-    proc = start_dev_server(port)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except Exception:
-        proc.kill()
+    with dev_server() as srv:
+        yield srv.address
 
 
 @pytest.fixture(scope="session")

