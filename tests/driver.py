@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from domain.dates import london_date
-from tests.harness import Stack
+from tests.harness import TestStack
 from tests.helpers import PLAN, placement
 
 DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
@@ -41,7 +41,7 @@ def default_decision(kind: str, day: str, ods: str) -> tuple[str, dict[str, Any]
 
 
 class Regime:
-    def __init__(self, stack: Stack, ods: str, regime_id: str, start: date) -> None:
+    def __init__(self, stack: TestStack, ods: str, regime_id: str, start: date) -> None:
         self.stack, self.ods, self.id, self.start = stack, ods, regime_id, start
         self.day = 0
         self.users = {
@@ -54,7 +54,7 @@ class Regime:
         }
 
     @classmethod
-    async def place(cls, stack: Stack, ods: str, entry: date | None = None, multi_site: bool = False,
+    async def place(cls, stack: TestStack, ods: str, entry: date | None = None, multi_site: bool = False,
                     **extra: Any) -> Regime:
         today = london_date(datetime.now(UTC))
         entry = entry or today

@@ -20,11 +20,15 @@ from temporalio.service import RPCError
 from tools import stack as _stack
 from tools.devserver import dev_server, free_port
 
-__all__ = ["Stack", "dev_server", "free_port", "run_stack"]
+__all__ = ["TestStack", "dev_server", "free_port", "run_stack"]
 
 
 @dataclasses.dataclass
-class Stack(_stack.Stack):
+class TestStack(_stack.ServiceStack):
+    """The service stack with what tests want on top (see the module docstring)."""
+
+    __test__ = False  # not a test class, though test modules import it
+
     async def fast_forward(self, regime_id: str, days: float) -> bool:  # type: ignore[override]
         """Advance the regime's virtual clock, and its running buddy partnerships' with it (a child's
         clock does not follow its parent's); False once the regime has completed."""
@@ -44,7 +48,7 @@ class Stack(_stack.Stack):
 
         async def child(wid: str) -> bool:
             try:
-                return await super(Stack, self).fast_forward(wid, by)
+                return await super(TestStack, self).fast_forward(wid, by)
             except RPCError as e:
                 if "not found" in e.message:  # summarised as starting, child not started yet
                     return False
@@ -84,4 +88,4 @@ class Stack(_stack.Stack):
 @contextlib.asynccontextmanager
 async def run_stack(temporal_address: str, database_url: str, **overrides: Any):
     async with _stack.run_stack(temporal_address, database_url, **overrides) as s:
-        yield Stack(**{f.name: getattr(s, f.name) for f in dataclasses.fields(s)})
+        yield TestStack(**{f.name: getattr(s, f.name) for f in dataclasses.fields(s)})

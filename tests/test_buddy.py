@@ -23,7 +23,7 @@ from activities.payments import PaymentActivities
 from domain.dates import london_date
 from domain.ledger import Line, PaymentInstruction
 from domain.models import Actor, DeadlineChange, Decision, Rung, Trust
-from tests.harness import Stack
+from tests.harness import TestStack
 from tests.helpers import placement
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest, BuddyStart, buddy_workflow_id
@@ -48,7 +48,7 @@ def lines(*pairs: tuple[str, int]) -> dict[str, Any]:
 class World:
     """One regime and its partnerships, driven through HTTP as the people would, on virtual time."""
 
-    def __init__(self, stack: Stack, ods: str, rid: str) -> None:
+    def __init__(self, stack: TestStack, ods: str, rid: str) -> None:
         self.stack, self.ods, self.rid = stack, ods, rid
         self.day = 0
         self.pids: list[str] = []
@@ -58,7 +58,7 @@ class World:
         self.ops = stack.auth("ops-1", "operations")
 
     @classmethod
-    async def place(cls, stack: Stack, ods: str) -> World:
+    async def place(cls, stack: TestStack, ods: str) -> World:
         today = london_date(datetime.now(UTC))
         r = await stack.http.post("/regimes", json=placement(ods, today), headers=stack.auth("reg-1", "regulator"))
         assert r.status_code == 201, r.text

@@ -23,7 +23,7 @@ from temporalio.client import WorkflowHistory
 from domain import dates
 from domain.models import Decision, RegimeStart, RegimeState
 from tools.replay import HISTORIES, history_files, load_history, replay
-from tools.stack import Stack, make_worker, run_stack
+from tools.stack import ServiceStack, make_worker, run_stack
 from workflows import WORKFLOWS
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.regime import FOLLOWUPS_FROM_MEETING_DATE, RegimeWorkflow
@@ -114,7 +114,7 @@ async def test_the_same_change_without_the_patch_breaks_regimes_already_running(
 class Regime:
     """One regime driven through the HTTP API on virtual time; day 0 is its entry date (today)."""
 
-    def __init__(self, stack: Stack, ods: str) -> None:
+    def __init__(self, stack: ServiceStack, ods: str) -> None:
         self.stack, self.ods, self.id = stack, ods, ""
         self.entry = dates.london_date(datetime.now(UTC))
 

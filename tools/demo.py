@@ -85,7 +85,7 @@ until_day: 395
 
 async def seed(stack: Any, *, only: list[str] | None = None, parallel: int = 2,
                progress=print) -> list[dict[str, Any]]:
-    """Run the demo scenarios on a stack (`tools.stack.Stack` or one connected to a running service)."""
+    """Run the demo scenarios on a stack (`tools.stack.ServiceStack` or one connected to a running service)."""
     from tools.scenario import load
     from tools.simulate import Simulation
 
@@ -116,14 +116,14 @@ async def seed(stack: Any, *, only: list[str] | None = None, parallel: int = 2,
 
 
 async def _connect_running(api_url: str | None):
-    """A `tools.stack.Stack` for the service that `make run` started (settings from the environment)."""
+    """A `tools.stack.ServiceStack` for the service that `make run` started (settings from the environment)."""
     import httpx
     from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
     from activities.clients import connect_temporal
     from activities.db import create_pool, database_url
     from settings import get_settings
-    from tools.stack import Stack
+    from tools.stack import ServiceStack
 
     s = get_settings()
     base = (api_url or s.public_url or f"http://{s.api_host}:{s.api_port}").rstrip("/")
@@ -137,7 +137,7 @@ async def _connect_running(api_url: str | None):
     skipper = TimeSkipper(client, config=TimeSkippingConfig(enabled=False, disable_propagation=True,
                                                             max_session_skip_count=1_000_000))
     pool = await create_pool(database_url(s), s.database_schema, role=s.database_service_role)
-    return Stack(s, client, skipper, pool, http, base, s.database_schema, s.temporal_task_queue, None)  # type: ignore[arg-type]
+    return ServiceStack(s, client, skipper, pool, http, base, s.database_schema, s.temporal_task_queue, None)  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer) -> None:

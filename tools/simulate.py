@@ -44,7 +44,7 @@ from tools.scenario import (
     resolve_dates,
     step_day,
 )
-from tools.stack import Stack, embedded_services, run_stack
+from tools.stack import ServiceStack, embedded_services, run_stack
 
 SCOPED = ("trust", "improvement_director", "commissioner")
 ACTIVE = ("in_special_measures", "extended", "long_term_solution")
@@ -88,7 +88,7 @@ class RegimeRun:
 
 
 class Simulation:
-    def __init__(self, stack: Stack, scenario: Scenario, *, progress: Progress = _quiet, verbose: bool = False,
+    def __init__(self, stack: ServiceStack, scenario: Scenario, *, progress: Progress = _quiet, verbose: bool = False,
                  ods: str | None = None) -> None:
         self.stack = stack
         self.sc = scenario
@@ -651,12 +651,12 @@ def check_expectations(spec: RegimeSpec, tl: dict[str, Any]) -> list[dict[str, A
 
 # ---------------------------------------------------------------------------- running many
 async def simulate_files(paths: Sequence[str | Path], *, progress: Progress = _quiet, verbose: bool = False,
-                         ods: str | None = None, parallel: int = 1, stack: Stack | None = None,
+                         ods: str | None = None, parallel: int = 1, stack: ServiceStack | None = None,
                          on_done: Callable[[Simulation, dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """Validate every file first (so a typo fails fast), then run them on one stack."""
     scenarios = [load(p) for p in paths]
 
-    async def go(st: Stack) -> list[dict[str, Any]]:
+    async def go(st: ServiceStack) -> list[dict[str, Any]]:
         sem = asyncio.Semaphore(max(1, parallel))
 
         async def one(sc: Scenario) -> dict[str, Any]:

@@ -62,7 +62,10 @@ def embedded_services(settings: Settings | None = None, temporal_args: Sequence[
 
 
 @dataclass
-class Stack:
+class ServiceStack:
+    """What run_stack() runs and hands out: the worker and the API, and handles on them (the Temporal client and
+    its time skipper, a database pool, an HTTP client) with tokens for any user."""
+
     settings: Settings
     client: Client
     skipper: TimeSkipper
@@ -122,7 +125,7 @@ def make_worker(client: Client, pool: asyncpg.Pool, task_queue: str, workflows: 
 @contextlib.asynccontextmanager
 async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequence[type] | None = None,
                     start_worker: bool = True, worker_options: dict[str, Any] | None = None,
-                    **overrides: Any) -> AsyncIterator[Stack]:
+                    **overrides: Any) -> AsyncIterator[ServiceStack]:
     """Worker + API on a free port, in a fresh schema and task queue. `stack.worker` is the running worker
     (None with start_worker=False: the caller runs its own, e.g. an old and then a new version)."""
     schema = "s_" + uuid.uuid4().hex[:12]
@@ -152,7 +155,7 @@ async def run_stack(temporal_address: str, database_url: str, *, workflows: Sequ
             await asyncio.sleep(0.02)
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
-            stack = Stack(settings, client, skipper, pool, http, base, schema, task_queue, worker)
+            stack = ServiceStack(settings, client, skipper, pool, http, base, schema, task_queue, worker)
             if worker is not None:
                 async with worker:
                     yield stack
