@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Literal
+from datetime import date, timedelta
+from functools import partial
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from domain.dates import add_months
+from domain.models import SYSTEM
+from domain.rules import SEGMENT_AFTER_QUALITY_EXIT
 from domain.text import text
 
 
@@ -102,6 +106,10 @@ class StepKind:
     actions: dict[str, type[BaseModel]]
     # Actions that send work back or refuse: a reason is required.
     needs_reason: frozenset[str] = field(default_factory=frozenset)
+    # What follows each action (the `after` registrations below): action -> handler, "*" for any action.
+    after: dict[str, Any] = field(default_factory=dict, compare=False)
+    # Rules a decision on this kind must meet besides the common ones (the `check` registrations below).
+    checks: list[Any] = field(default_factory=list, compare=False)
 
 
 _E = EmptyPayload
@@ -155,3 +163,221 @@ DECISION_DAYS = 14
 LETTER_DAYS = 14
 REVISED_PLAN_DAYS = 28
 CAPABILITY_REVIEW_MONTHS = 3
+
+
+# ---------------------------------------------------------------------------- what each action leads to
+# A step kind's consequences are registered here, beside its definition: `@after(kind)` for every action of
+# the kind, `@after(kind, action)` for one. The regime workflow (workflows/regime.py) calls the handler
+# once the step is closed, with the decision and its payload validated by the action's model. Handlers run
+# inside the workflow: deterministic code only, every effect through the runtime `rt` they are given
+# (RegimeWorkflow: open_step, close_step, audit, emit, task, today, and its state `rt.s`).
+Handler = Any  # Callable[[RegimeWorkflow, Step, Decision, BaseModel], None]
+
+
+def after_in(catalogue: dict[str, StepKind], kind: str, *actions: str):
+    """Register what follows a decision on `kind` (all its actions, or only `actions`)."""
+    spec = catalogue[kind]
+
+    def register(fn: Handler) -> Handler:
+        for a in actions or ("*",):
+            assert a == "*" or a in spec.actions, f"{kind} has no action {a}"
+            assert a not in spec.after, f"{kind}.{a} has a handler already"
+            spec.after[a] = fn
+        return fn
+    return register
+
+
+def handler_for(spec: StepKind, action: str) -> Handler | None:
+    return spec.after.get(action) or spec.after.get("*")
+
+
+after = partial(after_in, CATALOGUE)
+
+
+@after("improvement_plan")
+@after("revised_action_plan")
+def _plan_submitted(rt, st, d, payload) -> None:
+    rt.open_step("plan_review", max(rt.today() + timedelta(days=REVIEW_DAYS), st.due),
+                 subject={"plan_step": st.id})
+
+
+@after("plan_review", "return")
+def _plan_returned_by_director(rt, st, d, payload) -> None:
+    plan = rt.s.steps[st.subject["plan_step"]]
+    again = rt.open_step(plan.kind, max(plan.due, rt.today() + timedelta(days=14)), subject={"returned": st.id})
+    again.data["returned_reason"] = d.comment
+
+
+@after("plan_review", "agree")
+def _plan_agreed(rt, st, d, payload) -> None:
+    plan = rt.s.steps[st.subject["plan_step"]]
+    for kind in ("plan_signoff_regulator", "plan_signoff_commissioner"):
+        rt.open_step(kind, rt.today() + timedelta(days=SIGNOFF_DAYS), subject={"plan_step": plan.id})
+
+
+@after("plan_signoff_regulator", "return")
+@after("plan_signoff_commissioner", "return")
+def _plan_returned_at_signoff(rt, st, d, payload) -> None:
+    plan = rt.s.steps[st.subject["plan_step"]]
+    for o in rt.s.steps.values():
+        if o.status == "open" and o.kind.startswith("plan_signoff"):
+            rt.close_step(o, "cancelled", SYSTEM, "plan returned")
+    rt.open_step(plan.kind, rt.today() + timedelta(days=14), subject={"returned": st.id})
+
+
+@after("plan_signoff_regulator", "sign_off")
+@after("plan_signoff_commissioner", "sign_off")
+def _plan_signed(rt, st, d, payload) -> None:
+    plan = rt.s.steps[st.subject["plan_step"]]
+    if all(o.status == "done" and o.outcome == "sign_off" for o in rt.s.steps.values()
+           if o.kind.startswith("plan_signoff") and o.subject.get("plan_step") == plan.id):
+        plan.data["signed_off_on"] = rt.today().isoformat()
+        rt.audit("improvement_plan.signed_off", SYSTEM, step=plan,
+                 reason="agreed by the improvement director; signed off by regulator and commissioner")
+
+
+@after("appoint_improvement_director")
+def _director_appointed(rt, st, d, payload: AppointmentPayload) -> None:
+    rt.s.assignees["improvement_director"] = payload.improvement_director_user_id
+    for o in rt.s.steps.values():
+        if o.status == "open" and o.role == "improvement_director":
+            rt.emit({"type": "task_open", "step": rt.task(o)})
+
+
+@after("board_to_board")
+@after("board_to_board_pre_inspection")
+def _boards_met(rt, st, d, payload: MeetingPayload) -> None:
+    held = rt.followups_from(payload.meeting_date)
+    rt.open_step("letter_to_chair", held + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
+    if payload.commission_capability_review:
+        rt.open_step("capability_review", add_months(held, CAPABILITY_REVIEW_MONTHS))
+
+
+@after("letter_to_chair")
+def _letter_sent(rt, st, d, payload: LetterPayload) -> None:
+    if payload.commission_capability_review:
+        rt.open_step("capability_review", add_months(rt.today(), CAPABILITY_REVIEW_MONTHS))
+
+
+@after("board_to_board_post_exit")
+def _post_exit_boards_met(rt, st, d, payload) -> None:
+    rt.finish("exited", "post-exit board-to-board held")
+
+
+@after("monthly_return")
+def _return_submitted(rt, st, d, payload) -> None:
+    rt.open_step("monthly_return_cosign", max(st.due, rt.today() + timedelta(days=3)),
+                 step_id=st.id.replace("monthly_return", "monthly_return_cosign"), subject=st.subject)
+
+
+@after("monthly_return_cosign", "return")
+def _return_sent_back(rt, st, d, payload) -> None:
+    rt.open_step("monthly_return", max(st.due, rt.today() + timedelta(days=7)), subject=st.subject)
+
+
+@after("oversight_meeting")
+def _oversight_held(rt, st, d, payload: OversightMeetingPayload) -> None:
+    if not payload.held_with_idm:
+        return
+    idm = rt.s.steps.get(st.id.replace("oversight_meeting", "delivery_meeting"))
+    if idm is not None and idm.status == "open":
+        why = "held together with the Oversight and Assurance Group"
+        idm.data.update({"meeting_date": d.payload["meeting_date"], "held_with": st.id})
+        rt.audit("delivery_meeting.record", d.actor, step=idm, reason=why)
+        rt.close_step(idm, "record", d.actor, why)
+
+
+@after("cqc_recommendation")
+def _cqc_recommended(rt, st, d, payload) -> None:
+    rt.open_step("regulator_decision", rt.today() + timedelta(days=DECISION_DAYS), subject=st.subject)
+
+
+@after("regulator_decision", "exit")
+def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
+    today = rt.decision_recorded(d)
+    rt.s.continued_support = list(payload.continued_support)
+    rt.s.exit_date = today
+    rt.s.segment = SEGMENT_AFTER_QUALITY_EXIT
+    rt.cancel_open("regime exited special measures")
+    rt.s.next_monthly = None
+    support = rt.s.continued_support
+    rt.set_phase("exited", d.actor, "exit on CQC's recommendation" +
+                 (f"; continued support: {', '.join(support)}" if support else ""))
+    rt.open_step("board_to_board_post_exit", add_months(today, 6))
+    rt.end_buddies("the trust exited special measures")
+
+
+@after("regulator_decision", "extend")
+def _extension_decided(rt, st, d, payload: ExtendPayload) -> None:
+    today = rt.decision_recorded(d)
+    months = payload.months
+    end = add_months(today, months)
+    rt.s.extensions.append({"number": len(rt.s.extensions) + 1, "decided_on": today.isoformat(),
+                            "months": months, "ends": end.isoformat(), "reason": d.comment})
+    if rt.s.phase != "long_term_solution":
+        rt.set_phase("extended", d.actor, f"extended by {months} months to {end.isoformat()}")
+    rt.open_step("revised_action_plan", today + timedelta(days=REVISED_PLAN_DAYS))
+    rt.open_step("reinspection", end, step_id=f"reinspection-{rt.n_reinspections() + 1}")
+
+
+@after("regulator_decision", "refer_to_secretary_of_state")
+def _referral_decided(rt, st, d, payload) -> None:
+    today = rt.decision_recorded(d)
+    rt.s.sos_letter = rt.draft_letter(d.comment or "")
+    rt.open_step("secretary_of_state_letter", today + timedelta(days=LETTER_DAYS))
+
+
+@after("secretary_of_state_letter")
+def _letter_to_secretary_of_state_sent(rt, st, d, payload) -> None:
+    rt.s.sos_letter = {**(rt.s.sos_letter or {}), "sent_on": d.payload.get("sent_on"), "sent_by": d.actor.user_id}
+    rt.set_phase("long_term_solution", d.actor, "Chief Inspector wrote to the Secretary of State")
+    rt.open_step("reinspection", add_months(rt.today(), 6), step_id=f"reinspection-{rt.n_reinspections() + 1}")
+
+
+# ---------------------------------------------------------------------------- rules a decision must meet
+# Beyond role, action, reason and payload (checked for every kind by the workflow's validator), a kind may
+# register its own rule: `@check(kind)` raises `RuleBroken` (or another Rejection) to refuse a decision.
+class Refused(Exception):  # noqa: N818 - a refusal, not an error of the service
+    """A rule refuses the decision; the workflow turns it into its rejection of that kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def check(*kinds: str):
+    def register(fn: Handler) -> Handler:
+        for kind in kinds:
+            CATALOGUE[kind].checks.append(fn)
+        return fn
+    return register
+
+
+@check("regulator_decision")
+def _decision_follows_the_recommendation(rt, st, d) -> None:
+    if d.action == "exit" and rt.latest_recommendation() != "recommend_exit":
+        raise Refused("RuleBroken", "the regulator takes a trust out of special measures only on CQC's "
+                                    "recommendation to exit")
+    if d.action == "refer_to_secretary_of_state" and rt.s.phase != "extended":
+        raise Refused("RuleBroken", "the Chief Inspector writes to the Secretary of State only at the end of "
+                                    "an extension")
+
+
+@check("oversight_meeting", "delivery_meeting")
+def _meeting_held_this_month(rt, st, d) -> None:
+    held = date.fromisoformat(str(d.payload["meeting_date"]))
+    month = date.fromisoformat(st.subject["month"] + "-01")
+    if held > rt.today():
+        raise Refused("RuleBroken", "a meeting is recorded once it has been held, not in advance")
+    if held < month:
+        raise Refused("RuleBroken", f"a meeting held on {held.isoformat()} is not this month's "
+                                    f"({st.subject['month']})")
+
+
+@check("cqc_recommendation")
+def _exit_against_the_rule_needs_a_reason(rt, st, d) -> None:
+    if d.action == "recommend_exit":
+        verdict = st.data.get("verdict") or {}
+        if verdict.get("met") is False and not (d.comment and d.comment.strip()):
+            raise Refused("ReasonRequired", "the exit rule is not met on this outcome; recommending exit "
+                                            "anyway needs CQC's reason")

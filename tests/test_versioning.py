@@ -21,7 +21,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 
 from domain import dates
-from domain.models import Decision, RegimeStart, RegimeState
+from domain.models import RegimeStart, RegimeState
 from tools.replay import HISTORIES, history_files, load_history, replay
 from tools.stack import ServiceStack, make_worker, run_stack
 from workflows import WORKFLOWS
@@ -41,8 +41,8 @@ class RegimeWorkflowBeforePatch(RegimeWorkflow):
     async def run(self, start: RegimeStart) -> RegimeState:
         return await super().run(start)
 
-    def _followups_from(self, d: Decision, today: date) -> date:
-        return today
+    def followups_from(self, held: date) -> date:
+        return self.today()
 
 
 @workflow.defn(name="RegimeWorkflow", sandboxed=False)
@@ -53,8 +53,8 @@ class RegimeWorkflowChangedWithoutPatch(RegimeWorkflow):
     async def run(self, start: RegimeStart) -> RegimeState:
         return await super().run(start)
 
-    def _followups_from(self, d: Decision, today: date) -> date:
-        return min(date.fromisoformat(d.payload["meeting_date"]), today)
+    def followups_from(self, held: date) -> date:
+        return min(held, self.today())
 
 
 OLD = [RegimeWorkflowBeforePatch, BuddyPartnershipWorkflow]

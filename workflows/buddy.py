@@ -120,55 +120,28 @@ class BuddyPartnershipWorkflow(StepEngine):
         # Partnership search attributes: codes only, never a person.
         workflow.upsert_search_attributes([SA_ODS.value_set(self.s.p.trust.ods_code),
                                            SA_REGIME.value_set(self.s.p.regime_id)])
-        while True:
-            # Reset before flushing: a handler that runs while the flush awaits must still wake the loop.
-            self._wake = False
-            self._process_time()
-            await self._flush()
-            if self.s.finished:
-                break
-            if self._should_continue_as_new() and not self._effects_pending():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._process_time()
-                await self._flush()
-                await self._archive_for_continue()
-                await self._flush()
-                if not self.s.finished and not self._effects_pending():
-                    workflow.continue_as_new(BuddyContinue(state=self.s))
-            wake_at = self._next_wake()
-            timeout = None
-            if wake_at is not None:
-                timeout = max(wake_at - workflow.now(), timedelta(seconds=1))
-            try:
-                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
-            except TimeoutError:
-                pass
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush()
-        await self._drain_effects()
+        await self._run_loop()
         return self.summary()
 
-    def _should_continue_as_new(self) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > self.s.p.continue_as_new_after_events
-            or self._updates_this_run > 1000
-        )
+    def _continue_as_new_after_events(self) -> int:
+        return self.s.p.continue_as_new_after_events
+
+    def _continue_input(self) -> BuddyContinue:
+        return BuddyContinue(state=self.s)
 
     # ---------------------------------------------------------------- start
     def _begin(self, start: BuddyStart) -> None:
         req = start.request
-        self._audit("partnership_started", req.actor, reason=f"{req.buddy.name} ({req.scope})",
+        self.audit("partnership_started", req.actor, reason=f"{req.buddy.name} ({req.scope})",
                     detail={"partnership_id": self.s.p.partnership_id, "buddy_ods": req.buddy.ods_code,
                             "scope": req.scope})
-        aip_due = self._today() + timedelta(days=AIP_DAYS)
+        aip_due = self.today() + timedelta(days=AIP_DAYS)
         if req.agreement_in_principle is None:
-            self._open("buddy_aip_regulator", aip_due, "aip_regulator")
+            self.open_step("buddy_aip_regulator", aip_due, "aip_regulator")
             return
         # The regulator brought the agreement in principle with the request: record it as its step, done.
         aip = AgreementInPrinciple.model_validate(req.agreement_in_principle)
-        st = self._new_step("buddy_aip_regulator", self._today(), "aip_regulator")
+        st = self._new_step("buddy_aip_regulator", self.today(), "aip_regulator")
         st.status, st.outcome, st.completed_at, st.completed_by = "done", "record", workflow.now(), req.actor.user_id
         st.actions.append(Action(action="record", by=req.actor.user_id, role=req.actor.role, at=workflow.now()))
         st.data.update(aip.model_dump(mode="json"))
@@ -177,10 +150,10 @@ class BuddyPartnershipWorkflow(StepEngine):
     def _record_aip(self, aip: AgreementInPrinciple, actor: Actor, st: Step) -> None:
         self.s.ledger = Ledger(agreed_level_pence=aip.agreed_level_pence)
         self.s.terms_of_reference = aip.terms_of_reference
-        self._audit("buddy_aip_regulator.record", actor, step=st,
+        self.audit("buddy_aip_regulator.record", actor, step=st,
                     reason=f"agreed level {money(aip.agreed_level_pence)}",
                     detail={"agreed_level_pence": aip.agreed_level_pence})
-        self._open("buddy_aip_buddy", self._today() + timedelta(days=AIP_DAYS), "aip_buddy")
+        self.open_step("buddy_aip_buddy", self.today() + timedelta(days=AIP_DAYS), "aip_buddy")
 
     # ---------------------------------------------------------------- time
     def _ladder(self) -> list[Rung]:
@@ -260,12 +233,12 @@ class BuddyPartnershipWorkflow(StepEngine):
         start, end = self._quarter_dates(n)
         self.s.ledger.open_quarter(n, start, end)
         due = start + timedelta(days=AGREE_DAYS) if n == 1 else start - timedelta(days=1)
-        self._open("buddy_forecast", due, f"q{n}.forecast", quarter=n)
+        self.open_step("buddy_forecast", due, f"q{n}.forecast", quarter=n)
 
     def _open_review(self, n: int) -> None:
-        due = self._today() + timedelta(days=CONFIRM_DAYS)
+        due = self.today() + timedelta(days=CONFIRM_DAYS)
         for party in PARTIES:
-            self._open(CONFIRM_KIND[party], due, f"q{n}.{CONFIRM_KIND[party].removeprefix('buddy_')}", quarter=n)
+            self.open_step(CONFIRM_KIND[party], due, f"q{n}.{CONFIRM_KIND[party].removeprefix('buddy_')}", quarter=n)
         self.s.next_review_quarter = n + 1
 
     def _quarter_steps(self, n: int) -> list[Step]:
@@ -278,7 +251,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             return
         if any(s.kind == "buddy_authorise" and s.status == "open" for s in self._quarter_steps(n)):
             return
-        self._open("buddy_authorise", self._today() + timedelta(days=AUTHORISE_DAYS), f"q{n}.authorise", quarter=n)
+        self.open_step("buddy_authorise", self.today() + timedelta(days=AUTHORISE_DAYS), f"q{n}.authorise", quarter=n)
 
     # ---------------------------------------------------------------- steps
     def _new_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
@@ -301,30 +274,30 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.s.steps[sid] = st
         return st
 
-    def _open(self, kind: str, due: date, name: str, *, quarter: int | None = None,
+    def open_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
               extra: dict[str, Any] | None = None) -> Step:
         st = self._new_step(kind, due, name, quarter=quarter, extra=extra)
-        self._emit({"type": "task_open", "step": {"step_id": st.id, "kind": st.kind, "title": st.title,
+        self.emit({"type": "task_open", "step": {"step_id": st.id, "kind": st.kind, "title": st.title,
                                                   "role": st.role, "due": st.due.isoformat(),
                                                   "subject": st.subject, "paused": st.paused}})
-        self._audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
+        self.audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
         self._wake = True
         return st
 
-    def _close(self, st: Step, outcome: str, actor: Actor) -> None:
+    def close_step(self, st: Step, outcome: str, actor: Actor) -> None:
         st.status = "cancelled" if outcome == "cancelled" else "done"
         st.outcome = outcome
         st.completed_at = workflow.now()
         st.completed_by = actor.user_id
         if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
             st.late = True
-        self._emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
+        self.emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
                     "closed_by": actor.user_id, "at": workflow.now().isoformat()})
 
     def _cancel(self, pred, reason: str) -> None:
         for st in self.s.steps.values():
             if st.status == "open" and pred(st):
-                self._close(st, "cancelled", SYSTEM)
+                self.close_step(st, "cancelled", SYSTEM)
                 st.data["cancelled_because"] = reason
 
     # ---------------------------------------------------------------- effects
@@ -380,14 +353,14 @@ class BuddyPartnershipWorkflow(StepEngine):
                 # A conflicting row (the same quarter with another amount): people must look.
                 msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
                 self.s.payment_failures[q.number] = msg
-                self._audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
-                self._emit({"type": "notify", "step_id": None, "rung": "payment_refused",
+                self.audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
+                self.emit({"type": "notify", "step_id": None, "rung": "payment_refused",
                             "recipients": ["operations", "improvement_director"],
                             "subject": f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} "
                                        f"Q{q.number}", "body": msg})
                 continue
             led.record_payment(q.number, rec.payment_id, rec.amount_pence)
-            self._audit("buddy_payment_recorded", SYSTEM,
+            self.audit("buddy_payment_recorded", SYSTEM,
                         reason=f"Q{q.number}: {money(rec.amount_pence)} (payment {rec.payment_id})",
                         detail={"quarter": q.number, "payment_id": rec.payment_id,
                                 "amount_pence": rec.amount_pence, "first_write": rec.created,
@@ -424,7 +397,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         led = self.s.ledger
         if led is None or not led.quarters:
             return None
-        today = self._today()
+        today = self.today()
         started = [q.number for q in led.quarters if q.start <= today]
         return max(started) if started else None
 
@@ -457,9 +430,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
                                  comment=d.comment, person=d.actor.person_id))
         st.data.update(payload.model_dump(mode="json"))
-        self._audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
+        self.audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
                     detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
-        self._close(st, d.action, d.actor)
+        self.close_step(st, d.action, d.actor)
         try:
             self._after(st, d, payload)
         except LedgerError as e:  # the validator ran the same check; reaching here is a bug, not a payment
@@ -539,7 +512,7 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     def _after(self, st: Step, d: Decision, payload: Any) -> None:
         """What a completed step records and opens next."""
-        today = self._today()
+        today = self.today()
         k, a, n = st.kind, d.action, st.subject.get("quarter")
         if k == "buddy_aip_regulator":
             self._record_aip(payload, d.actor, st)
@@ -551,32 +524,32 @@ class BuddyPartnershipWorkflow(StepEngine):
             self.s.stage = "formal_agreement"
             due = today + timedelta(days=FORMAL_AGREEMENT_DAYS)
             for kind in SIGN_KINDS:
-                self._open(kind, due, kind.removeprefix("buddy_"))
+                self.open_step(kind, due, kind.removeprefix("buddy_"))
         elif k in SIGN_KINDS:
             signed = [s for s in self.s.steps.values() if s.kind in SIGN_KINDS and s.status == "done"]
             if {s.kind for s in signed} == set(SIGN_KINDS):
                 self.s.formal_agreement_on = today
                 self.s.stage = "support_plan"
-                self._audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and "
+                self.audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and "
                                                                       "the buddy")
-                self._open("buddy_support_plan", today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
+                self.open_step("buddy_support_plan", today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
         elif k == "buddy_support_plan":
             self.s.plan_draft = payload
             deadline = self._plan_deadline()
             due = max(deadline, today + timedelta(days=AGREE_DAYS))
-            self._open("buddy_plan_agree_regulator", due, "plan_agree_regulator")
-            self._open("buddy_plan_agree_trust", due, "plan_agree_trust")
+            self.open_step("buddy_plan_agree_regulator", due, "plan_agree_regulator")
+            self.open_step("buddy_plan_agree_trust", due, "plan_agree_trust")
         elif k in ("buddy_plan_agree_regulator", "buddy_plan_agree_trust"):
             if a == "return":
                 self._cancel(lambda s: s.kind.startswith("buddy_plan_agree"), "support plan returned")
-                again = self._open("buddy_support_plan", max(self._plan_deadline(), today + timedelta(days=14)),
+                again = self.open_step("buddy_support_plan", max(self._plan_deadline(), today + timedelta(days=14)),
                                    "support_plan")
                 again.data["returned_reason"] = d.comment
             elif all(s.status == "done" and s.outcome == "agree" for s in self._open_round_agreements()):
                 self._start_cycle()
         elif k == "buddy_forecast":
             q = self._ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, self._workstreams())
-            self._audit("buddy_forecast.signed_off", d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
+            self.audit("buddy_forecast.signed_off", d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
             self._maybe_open_authorisation(n)
         elif k in CONFIRM_KIND.values():
             if a == "confirm":
@@ -585,7 +558,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             else:
                 self._ledger().dispute(n, _party(k), d.actor.user_id, d.comment or "")
                 if not any(s.kind == "buddy_resolve" and s.status == "open" for s in self._quarter_steps(n)):
-                    self._open("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+                    self.open_step("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
         elif k == "buddy_resolve":
             if a == "not_payable":
                 self._ledger().resolve_not_payable(n, d.actor.user_id, d.comment or "")
@@ -593,10 +566,10 @@ class BuddyPartnershipWorkflow(StepEngine):
             else:
                 disp = self._ledger().resolve(n, d.actor.user_id, payload.resolution, payload.agreed_pence)
                 kind = CONFIRM_KIND[disp.party]
-                self._open(kind, today + timedelta(days=CONFIRM_DAYS), f"q{n}.{kind.removeprefix('buddy_')}",
+                self.open_step(kind, today + timedelta(days=CONFIRM_DAYS), f"q{n}.{kind.removeprefix('buddy_')}",
                            quarter=n)
                 if self._ledger().quarter(n).open_dispute is not None:
-                    self._open("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+                    self.open_step("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
         elif k == "buddy_authorise":
             if a == "authorise":
                 q = self._ledger().authorise(n, payload.lines, d.actor.user_id, self._workstreams())
@@ -624,9 +597,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         assert self.s.plan_draft is not None
         self.s.plan, self.s.plan_draft = self.s.plan_draft, None
         self.s.plan_version = 1
-        self.s.plan_agreed_on = self._today()
+        self.s.plan_agreed_on = self.today()
         self.s.stage = "quarterly_cycle"
-        self._audit("support_plan.agreed", SYSTEM, reason="agreed by the regulator and the trust",
+        self.audit("support_plan.agreed", SYSTEM, reason="agreed by the regulator and the trust",
                     detail={"projected_total_pence": self.s.plan.projected_total_pence,
                             "workstreams": sorted(self.s.plan.workstream_ids())})
         self._open_quarter(1)
@@ -654,12 +627,12 @@ class BuddyPartnershipWorkflow(StepEngine):
         rec = PlanChangeRecord(number=len(self.s.plan_changes) + 1, plan=c.plan, reason=c.reason,
                                proposed_by=c.actor.user_id, proposed_at=workflow.now())
         self.s.plan_changes.append(rec)
-        self._audit("support_plan.change_proposed", c.actor, reason=c.reason,
+        self.audit("support_plan.change_proposed", c.actor, reason=c.reason,
                     detail={"change": rec.number, "projected_total_pence": c.plan.projected_total_pence})
-        due = self._today() + timedelta(days=AGREE_DAYS)
+        due = self.today() + timedelta(days=AGREE_DAYS)
         extra = {"change": rec.number, "proposed_by": c.actor.user_id}
-        self._open("buddy_plan_change_id", due, f"plan_change-{rec.number}.approve_id", extra=extra)
-        self._open("buddy_plan_change_trust", due, f"plan_change-{rec.number}.approve_trust", extra=extra)
+        self.open_step("buddy_plan_change_id", due, f"plan_change-{rec.number}.approve_id", extra=extra)
+        self.open_step("buddy_plan_change_trust", due, f"plan_change-{rec.number}.approve_trust", extra=extra)
         self._wake = True
         return rec
 
@@ -689,7 +662,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         if d.action == "reject":
             rec.status = "rejected"
             self._cancel(lambda s: s.subject.get("change") == rec.number, "change rejected")
-            self._audit("support_plan.change_rejected", d.actor, reason=d.comment, detail={"change": rec.number})
+            self.audit("support_plan.change_rejected", d.actor, reason=d.comment, detail={"change": rec.number})
             return
         both = [s for s in self.s.steps.values() if s.subject.get("change") == rec.number]
         if all(s.status == "done" and s.outcome == "approve" for s in both):
@@ -697,7 +670,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             assert rec.plan is not None  # a pending change's plan is never archived
             self.s.plan = rec.plan
             self.s.plan_version += 1
-            self._audit("support_plan.changed", SYSTEM, reason=rec.reason,
+            self.audit("support_plan.changed", SYSTEM, reason=rec.reason,
                         detail={"change": rec.number, "version": self.s.plan_version,
                                 "projected_total_pence": rec.plan.projected_total_pence})
 
@@ -726,9 +699,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         self._wake = True
 
     def _begin_end(self, reason: str, actor: Actor) -> None:
-        today = self._today()
+        today = self.today()
         self.s.ending = {"reason": reason, "by": actor.user_id, "role": actor.role, "on": today.isoformat()}
-        self._audit("partnership_ending", actor, reason=reason)
+        self.audit("partnership_ending", actor, reason=reason)
         if self.s.stage in PRE_CYCLE:
             self._finish_early(reason, actor)
             return
@@ -750,7 +723,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                     continue
                 q.end = today
                 self._open_review(q.number)
-                self._audit("buddy_quarter_cut_short", actor, reason=reason,
+                self.audit("buddy_quarter_cut_short", actor, reason=reason,
                             detail={"quarter": q.number, "end": today.isoformat()})
 
     def _drop_quarter(self, q: Quarter, why: str) -> None:
@@ -761,7 +734,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         self._cancel(lambda s: True, reason)
         self.s.stage = "ended"
         self.s.finished = True
-        self._audit("partnership_ended", actor, reason=reason)
+        self.audit("partnership_ended", actor, reason=reason)
 
     def _check_settled(self) -> None:
         if self.s.stage != "settling" or self.s.finished:
@@ -773,7 +746,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.s.stage = "ended"
         self.s.finished = True
         totals = self._ledger().totals()
-        self._audit("partnership_ended", SYSTEM, reason=(self.s.ending or {}).get("reason"),
+        self.audit("partnership_ended", SYSTEM, reason=(self.s.ending or {}).get("reason"),
                     detail={"paid_pence": totals.paid_pence, "remaining_pence": totals.remaining_pence})
 
 

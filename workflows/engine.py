@@ -1,7 +1,7 @@
 """What the regime and partnership workflows share: deadline ladders, escalation, effects, amendments.
 
 A host class provides `self.s` (with `steps`, `escalations`, `seq`), `self._effects`, and the hooks
-`_ladder()`, `_notice_subject(step, rung)` and `_where()`; it may override `_task(step)` and
+`_ladder()`, `_notice_subject(step, rung)` and `_where()`; it may override `task(step)` and
 `_audit_detail(detail)`. Everything here is deterministic workflow code.
 """
 
@@ -61,6 +61,73 @@ def errors(e: ValidationError) -> str:
 class StepEngine:
     s: Any
     _effects: list[dict[str, Any]]
+    _wake: bool
+    _updates_this_run: int
+    # The wake flag says "state changed: recompute the next wake-up". Handlers (updates, signals) set it; the
+    # loop clears it before it decides how long to sleep. A handler can run while the loop awaits (a flush,
+    # an archive), so the flag must be cleared *before* the loop looks at the state (then a change made
+    # meanwhile wakes it again at once). The partnership workflow has always done that. The regime workflow
+    # cleared it after its flush, so a change made during that flush waited for the next timer; its histories
+    # recorded that order and replay it, so it keeps it (changing it is a behaviour change for a patch).
+    WAKE_RESET_BEFORE_FLUSH = True
+
+    # ---------------------------------------------------------------- the run loop
+    async def _run_loop(self) -> None:
+        """The one run loop of the regime and partnership workflows: open what time brings, write the
+        effects, sleep until the next instant something is due or a handler wakes the loop, and continue as
+        new at a safe point (no handler running, no effects queued); returns once the workflow is finished
+        and everything it queued is written."""
+        while True:
+            if self.WAKE_RESET_BEFORE_FLUSH:
+                self._wake = False
+            self._process_time()
+            await self._flush()
+            if self.s.finished:
+                break
+            if self._should_continue_as_new() and not self._effects_pending():
+                await self._continue_as_new()
+            wake_at = self._next_wake()
+            if not self.WAKE_RESET_BEFORE_FLUSH:
+                self._wake = False
+            timeout = None if wake_at is None else max(wake_at - workflow.now(), timedelta(seconds=1))
+            try:
+                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
+            except TimeoutError:
+                pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        await self._drain_effects()
+
+    def _should_continue_as_new(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > self._continue_as_new_after_events()
+            or self._updates_this_run > 1000
+        )
+
+    async def _continue_as_new(self) -> None:
+        """Once the handlers have finished: catch up with time, archive what the rules no longer need, and
+        continue as new, unless the workflow finished meanwhile or its effects could not be written."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._process_time()
+        await self._flush()
+        await self._archive_for_continue()
+        await self._flush()
+        if not self.s.finished and not self._effects_pending():
+            workflow.continue_as_new(self._continue_input())
+
+    def _continue_as_new_after_events(self) -> int:
+        raise NotImplementedError
+
+    def _continue_input(self) -> Any:
+        raise NotImplementedError
+
+    def _process_time(self) -> None:
+        raise NotImplementedError
+
+    def _next_wake(self) -> datetime | None:
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- hooks
     def _ladder(self) -> list[Rung]:
@@ -75,12 +142,12 @@ class StepEngine:
     def _audit_detail(self, detail: dict[str, Any]) -> dict[str, Any]:
         return detail
 
-    def _task(self, st: Step) -> dict[str, Any]:
+    def task(self, st: Step) -> dict[str, Any]:
         return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
                 "subject": st.subject, "paused": st.paused}
 
     # ---------------------------------------------------------------- time
-    def _today(self) -> date:
+    def today(self) -> date:
         return dates.london_date(workflow.now())
 
     def _rung_instant(self, st: Step, i: int) -> datetime:
@@ -106,7 +173,7 @@ class StepEngine:
     def _escalate(self, st: Step, rung: str, level: int, notify: list[str]) -> None:
         if self._ladder()[level - 1].offset_days >= 0:
             st.late = True
-        days = (self._today() - st.due).days
+        days = (self.today() - st.due).days
         if days < 0:
             reason = f"'{st.title}' is due on {st.due.isoformat()} ({-days} days left)"
         elif days == 0:
@@ -116,9 +183,9 @@ class StepEngine:
         targets = [st.role if n == "responsible" else n for n in notify]
         self.s.escalations.append(Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level,
                                              at=workflow.now(), due=st.due, notified=targets, reason=reason))
-        self._audit("escalation", SYSTEM, step=st, reason=reason,
+        self.audit("escalation", SYSTEM, step=st, reason=reason,
                     detail={"rung": rung, "level": level, "notified": targets})
-        self._emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
+        self.emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
                     "subject": self._notice_subject(st, rung), "body": reason})
 
     # ---------------------------------------------------------------- effects
@@ -182,35 +249,18 @@ class StepEngine:
         activity wrote it; if it cannot, the state is carried whole and the next run tries again."""
         if not workflow.patched(ARCHIVE_ON_CONTINUE):
             return
-        steps = [st for st in self.s.steps.values() if st.status != "open" and not st.data.get("imported_from")
-                 and not self._still_needed(st)]
-        ids = {st.id for st in steps}
-        by_step: dict[str, list[dict[str, Any]]] = {}
-        for e in self.s.escalations:
-            if e.step_id in ids:
-                by_step.setdefault(e.step_id, []).append(e.model_dump(mode="json"))
-        rows = [{**st.model_dump(mode="json"), "escalations": by_step.get(st.id, [])} for st in steps]
+        ids, rows = self._archivable_steps()
         records: list[dict[str, Any]] = []
         removers = []
         for kind, items, remove in self._records_to_archive():
             start = self.s.archived_counts.get(kind, 0)
             records += [{"kind": kind, "position": start + i, "record": item} for i, item in enumerate(items)]
             removers.append((kind, len(items), remove))
-        wid = workflow.info().workflow_id
-        chunk: ArchiveBatch = ArchiveBatch(workflow_id=wid, regime_id=self._regime_id())
-        size = 0
         try:
-            for item, field in [(r, "steps") for r in rows] + [(r, "records") for r in records]:
-                n = len(str(item))
-                if size and size + n > ARCHIVE_CHUNK_BYTES:
-                    await self._archive(chunk)
-                    chunk, size = ArchiveBatch(workflow_id=wid, regime_id=self._regime_id()), 0
-                getattr(chunk, field).append(item)
-                size += n
-            if chunk.steps or chunk.records:
-                await self._archive(chunk)
+            await self._send_archive([(r, "steps") for r in rows] + [(r, "records") for r in records])
         except ActivityError as e:
-            workflow.logger.warning("state of %s not archived (carried whole): %s", wid, e.cause or e)
+            workflow.logger.warning("state of %s not archived (carried whole): %s", workflow.info().workflow_id,
+                                    e.cause or e)
             return
         for sid in sorted(ids):
             del self.s.steps[sid]
@@ -219,13 +269,44 @@ class StepEngine:
         for kind, n, remove in removers:
             remove()
             self.s.archived_counts[kind] = self.s.archived_counts.get(kind, 0) + n
+        self._check_state_bound()
+
+    def _archivable_steps(self) -> tuple[set[str], list[dict[str, Any]]]:
+        """Closed steps the rules no longer read, each in JSON mode with its escalations."""
+        steps = [st for st in self.s.steps.values() if st.status != "open" and not st.data.get("imported_from")
+                 and not self._still_needed(st)]
+        ids = {st.id for st in steps}
+        by_step: dict[str, list[dict[str, Any]]] = {}
+        for e in self.s.escalations:
+            if e.step_id in ids:
+                by_step.setdefault(e.step_id, []).append(e.model_dump(mode="json"))
+        return ids, [{**st.model_dump(mode="json"), "escalations": by_step.get(st.id, [])} for st in steps]
+
+    async def _send_archive(self, items: list[tuple[dict[str, Any], str]]) -> None:
+        """Write the items in chunks of at most ARCHIVE_CHUNK_BYTES, in order."""
+        wid = workflow.info().workflow_id
+        chunk = ArchiveBatch(workflow_id=wid, regime_id=self._regime_id())
+        size = 0
+        for item, field in items:
+            n = len(str(item))
+            if size and size + n > ARCHIVE_CHUNK_BYTES:
+                await self._archive(chunk)
+                chunk, size = ArchiveBatch(workflow_id=wid, regime_id=self._regime_id()), 0
+            getattr(chunk, field).append(item)
+            size += n
+        if chunk.steps or chunk.records:
+            await self._archive(chunk)
+
+    def _check_state_bound(self) -> None:
         size = len(self.s.model_dump_json())
-        if size > STATE_BOUND_BYTES:
-            reason = (f"the state carried to the next run is {size:,} bytes, over the bound of "
-                      f"{STATE_BOUND_BYTES:,} with everything the rules allow archived")
-            self._audit("state_over_bound", SYSTEM, reason=reason, detail={"bytes": size})
-            self._emit({"type": "notify", "step_id": None, "rung": "state_over_bound", "recipients": ["operations"],
-                        "subject": f"[state over bound] {wid}", "body": reason})
+        if size <= STATE_BOUND_BYTES:
+            return
+        wid = workflow.info().workflow_id
+        reason = (f"the state carried to the next run is {size:,} bytes, over the bound of "
+                  f"{STATE_BOUND_BYTES:,} with everything the rules allow archived")
+        self.audit("state_over_bound", SYSTEM, reason=reason, detail={"bytes": size})
+        self.emit({"type": "notify", "step_id": None, "rung": "state_over_bound", "recipients": ["operations"],
+                   "subject": f"[state over bound] {wid}", "body": reason})
 
     async def _archive(self, batch: ArchiveBatch) -> None:
         # Like the effects: a few quick retries, then the state is carried whole and the loop goes on.
@@ -242,14 +323,14 @@ class StepEngine:
             self._retired_cache = retired
         return sid in retired
 
-    def _emit(self, effect: dict[str, Any]) -> None:
+    def emit(self, effect: dict[str, Any]) -> None:
         self.s.seq += 1
         effect["seq"] = self.s.seq
         self._effects.append(effect)
 
-    def _audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
+    def audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
                detail: dict[str, Any] | None = None) -> None:
-        self._emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
+        self.emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
                     "request_id": actor.request_id, "step_id": step.id if step else None,
                     "step_kind": step.kind if step else None, "reason": reason,
                     "detail": self._audit_detail(detail or {}), "at": workflow.now().isoformat()})
@@ -265,7 +346,7 @@ class StepEngine:
             raise reject("WrongRole", "only the regulator moves deadlines")
         if c.new_due is None and c.pause is None:
             raise reject("InvalidPayload", "give new_due, pause, or both")
-        if c.new_due is not None and c.new_due < self._today():
+        if c.new_due is not None and c.new_due < self.today():
             raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
         if not c.reason.strip():
             raise reject("ReasonRequired", "a reason is required")
@@ -289,6 +370,6 @@ class StepEngine:
         new = {"due": st.due.isoformat(), "paused": st.paused}
         st.amendments.append({"at": now.isoformat(), "by": c.actor.user_id, "reason": c.reason,
                               "old": old, "new": new})
-        self._audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
-        self._emit({"type": "task_open", "step": self._task(st)})
+        self.audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
+        self.emit({"type": "task_open", "step": self.task(st)})
         return st

@@ -27,8 +27,10 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows.buddy import BuddyPartnershipWorkflow
+
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from domain import dates, schedule
     from domain.documents import DocumentPayload, is_reference
@@ -55,15 +57,12 @@ with workflow.unsafe.imports_passed_through():
         Withdrawal,
     )
     from domain.ratings import KeyQuestionRatings
-    from domain.rules import SEGMENT_AFTER_QUALITY_EXIT, SEGMENT_IN_SPECIAL_MEASURES, entry_rule, exit_rule
+    from domain.rules import SEGMENT_IN_SPECIAL_MEASURES, entry_rule, exit_rule
     from domain.steps import (
-        CAPABILITY_REVIEW_MONTHS,
         CATALOGUE,
         DECISION_DAYS,
-        LETTER_DAYS,
-        REVIEW_DAYS,
-        REVISED_PLAN_DAYS,
-        SIGNOFF_DAYS,
+        Refused,
+        handler_for,
     )
     from workflows.common import BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
     from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
@@ -111,40 +110,16 @@ class RegimeWorkflow(StepEngine):
     # ---------------------------------------------------------------- run loop
     @workflow.run
     async def run(self, start: RegimeStart) -> RegimeState:
-        while True:
-            self._process_time()
-            await self._flush()
-            if self.s.finished:
-                break
-            if self._should_continue_as_new() and not self._effects_pending():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._process_time()
-                await self._flush()
-                await self._archive_for_continue()
-                await self._flush()
-                if not self.s.finished and not self._effects_pending():
-                    workflow.continue_as_new(RegimeStart(state=self.s))
-            wake_at = self._next_wake()
-            self._wake = False
-            timeout = None
-            if wake_at is not None:
-                timeout = max(wake_at - workflow.now(), timedelta(seconds=1))
-            try:
-                await workflow.wait_condition(lambda: self._wake, timeout=timeout)
-            except TimeoutError:
-                pass
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush()
-        await self._drain_effects()
+        await self._run_loop()
         return self.s
 
-    def _should_continue_as_new(self) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > self.s.placement.continue_as_new_after_events
-            or self._updates_this_run > 1000
-        )
+    WAKE_RESET_BEFORE_FLUSH = False  # as its histories recorded (StepEngine.WAKE_RESET_BEFORE_FLUSH)
+
+    def _continue_as_new_after_events(self) -> int:
+        return self.s.placement.continue_as_new_after_events
+
+    def _continue_input(self) -> RegimeStart:
+        return RegimeStart(state=self.s)
 
     # ---------------------------------------------------------------- entry
     def _enter(self, p: Placement) -> None:
@@ -156,14 +131,14 @@ class RegimeWorkflow(StepEngine):
             basis = f"regulator decision without CQC recommendation: {p.regulator_reason}"
         if p.entry_outcome is not None:
             self.s.inspections.append(InspectionRecord(outcome=p.entry_outcome, received_at=workflow.now()))
-        self._audit("regime_entered", p.placed_by, reason=basis, detail={
+        self.audit("regime_entered", p.placed_by, reason=basis, detail={
             "trust": p.trust.model_dump(), "entry_date": p.entry_date.isoformat(), "segment": 4,
             "previous_regime_id": p.previous_regime_id,
         })
         for due in schedule.entry_steps(p.entry_date):
-            self._open(due.kind, due.due, step_id=due.step_id)
+            self.open_step(due.kind, due.due, step_id=due.step_id)
         # Monthly returns are tracked from the month the service took the regime on.
-        self.s.next_monthly = schedule.first_tracked_month(p.entry_date, self._today())
+        self.s.next_monthly = schedule.first_tracked_month(p.entry_date, self.today())
 
     # ---------------------------------------------------------------- time
     def _ladder(self) -> list[Rung]:
@@ -220,15 +195,15 @@ class RegimeWorkflow(StepEngine):
         ):
             m = self.s.next_monthly
             ret, *meetings = schedule.monthly_steps(m)
-            self._open(ret.kind, ret.due, step_id=ret.step_id, subject=dict(ret.subject))
+            self.open_step(ret.kind, ret.due, step_id=ret.step_id, subject=dict(ret.subject))
             if workflow.patched(MONTHLY_OVERSIGHT_MEETINGS):
                 for due in meetings:
-                    self._open(due.kind, due.due, step_id=due.step_id, subject=dict(due.subject))
+                    self.open_step(due.kind, due.due, step_id=due.step_id, subject=dict(due.subject))
             self.s.next_monthly = dates.add_months(m, 1)
         self._fire_due_rungs()
 
     # ---------------------------------------------------------------- steps
-    def _open(self, kind: str, due: date, *, step_id: str | None = None,
+    def open_step(self, kind: str, due: date, *, step_id: str | None = None,
               subject: dict[str, Any] | None = None) -> Step:
         spec = CATALOGUE[kind]
         sid = step_id or kind
@@ -249,49 +224,53 @@ class RegimeWorkflow(StepEngine):
             st.completed_by = pre.by
             st.late = pre.completed_on > due
             st.data["imported_from"] = kind + pre.completed_on.isoformat()
-            self._audit("step_imported", SYSTEM, step=st, reason=pre.note or "completed before go-live",
+            self.audit("step_imported", SYSTEM, step=st, reason=pre.note or "completed before go-live",
                         detail={"completed_on": pre.completed_on.isoformat(), "by": pre.by})
             return st
-        self._emit({"type": "task_open", "step": self._task(st)})
-        self._audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
+        self.emit({"type": "task_open", "step": self.task(st)})
+        self.audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
         return st
 
-    def _close(self, st: Step, outcome: str, actor: Actor, comment: str | None) -> None:
+    def close_step(self, st: Step, outcome: str, actor: Actor, comment: str | None) -> None:
         st.status = "done" if outcome != "cancelled" else "cancelled"
         st.outcome = outcome
         st.completed_at = workflow.now()
         st.completed_by = actor.user_id
         if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
             st.late = True
-        self._emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
+        self.emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
                     "closed_by": actor.user_id, "at": workflow.now().isoformat()})
 
-    def _task(self, st: Step) -> dict[str, Any]:
+    def task(self, st: Step) -> dict[str, Any]:
         return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
                 "subject": st.subject, "paused": st.paused, "assignee": self.s.assignees.get(st.role)}
 
-    def _cancel_open(self, reason: str, keep: tuple[str, ...] = ()) -> None:
+    def cancel_open(self, reason: str, keep: tuple[str, ...] = ()) -> None:
         for st in self.s.steps.values():
             if st.status == "open" and st.kind not in keep:
-                self._close(st, "cancelled", SYSTEM, reason)
+                self.close_step(st, "cancelled", SYSTEM, reason)
 
     # ---------------------------------------------------------------- effects
     def projection(self) -> dict[str, Any]:
-        open_steps = [s for s in self.s.steps.values() if s.status == "open"]
-        today = self._today()
-        nxt = min((s.due for s in open_steps if not s.paused), default=None)
-        level = max((s.next_rung for s in open_steps if s.late or s.next_rung > 0), default=0)
         p = self.s.placement
         return {
             "regime_id": p.regime_id, "ods_code": p.trust.ods_code, "trust_name": p.trust.name,
             "multi_site": p.trust.multi_site, "entry_date": p.entry_date.isoformat(), "phase": self.s.phase,
-            "segment": self.s.segment, "next_due": nxt.isoformat() if nxt else None,
-            "overdue": sum(1 for s in open_steps if s.due < today and not s.paused),
-            "escalation_level": level, "buddy_count": sum(1 for b in self.s.buddies.values() if not b.ended),
-            "extensions": len(self.s.extensions), "exit_date": self.s.exit_date.isoformat() if self.s.exit_date
-            else None, "previous_regime_id": p.previous_regime_id,
+            "segment": self.s.segment, **self._clock_figures(),
+            "buddy_count": sum(1 for b in self.s.buddies.values() if not b.ended),
+            "extensions": len(self.s.extensions), "exit_date": _iso(self.s.exit_date),
+            "previous_regime_id": p.previous_regime_id,
             "sos_letter": self.s.sos_letter is not None, "closed": self.s.finished,
         }
+
+    def _clock_figures(self) -> dict[str, Any]:
+        """The open steps' next due date, how many are overdue, and the highest escalation level reached."""
+        open_steps = [s for s in self.s.steps.values() if s.status == "open"]
+        today = self.today()
+        nxt = min((s.due for s in open_steps if not s.paused), default=None)
+        return {"next_due": _iso(nxt),
+                "overdue": sum(1 for s in open_steps if s.due < today and not s.paused),
+                "escalation_level": max((s.next_rung for s in open_steps if s.late or s.next_rung > 0), default=0)}
 
     async def _flush(self) -> None:
         self._upsert_search_attributes()
@@ -301,36 +280,7 @@ class RegimeWorkflow(StepEngine):
         while self._effects:
             batch, self._effects = self._effects, []
             for eff in batch:
-                if eff["type"] == "start_buddy":
-                    try:
-                        await workflow.start_child_workflow(
-                            "BuddyPartnershipWorkflow",
-                            BuddyStart(regime_id=self.s.placement.regime_id,
-                                       parent_workflow_id=workflow.info().workflow_id,
-                                       trust=self.s.placement.trust,
-                                       request=BuddyRequest.model_validate(eff["request"]),
-                                       ladder=self.s.placement.ladder,
-                                       continue_as_new_after_events=self.s.placement.continue_as_new_after_events),
-                            id=eff["partnership_id"],
-                            # The regime continues as new over the years; its partnerships must outlive each run.
-                            parent_close_policy=ParentClosePolicy.ABANDON,
-                        )
-                        handed_off = True
-                    except WorkflowAlreadyStartedError:
-                        # An ended partnership still settling its last quarter holds the id.
-                        self._audit("buddy_start_refused", SYSTEM, reason=f"{eff['partnership_id']} is still "
-                                    "settling; add it again once it has ended",
-                                    detail={"partnership_id": eff["partnership_id"]})
-                        pid = eff["partnership_id"]
-                        if pid in self.s.buddies:
-                            self.s.buddies[pid] = self.s.buddies[pid].model_copy(
-                                update={"stage": "start_refused", "ended": True})
-                elif eff["type"] == "end_buddy":
-                    try:
-                        await workflow.get_external_workflow_handle(eff["partnership_id"]).signal(
-                            "end_partnership", eff["reason"])
-                    except Exception as e:  # it has already ended and completed: nothing to tell it
-                        workflow.logger.info("partnership %s not signalled: %s", eff["partnership_id"], e)
+                handed_off = await self._signal_partnerships(eff) or handed_off
             written = await self._write_effects(
                 EffectBatch(workflow_id=workflow.info().workflow_id, regime_id=self.s.placement.regime_id,
                             ods_code=self.s.placement.trust.ods_code, effects=batch,
@@ -339,15 +289,53 @@ class RegimeWorkflow(StepEngine):
                 return  # queued again; the run loop goes on and tries later (StepEngine._write_effects)
             if not self._effects and workflow.patched(SEARCH_ATTRIBUTES_AFTER_FLUSH):
                 self._upsert_search_attributes()
-        if handed_off and not self.s.finished and not self._effects_pending() \
-                and workflow.patched("buddy-handoff-continue-as-new"):
-            # A running child is in-flight work for its parent, which stops the regime's timers being
-            # skipped (tests, simulation) for as long as the partnership lives; with ABANDON the link is
-            # cut at the regime's next continue-as-new anyway, so hand the partnership off now.
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            await self._flush()
-            if not self.s.finished and not self._effects_pending():
-                workflow.continue_as_new(RegimeStart(state=self.s))
+        if handed_off:
+            await self._hand_off_partnerships()
+
+    async def _hand_off_partnerships(self) -> None:
+        """A running child is in-flight work for its parent, which stops the regime's timers being skipped
+        (tests, simulation) for as long as the partnership lives; with ABANDON the link is cut at the regime's
+        next continue-as-new anyway, so hand a partnership just started off now."""
+        if self.s.finished or self._effects_pending() or not workflow.patched("buddy-handoff-continue-as-new"):
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        if not self.s.finished and not self._effects_pending():
+            workflow.continue_as_new(RegimeStart(state=self.s))
+
+    async def _signal_partnerships(self, eff: dict[str, Any]) -> bool:
+        """Start or end a partnership, the effects the workflow does itself; True when one was started."""
+        if eff["type"] == "start_buddy":
+            return await self._start_partnership(eff)
+        if eff["type"] == "end_buddy":
+            try:
+                await workflow.get_external_workflow_handle(eff["partnership_id"]).signal(
+                    BuddyPartnershipWorkflow.end_partnership, eff["reason"])
+            except Exception as e:  # it has already ended and completed: nothing to tell it
+                workflow.logger.info("partnership %s not signalled: %s", eff["partnership_id"], e)
+        return False
+
+    async def _start_partnership(self, eff: dict[str, Any]) -> bool:
+        pid = eff["partnership_id"]
+        try:
+            await workflow.start_child_workflow(
+                BuddyPartnershipWorkflow.run,
+                BuddyStart(regime_id=self.s.placement.regime_id, parent_workflow_id=workflow.info().workflow_id,
+                           trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff["request"]),
+                           ladder=self.s.placement.ladder,
+                           continue_as_new_after_events=self.s.placement.continue_as_new_after_events),
+                id=pid,
+                # The regime continues as new over the years; its partnerships must outlive each run.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+            return True
+        except WorkflowAlreadyStartedError:
+            # An ended partnership still settling its last quarter holds the id.
+            self.audit("buddy_start_refused", SYSTEM, reason=f"{pid} is still settling; add it again once it "
+                       "has ended", detail={"partnership_id": pid})
+            if pid in self.s.buddies:
+                self.s.buddies[pid] = self.s.buddies[pid].model_copy(update={"stage": "start_refused", "ended": True})
+            return False
 
     def _upsert_search_attributes(self) -> None:
         proj = self.projection()
@@ -388,10 +376,10 @@ class RegimeWorkflow(StepEngine):
         st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
                                  comment=d.comment, person=d.actor.person_id))
         st.data.update(payload.model_dump(mode="json"))
-        self._audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
+        self.audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
                     detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
-        self._close(st, d.action, d.actor, d.comment)
-        self._after(st, d)
+        self.close_step(st, d.action, d.actor, d.comment)
+        self._after(st, d, payload)
         self._wake = True
         return StepView(step=st, phase=self.s.phase)
 
@@ -409,7 +397,7 @@ class RegimeWorkflow(StepEngine):
         assignee = self.s.assignees.get(role)
         if assignee is None or actor.user_id == assignee or actor.role != role:
             return
-        today = self._today()
+        today = self.today()
         if any(g.get("role") == role and g.get("to_user_id") == actor.user_id
                and date.fromisoformat(g["until"]) >= today for g in self.s.delegations):
             return
@@ -423,14 +411,14 @@ class RegimeWorkflow(StepEngine):
         self._updates_this_run += 1
         self._validate_delegate(g)
         role = "improvement_director"
-        today = self._today()
+        today = self.today()
         # Expired delegations leave the state (they are in the audit log): the list stays short.
         self.s.delegations = [x for x in self.s.delegations if date.fromisoformat(x["until"]) >= today]
         entry = {"role": role, "from_user_id": self.s.assignees[role], "to_user_id": g.to_user_id,
                  "until": g.until.isoformat(), "reason": g.reason, "by": g.actor.user_id,
                  "at": workflow.now().isoformat()}
         self.s.delegations.append(entry)
-        self._audit("delegation_recorded", g.actor, reason=g.reason, detail={
+        self.audit("delegation_recorded", g.actor, reason=g.reason, detail={
             k: entry[k] for k in ("role", "from_user_id", "to_user_id", "until")})
         self._wake = True
         return entry
@@ -443,7 +431,7 @@ class RegimeWorkflow(StepEngine):
             raise reject("RuleBroken", "no improvement director has been appointed: there is nobody to cover for")
         if not (g.actor.role == "regulator" or (g.actor.role == role and g.actor.user_id == assignee)):
             raise reject("WrongRole", "the regulator, or the appointed improvement director, records cover")
-        if g.until < self._today():
+        if g.until < self.today():
             raise reject("RuleBroken", f"the cover ends on {g.until.isoformat()}, in the past")
         if g.to_user_id == assignee:
             raise reject("RuleBroken", f"{assignee} is the appointed improvement director")
@@ -470,21 +458,11 @@ class RegimeWorkflow(StepEngine):
             self._payload_model(st, d).model_validate(d.payload)
         except ValidationError as e:
             raise reject("InvalidPayload", errors(e)) from None
-        if st.kind == "regulator_decision":
-            self._validate_regulator_decision(st, d)
-        if st.kind in ("oversight_meeting", "delivery_meeting"):
-            held = date.fromisoformat(str(d.payload["meeting_date"]))
-            month = date.fromisoformat(st.subject["month"] + "-01")
-            if held > self._today():
-                raise reject("RuleBroken", "a meeting is recorded once it has been held, not in advance")
-            if held < month:
-                raise reject("RuleBroken", f"a meeting held on {held.isoformat()} is not this month's "
-                                           f"({st.subject['month']})")
-        if st.kind == "cqc_recommendation" and d.action == "recommend_exit":
-            verdict = st.data.get("verdict") or {}
-            if verdict.get("met") is False and not (d.comment and d.comment.strip()):
-                raise reject("ReasonRequired", "the exit rule is not met on this outcome; recommending exit "
-                                               "anyway needs CQC's reason")
+        for rule in spec.checks:
+            try:
+                rule(self, st, d)
+            except Refused as e:
+                raise reject(e.kind, str(e)) from None
 
     @staticmethod
     def _payload_model(st: Step, d: Decision) -> type:
@@ -494,124 +472,36 @@ class RegimeWorkflow(StepEngine):
             return DocumentPayload
         return CATALOGUE[st.kind].actions[d.action]
 
-    def _validate_regulator_decision(self, st: Step, d: Decision) -> None:
-        rec = self._latest_recommendation()
-        if d.action == "exit" and rec != "recommend_exit":
-            raise reject("RuleBroken", "the regulator takes a trust out of special measures only on CQC's "
-                                       "recommendation to exit")
-        if d.action == "refer_to_secretary_of_state" and self.s.phase != "extended":
-            raise reject("RuleBroken", "the Chief Inspector writes to the Secretary of State only at the end of "
-                                       "an extension")
-
-    def _latest_recommendation(self) -> str | None:
+    def latest_recommendation(self) -> str | None:
         recs = [s for s in self.s.steps.values() if s.kind == "cqc_recommendation" and s.status == "done"]
         return recs[-1].outcome if recs else None
 
-    def _after(self, st: Step, d: Decision) -> None:
-        """What a completed step opens next."""
-        today = self._today()
-        k, a = st.kind, d.action
-        if k in ("improvement_plan", "revised_action_plan"):
-            self._open("plan_review", max(today + timedelta(days=REVIEW_DAYS), st.due),
-                       subject={"plan_step": st.id})
-        elif k == "plan_review":
-            plan = self.s.steps[st.subject["plan_step"]]
-            if a == "return":
-                again = self._open(plan.kind, max(plan.due, today + timedelta(days=14)),
-                                   subject={"returned": st.id})
-                again.data["returned_reason"] = d.comment
-            else:
-                for kind in ("plan_signoff_regulator", "plan_signoff_commissioner"):
-                    self._open(kind, today + timedelta(days=SIGNOFF_DAYS), subject={"plan_step": plan.id})
-        elif k in ("plan_signoff_regulator", "plan_signoff_commissioner"):
-            plan = self.s.steps[st.subject["plan_step"]]
-            if a == "return":
-                for o in self.s.steps.values():
-                    if o.status == "open" and o.kind.startswith("plan_signoff"):
-                        self._close(o, "cancelled", SYSTEM, "plan returned")
-                self._open(plan.kind, today + timedelta(days=14), subject={"returned": st.id})
-            elif all(o.status == "done" and o.outcome == "sign_off" for o in self.s.steps.values()
-                     if o.kind.startswith("plan_signoff") and o.subject.get("plan_step") == plan.id):
-                plan.data["signed_off_on"] = today.isoformat()
-                self._audit("improvement_plan.signed_off", SYSTEM, step=plan,
-                            reason="agreed by the improvement director; signed off by regulator and commissioner")
-        elif k == "appoint_improvement_director":
-            self.s.assignees["improvement_director"] = d.payload["improvement_director_user_id"]
-            for o in self.s.steps.values():
-                if o.status == "open" and o.role == "improvement_director":
-                    self._emit({"type": "task_open", "step": self._task(o)})
-        elif k in ("board_to_board", "board_to_board_pre_inspection"):
-            held = self._followups_from(d, today)
-            self._open("letter_to_chair", held + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
-            if d.payload.get("commission_capability_review"):
-                self._open("capability_review", dates.add_months(held, CAPABILITY_REVIEW_MONTHS))
-        elif k == "letter_to_chair":
-            if d.payload.get("commission_capability_review"):
-                self._open("capability_review", dates.add_months(today, CAPABILITY_REVIEW_MONTHS))
-        elif k == "board_to_board_post_exit":
-            self._finish("exited", "post-exit board-to-board held")
-        elif k == "monthly_return":
-            self._open("monthly_return_cosign", max(st.due, today + timedelta(days=3)),
-                       step_id=st.id.replace("monthly_return", "monthly_return_cosign"), subject=st.subject)
-        elif k == "monthly_return_cosign" and a == "return":
-            self._open("monthly_return", max(st.due, today + timedelta(days=7)), subject=st.subject)
-        elif k == "oversight_meeting" and d.payload.get("held_with_idm"):
-            idm = self.s.steps.get(st.id.replace("oversight_meeting", "delivery_meeting"))
-            if idm is not None and idm.status == "open":
-                idm.data.update({"meeting_date": d.payload["meeting_date"], "held_with": st.id})
-                self._audit("delivery_meeting.record", d.actor, step=idm,
-                            reason="held together with the Oversight and Assurance Group")
-                self._close(idm, "record", d.actor, "held together with the Oversight and Assurance Group")
-        elif k == "cqc_recommendation":
-            self._open("regulator_decision", today + timedelta(days=DECISION_DAYS), subject=st.subject)
-        elif k == "regulator_decision":
-            self._regulator_decided(st, d)
-        elif k == "secretary_of_state_letter":
-            self.s.sos_letter = {**(self.s.sos_letter or {}), "sent_on": d.payload.get("sent_on"),
-                                 "sent_by": d.actor.user_id}
-            self._set_phase("long_term_solution", d.actor, "Chief Inspector wrote to the Secretary of State")
-            self._open("reinspection", dates.add_months(today, 6), step_id=f"reinspection-{self._n_reinspections() + 1}")
+    def _after(self, st: Step, d: Decision, payload: BaseModel) -> None:
+        """What a completed step leads to: the handler its kind registered (domain/steps.py)."""
+        handler = handler_for(CATALOGUE[st.kind], d.action)
+        if handler is not None:
+            handler(self, st, d, payload)
 
-    def _followups_from(self, d: Decision, today: date) -> date:
+    def followups_from(self, held: date) -> date:
         """The day a board-to-board's follow-ups (letter to the chair, capability review) count from.
 
         They count from the day the boards met (a business date), not the day someone recorded the
         meeting, so recording it late no longer moves their deadlines. Introduced by a patch: a run that
         took the old path before the change keeps it until it continues as new.
         """
+        today = self.today()
         if not workflow.patched(FOLLOWUPS_FROM_MEETING_DATE):
             return today
-        return min(date.fromisoformat(str(d.payload.get("meeting_date") or today.isoformat())), today)
+        return min(held, today)
 
-    def _regulator_decided(self, st: Step, d: Decision) -> None:
-        today = self._today()
+    def decision_recorded(self, d: Decision) -> date:
+        """The regulator's decision on a re-inspection, kept in the state's record; returns today."""
+        today = self.today()
         self.s.decisions.append({"decision": d.action, "on": today.isoformat(), "by": d.actor.user_id,
                                  "reason": d.comment, "payload": d.payload})
-        if d.action == "exit":
-            self.s.continued_support = list(d.payload.get("continued_support", []))
-            self.s.exit_date = today
-            self.s.segment = SEGMENT_AFTER_QUALITY_EXIT
-            self._cancel_open("regime exited special measures")
-            self.s.next_monthly = None
-            self._set_phase("exited", d.actor, "exit on CQC's recommendation" +
-                            (f"; continued support: {', '.join(self.s.continued_support)}"
-                             if self.s.continued_support else ""))
-            self._open("board_to_board_post_exit", dates.add_months(today, 6))
-            self._end_buddies("the trust exited special measures")
-        elif d.action == "extend":
-            months = int(d.payload.get("months", 6))
-            end = dates.add_months(today, months)
-            self.s.extensions.append({"number": len(self.s.extensions) + 1, "decided_on": today.isoformat(),
-                                      "months": months, "ends": end.isoformat(), "reason": d.comment})
-            if self.s.phase != "long_term_solution":
-                self._set_phase("extended", d.actor, f"extended by {months} months to {end.isoformat()}")
-            self._open("revised_action_plan", today + timedelta(days=REVISED_PLAN_DAYS))
-            self._open("reinspection", end, step_id=f"reinspection-{self._n_reinspections() + 1}")
-        elif d.action == "refer_to_secretary_of_state":
-            self.s.sos_letter = self._draft_letter(d.comment or "")
-            self._open("secretary_of_state_letter", today + timedelta(days=LETTER_DAYS))
+        return today
 
-    def _draft_letter(self, reason: str) -> dict[str, Any]:
+    def draft_letter(self, reason: str) -> dict[str, Any]:
         cur = self._current_inspection()
         areas: list[str] = []
         if cur is not None:
@@ -621,9 +511,9 @@ class RegimeWorkflow(StepEngine):
                      if getattr(r, q).rank < 1]
             areas += [f"{c.service} at {c.site} rated inadequate" for c in cur.outcome.core_services
                       if c.rating.rank < 1]
-        months = dates.months_between(self.s.placement.entry_date, self._today())
+        months = dates.months_between(self.s.placement.entry_date, self.today())
         return {
-            "drafted_on": self._today().isoformat(),
+            "drafted_on": self.today().isoformat(),
             "trust": self.s.placement.trust.name, "ods_code": self.s.placement.trust.ods_code,
             "months_in_special_measures": months,
             "reasons": [reason] + (cur.verdict.reasons if cur and cur.verdict else []),
@@ -632,23 +522,23 @@ class RegimeWorkflow(StepEngine):
             "extensions": len(self.s.extensions),
         }
 
-    def _n_reinspections(self) -> int:
+    def n_reinspections(self) -> int:
         return sum(1 for s in self.s.steps.values() if s.kind == "reinspection")
 
-    def _set_phase(self, phase: str, actor: Actor, reason: str) -> None:
+    def set_phase(self, phase: str, actor: Actor, reason: str) -> None:
         old, self.s.phase = self.s.phase, phase
-        self._audit("phase_changed", actor, reason=reason, detail={"from": old, "to": phase,
+        self.audit("phase_changed", actor, reason=reason, detail={"from": old, "to": phase,
                                                                    "segment": self.s.segment})
 
-    def _finish(self, how: str, reason: str) -> None:
-        self._cancel_open(reason)
-        self._audit("regime_closed", SYSTEM, reason=reason, detail={"how": how})
+    def finish(self, how: str, reason: str) -> None:
+        self.cancel_open(reason)
+        self.audit("regime_closed", SYSTEM, reason=reason, detail={"how": how})
         self.s.finished = True
 
-    def _end_buddies(self, reason: str) -> None:
+    def end_buddies(self, reason: str) -> None:
         for b in self.s.buddies.values():
             if not b.ended:
-                self._emit({"type": "end_buddy", "partnership_id": b.partnership_id, "reason": reason})
+                self.emit({"type": "end_buddy", "partnership_id": b.partnership_id, "reason": reason})
 
     # ---------------------------------------------------------------- deadlines
     @workflow.update
@@ -671,8 +561,8 @@ class RegimeWorkflow(StepEngine):
         st = self._open_reinspection()
         assert st is not None
         st.data["announced_date"] = a.inspection_date.isoformat()
-        self._audit("reinspection_announced", a.actor, step=st, reason=f"inspection on {a.inspection_date}")
-        b2b = self._open("board_to_board_pre_inspection", max(self._today(), a.inspection_date - timedelta(days=1)))
+        self.audit("reinspection_announced", a.actor, step=st, reason=f"inspection on {a.inspection_date}")
+        b2b = self.open_step("board_to_board_pre_inspection", max(self.today(), a.inspection_date - timedelta(days=1)))
         self._wake = True
         return StepView(step=b2b, phase=self.s.phase)
 
@@ -682,7 +572,7 @@ class RegimeWorkflow(StepEngine):
             raise reject("WrongRole", "re-inspections are announced by CQC or the regulator")
         if self._open_reinspection() is None:
             raise reject("StepNotOpen", "no re-inspection is pending")
-        if a.inspection_date < self._today():
+        if a.inspection_date < self.today():
             raise reject("RuleBroken", "the inspection date is in the past")
 
     def _open_reinspection(self) -> Step | None:
@@ -694,34 +584,38 @@ class RegimeWorkflow(StepEngine):
 
     @workflow.signal
     def record_inspection(self, sig: InspectionSignal) -> None:
+        self._wake = True
         o = sig.outcome
         same = [r for r in self.s.inspections if r.outcome.reference == o.reference]
         if same and o.kind == "published":
-            self._audit("inspection_duplicate_ignored", sig.actor, reason=f"{o.reference} already recorded")
-            self._wake = True
+            self.audit("inspection_duplicate_ignored", sig.actor, reason=f"{o.reference} already recorded")
             return
-        newer = [r for r in self.s.inspections if r.status == "current"
-                 and r.outcome.inspection_end > o.inspection_end and r.outcome.reference != o.reference]
         rec = InspectionRecord(outcome=o, received_at=workflow.now())
-        if newer:
-            rec.status = "older_ignored"
-            rec.notes.append(f"older than {newer[-1].outcome.reference}; kept for the record, not acted on")
-            self.s.inspections.append(rec)
-            self._audit("inspection_older_ignored", sig.actor, reason=rec.notes[-1], detail={"reference": o.reference})
-            self._wake = True
+        if self._older_than_current(rec, sig.actor):
             return
         for r in same:
             r.status = "superseded"
-            r.notes.append(f"corrected on {self._today().isoformat()}")
+            r.notes.append(f"corrected on {self.today().isoformat()}")
         entry = self._entry_ratings()
         rec.verdict = exit_rule(entry, o) if entry is not None and self.s.phase != "exited" else None
         self.s.inspections.append(rec)
-        self._audit("inspection_recorded" if o.kind == "published" else "inspection_corrected", sig.actor,
-                    reason=("exit rule met: " if rec.verdict and rec.verdict.met else "exit rule not met: ")
-                    + "; ".join(rec.verdict.reasons) if rec.verdict else None,
-                    detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json")})
+        self.audit("inspection_recorded" if o.kind == "published" else "inspection_corrected", sig.actor,
+                   reason=_verdict_text(rec),
+                   detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json")})
         self._after_inspection(rec, correction=bool(same))
-        self._wake = True
+
+    def _older_than_current(self, rec: InspectionRecord, actor: Actor) -> bool:
+        """An outcome older than the current one is kept for the record and not acted on."""
+        o = rec.outcome
+        newer = [r for r in self.s.inspections if r.status == "current"
+                 and r.outcome.inspection_end > o.inspection_end and r.outcome.reference != o.reference]
+        if not newer:
+            return False
+        rec.status = "older_ignored"
+        rec.notes.append(f"older than {newer[-1].outcome.reference}; kept for the record, not acted on")
+        self.s.inspections.append(rec)
+        self.audit("inspection_older_ignored", actor, reason=rec.notes[-1], detail={"reference": o.reference})
+        return True
 
     def _entry_ratings(self) -> KeyQuestionRatings | None:
         p = self.s.placement
@@ -732,47 +626,51 @@ class RegimeWorkflow(StepEngine):
     def _after_inspection(self, rec: InspectionRecord, correction: bool) -> None:
         if self.s.phase not in ACTIVE_PHASES:
             return
+        verdict = rec.verdict.model_dump() if rec.verdict else None
         pending_rec = next((s for s in self.s.steps.values()
                             if s.kind in ("cqc_recommendation", "regulator_decision") and s.status == "open"), None)
         if correction and pending_rec is not None:
-            pending_rec.data["verdict"] = rec.verdict.model_dump() if rec.verdict else None
+            pending_rec.data["verdict"] = verdict
             return
         ri = self._open_reinspection()
         if ri is None:
             return
-        self._close(ri, "published", SYSTEM, rec.outcome.reference)
+        self.close_step(ri, "published", SYSTEM, rec.outcome.reference)
         ri.data["reference"] = rec.outcome.reference
         for s in self.s.steps.values():
             if s.kind == "board_to_board_pre_inspection" and s.status == "open":
                 s.data["note"] = "inspection took place before the meeting was recorded"
-        rs = self._open("cqc_recommendation", self._today() + timedelta(days=DECISION_DAYS),
-                        subject={"reference": rec.outcome.reference})
-        rs.data["verdict"] = rec.verdict.model_dump() if rec.verdict else None
+        rs = self.open_step("cqc_recommendation", self.today() + timedelta(days=DECISION_DAYS),
+                            subject={"reference": rec.outcome.reference})
+        rs.data["verdict"] = verdict
 
     @workflow.signal
     def withdraw_inspection(self, w: Withdrawal) -> None:
         hits = [r for r in self.s.inspections if r.outcome.reference == w.reference and r.status == "current"]
         if not hits:
-            self._audit("inspection_withdrawal_ignored", w.actor, reason=f"no current outcome {w.reference}")
+            self.audit("inspection_withdrawal_ignored", w.actor, reason=f"no current outcome {w.reference}")
             self._wake = True
             return
         for r in hits:
             r.status = "withdrawn"
             r.notes.append(f"withdrawn: {w.reason}")
-        self._audit("inspection_withdrawn", w.actor, reason=w.reason, detail={"reference": w.reference})
-        # A decision that rested on the withdrawn outcome goes back to waiting for a re-inspection.
+        self.audit("inspection_withdrawn", w.actor, reason=w.reason, detail={"reference": w.reference})
+        self._reopen_reinspection(w)
+        self._wake = True
+
+    def _reopen_reinspection(self, w: Withdrawal) -> None:
+        """A decision that rested on the withdrawn outcome goes back to waiting for a re-inspection."""
         reopened = False
         for s in self.s.steps.values():
             if s.status == "open" and s.subject.get("reference") == w.reference:
-                self._close(s, "cancelled", w.actor, "inspection withdrawn")
+                self.close_step(s, "cancelled", w.actor, "inspection withdrawn")
                 reopened = True
-        if reopened:
-            done = [s for s in self.s.steps.values() if s.kind == "reinspection"
-                    and s.data.get("reference") == w.reference]
-            due = done[-1].due if done else self._today() + timedelta(days=90)
-            self._open("reinspection", max(due, self._today() + timedelta(days=1)),
-                       step_id=f"reinspection-{self._n_reinspections() + 1}")
-        self._wake = True
+        if not reopened:
+            return
+        done = [s for s in self.s.steps.values() if s.kind == "reinspection" and s.data.get("reference") == w.reference]
+        due = done[-1].due if done else self.today() + timedelta(days=90)
+        self.open_step("reinspection", max(due, self.today() + timedelta(days=1)),
+                       step_id=f"reinspection-{self.n_reinspections() + 1}")
 
     # ---------------------------------------------------------------- closure and enforcement
     @workflow.update
@@ -780,11 +678,11 @@ class RegimeWorkflow(StepEngine):
         self._updates_this_run += 1
         self._validate_close(c)
         self.s.closure = {"solution": c.solution, "reason": c.reason, "by": c.actor.user_id,
-                          "on": self._today().isoformat()}
-        self._set_phase("closed_structural", c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
+                          "on": self.today().isoformat()}
+        self.set_phase("closed_structural", c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
         self.s.next_monthly = None
-        self._end_buddies("regime closed by a structural solution")
-        self._finish("structural_solution", c.reason)
+        self.end_buddies("regime closed by a structural solution")
+        self.finish("structural_solution", c.reason)
         self._wake = True
         return self.s.phase
 
@@ -800,8 +698,8 @@ class RegimeWorkflow(StepEngine):
         self._updates_this_run += 1
         self._check_enforcement(e)
         self.s.enforcement.append({"action": e.action, "detail": e.detail, "by": e.actor.user_id,
-                                   "on": self._today().isoformat()})
-        self._audit("enforcement_recorded", e.actor, reason=e.detail, detail={"action": e.action})
+                                   "on": self.today().isoformat()})
+        self.audit("enforcement_recorded", e.actor, reason=e.detail, detail={"action": e.action})
         self._wake = True
         return len(self.s.enforcement)
 
@@ -812,7 +710,7 @@ class RegimeWorkflow(StepEngine):
         # by the same person on the same (London) day is the same record, sent again. Refused here, in the
         # validator only, so nothing reaches history; validators do not run on replay, so regimes that did
         # record duplicates before this rule replay unchanged. The API answers it with the first record.
-        today = self._today().isoformat()
+        today = self.today().isoformat()
         for n, rec in enumerate(self.s.enforcement, 1):
             if (rec.get("action"), rec.get("detail"), rec.get("by"), rec.get("on")) == \
                     (e.action, e.detail, e.actor.user_id, today):
@@ -834,9 +732,9 @@ class RegimeWorkflow(StepEngine):
         summary = BuddySummary(partnership_id=pid, buddy_ods=req.buddy.ods_code, buddy_name=req.buddy.name,
                                scope=req.scope, stage="starting")
         self.s.buddies[pid] = summary
-        self._audit("buddy_added", req.actor, reason=f"{req.buddy.name} ({req.scope})",
+        self.audit("buddy_added", req.actor, reason=f"{req.buddy.name} ({req.scope})",
                     detail={"partnership_id": pid})
-        self._emit({"type": "start_buddy", "partnership_id": pid, "request": req.model_dump(mode="json")})
+        self.emit({"type": "start_buddy", "partnership_id": pid, "request": req.model_dump(mode="json")})
         self._wake = True
         return summary
 
@@ -865,6 +763,16 @@ class RegimeWorkflow(StepEngine):
     @workflow.query
     def get_state(self) -> RegimeState:
         return self.s
+
+
+def _verdict_text(rec: InspectionRecord) -> str | None:
+    if rec.verdict is None:
+        return None
+    return ("exit rule met: " if rec.verdict.met else "exit rule not met: ") + "; ".join(rec.verdict.reasons)
+
+
+def _iso(d: date | None) -> str | None:
+    return d.isoformat() if d else None
 
 
 def _same_decision(a: Step, b: Step) -> bool:
