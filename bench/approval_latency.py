@@ -41,6 +41,7 @@ from bench.common import (
 from bench.raw import RawAct, RawUpdateWorkflow
 from domain.models import Actor, Decision
 from tests.helpers import PLAN, placement
+from tools.polling import eventually
 from workflows.regime import RegimeWorkflow
 
 NAME = "approval_latency"
@@ -77,13 +78,13 @@ async def place(http: httpx.AsyncClient, p, ods: str) -> str:
 
 async def wait_tasks(pool_http: httpx.AsyncClient, p, regime_ids: list[str]) -> None:
     ops = p.auth("ops-1", "operations")
-    for _ in range(600):
+
+    async def listed() -> set[str]:
         r = await pool_http.get("/tasks", params={"kind": "improvement_plan", "limit": 500}, headers=ops)
-        have = {i["regime_id"] for i in r.json()["items"]}
-        if set(regime_ids) <= have:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("placements never reached the inbox")
+        return {i["regime_id"] for i in r.json()["items"]}
+
+    await eventually(listed, until=lambda have: set(regime_ids) <= have, what="the placements to reach the inbox",
+                     timeout=90)
 
 
 async def run(args) -> None:

@@ -38,6 +38,7 @@ from api.auth import mint_token
 from settings import Settings
 from tools import devserver
 from tools.devserver import DevServer, free_port, temporal_binary
+from tools.polling import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -385,19 +386,18 @@ class Project:
         return self.api
 
     async def wait_ready(self, timeout: float = 90) -> None:
-        end = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as http:
-            while time.monotonic() < end:
+
+            async def ready() -> bool:
                 if self.api and not self.api.alive():
                     raise RuntimeError("API exited:\n" + self.api.tail())
                 if self.worker and not self.worker.alive():
                     raise RuntimeError("worker exited:\n" + self.worker.tail())
-                with contextlib.suppress(httpx.HTTPError):
-                    r = await http.get("/health/ready")
-                    if r.status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise TimeoutError("the API never became ready:\n" + (self.api.tail() if self.api else ""))
+                return (await http.get("/health/ready")).status_code == 200
+
+            await eventually(ready, what="the API to become ready", timeout=timeout, interval=0.2,
+                             ignore=httpx.HTTPError,
+                             error=lambda m: TimeoutError(f"{m}\n" + (self.api.tail() if self.api else "")))
 
     def stop(self) -> None:
         for p in (self.api, self.worker):
@@ -518,18 +518,6 @@ def add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 async def history_length(handle: WorkflowHandle) -> int:
     desc = await handle.describe()
     return desc.raw_description.workflow_execution_info.history_length
-
-
-async def wait_visible(client: Client, query: str, n: int, timeout: float = 120) -> int:
-    """Visibility is eventually consistent: wait until a query counts n executions."""
-    end = time.monotonic() + timeout
-    got = 0
-    while time.monotonic() < end:
-        got = (await client.count_workflows(query)).count
-        if got >= n:
-            return got
-        await asyncio.sleep(0.3)
-    return got
 
 
 async def fast_forward(skipper: TimeSkipper, handle: WorkflowHandle, days: float) -> bool:

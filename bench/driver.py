@@ -22,6 +22,7 @@ from temporalio.testing import TimeSkipper
 
 from bench.common import Project, fast_forward
 from tests.driver import Regime
+from tools.polling import eventually
 
 BUDDY_PLAN = {"workstreams": [
     {"id": "governance", "name": "Board governance", "activities": ["board mentoring"],
@@ -172,12 +173,9 @@ class Buddies:
                   "agreement_in_principle": {"agreed_level_pence": level, "terms_of_reference": TOR}})
         assert r.status_code == 201, r.text
         pid = r.json()["partnership_id"]
-        for _ in range(300):  # the regime starts the child once the update has answered
-            try:
-                await self.stack.handle(pid).describe()
-                break
-            except RPCError:
-                await asyncio.sleep(0.03)
+        # The regime starts the child once the update has answered.
+        await eventually(self.stack.handle(pid).describe, what=f"{pid} to start", timeout=15, interval=0.03,
+                         ignore=RPCError)
         self.pids.append(pid)
         self.forecast[pid] = forecast
         self.plans[pid] = plan or BUDDY_PLAN

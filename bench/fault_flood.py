@@ -40,6 +40,7 @@ from bench.common import (
 from bench.driver import BenchRegime, Stackish
 from bench.raw import RawAct, RawUpdateWorkflow
 from tests.helpers import PLAN
+from tools.polling import eventually
 
 NAME = "fault_flood"
 CONCURRENCY = 8  # below the server's 10 updates in flight per workflow
@@ -56,11 +57,13 @@ async def flood_project(temporal_address: str, database_url: str, tmp_path, floo
             reg = await BenchRegime.place(stack, ods)
             await reg.act("improvement_plan", "submit", PLAN, role="trust")
             handle = stack.handle(reg.id)
-            for _ in range(100):  # the submission's effects are written and the workflow is quiet
+
+            async def written() -> bool:
                 st = await reg.state()
-                if await conn.fetchval("SELECT last_seq FROM regimes WHERE regime_id = $1", reg.id) >= st["seq"]:
-                    break
-                await asyncio.sleep(0.05)
+                return await conn.fetchval("SELECT last_seq FROM regimes WHERE regime_id = $1", reg.id) >= st["seq"]
+
+            # The submission's effects are written and the workflow is quiet.
+            await eventually(written, what="the effects to reach PostgreSQL", timeout=10, interval=0.05)
             await asyncio.sleep(0.5)
             events_before = await history_length(handle)
             audit_before = await conn.fetchval("SELECT count(*) FROM audit_log WHERE regime_id = $1", reg.id)
@@ -109,11 +112,7 @@ async def flood_project(temporal_address: str, database_url: str, tmp_path, floo
                                                   json={"action": "agree", "comment": "fine"}) for _ in range(50)])
             bodies = {json.dumps(r.json(), sort_keys=True) for r in rs}
             replayed = sum(1 for r in rs if r.headers.get("idempotent-replayed") == "true")
-            for _ in range(100):
-                if (await reg.state())["seq"] <= await conn.fetchval(
-                        "SELECT last_seq FROM regimes WHERE regime_id = $1", reg.id):
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(written, what="the effects to reach PostgreSQL", timeout=10, interval=0.05)
             hist = await handle.fetch_history()
             accepted = [e for e in hist.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
             agreed = await conn.fetchval("SELECT count(*) FROM audit_log WHERE regime_id = $1 AND "

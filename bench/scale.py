@@ -47,6 +47,7 @@ from bench.common import (
 from bench.driver import IMPROVED, BenchRegime, Stackish, drive_raw, window
 from bench.raw import RawLifecycleWorkflow, RawPlan
 from domain.dates import add_months
+from tools.polling import eventually
 
 NAME = "scale"
 
@@ -182,11 +183,9 @@ async def part2(args, tmp: Path, url: str, m: int, conc: int) -> tuple[dict, dic
                     place_wall = time.perf_counter() - t0
                     pool = await asyncpg.connect(url, server_settings={"search_path": p.schema})
                     try:
-                        for _ in range(3000):  # the effects of every placement are in PostgreSQL
-                            settled = await pool.fetchval("SELECT count(*) FROM regimes WHERE last_seq > 0")
-                            if settled >= m:
-                                break
-                            await asyncio.sleep(0.2)
+                        await eventually(lambda: pool.fetchval("SELECT count(*) FROM regimes WHERE last_seq > 0"),
+                                         until=lambda settled: settled >= m, timeout=600, interval=0.2,
+                                         what="the effects of every placement to reach PostgreSQL")
                     finally:
                         await pool.close()
                     settle_wall = time.perf_counter() - t0

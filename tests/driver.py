@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from domain.dates import london_date
 from tests.harness import TestStack
 from tests.helpers import PLAN, placement
+from tools.polling import eventually
 
 DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "improvement_plan": ("submit", lambda d: PLAN),
@@ -121,12 +121,8 @@ class Regime:
                                                     multi_site=multi, **extra))
         assert r.status_code == expect, r.text
         if expect == 202:
-            for _ in range(100):
-                st = await self.state()
-                if any(i["outcome"]["reference"] == ref for i in st["inspections"]):
-                    return
-                await asyncio.sleep(0.05)
-            raise AssertionError(f"inspection {ref} never reached the workflow")
+            await eventually(self.state, until=lambda st: any(i["outcome"]["reference"] == ref for i in st["inspections"]),
+                             what=f"inspection {ref} to reach the workflow", timeout=10, interval=0.05)
 
     async def escalations(self, step_id: str) -> list[str]:
         return [e["rung"] for e in (await self.state())["escalations"] if e["step_id"] == step_id]

@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from tools import stack as _stack
 from tools.devserver import dev_server, free_port
+from tools.polling import eventually
 
 __all__ = ["TestStack", "dev_server", "free_port", "run_stack"]
 
@@ -59,30 +60,21 @@ class TestStack(_stack.ServiceStack):
 
     async def visible(self, query: str, expected: list[str], timeout: float = 15.0) -> list[str]:
         """Workflow ids Temporal's visibility returns for `query`, polled until they equal `expected`
-        (visibility is updated asynchronously after the workflow task that upserts the attributes)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while True:
-            found = sorted([w.id async for w in self.client.list_workflows(query)])
-            if found == sorted(expected) or loop.time() > end:
-                return found
-            await asyncio.sleep(0.1)
+        (visibility is updated asynchronously after the workflow task that upserts the attributes); an
+        AssertionError with the last answer if they do not within `timeout` s."""
+
+        async def found() -> list[str]:
+            return sorted([w.id async for w in self.client.list_workflows(query)])
+
+        return await eventually(found, until=lambda ids: ids == sorted(expected), timeout=timeout,
+                                what=f"visibility to list {sorted(expected)} for {query}")
 
     async def settle(self, regime_id: str, timeout: float = 10.0) -> dict[str, Any]:  # type: ignore[override]
         """Wait until the regime's effects have reached PostgreSQL, then return its state."""
-        from workflows.regime import RegimeWorkflow
-
-        for _ in range(int(timeout / 0.05)):
-            try:
-                st = await self.handle(regime_id).query(RegimeWorkflow.get_state)
-            except RPCError:  # a new run after continue-as-new has not had its first task yet
-                await asyncio.sleep(0.05)
-                continue
-            seq = await self.pool.fetchval("SELECT last_seq FROM regimes WHERE regime_id = $1", regime_id)
-            if seq is not None and seq >= st.seq:
-                return st.model_dump(mode="json")
-            await asyncio.sleep(0.05)
-        raise AssertionError("effects never reached PostgreSQL")
+        # RPCError: a new run after continue-as-new has not had its first task yet.
+        st = await eventually(lambda: self.settled(regime_id), what=f"the effects of {regime_id} to reach PostgreSQL",
+                              timeout=timeout, interval=0.05, ignore=RPCError)
+        return st.model_dump(mode="json")
 
 
 @contextlib.asynccontextmanager

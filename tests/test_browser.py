@@ -18,6 +18,7 @@ import pytest
 
 from domain.dates import london_date
 from tests.helpers import IMPROVED, PLAN, outcome, placement
+from tools.polling import eventually
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -75,14 +76,7 @@ class Browser:
         return await self.call(self.d.execute_script, script, *args)
 
     async def wait_for(self, script: str, timeout: float = 15.0):
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            value = await self.js(script)
-            if value:
-                return value
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out waiting for: {script}")
-            await asyncio.sleep(0.2)
+        return await eventually(lambda: self.js(script), what=script, timeout=timeout, interval=0.2)
 
     async def sign_in(self, base: str, token: str) -> None:
         from selenium.webdriver.common.by import By

@@ -25,6 +25,7 @@ from domain.ledger import Line, PaymentInstruction
 from domain.models import Actor, DeadlineChange, Decision, Rung, Trust
 from tests.harness import TestStack
 from tests.helpers import placement
+from tools.polling import eventually
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest, BuddyStart, buddy_workflow_id
 from workflows.regime import RegimeWorkflow
@@ -80,12 +81,9 @@ class World:
         assert r.status_code == 201, r.text
         pid = r.json()["partnership_id"]
         self.pids.append(pid)
-        for _ in range(200):  # the regime starts the child after the update has answered
-            try:
-                await self.stack.handle(pid).describe()
-                break
-            except RPCError:
-                await asyncio.sleep(0.03)
+        # The regime starts the child after the update has answered.
+        await eventually(self.stack.handle(pid).describe, what=f"{pid} to start", timeout=10, interval=0.03,
+                         ignore=RPCError)
         await self.settle(pid)
         return pid
 
@@ -101,30 +99,34 @@ class World:
             await self.settle(pid)
 
     async def state(self, pid: str):
-        for _ in range(100):
+        async def query():
             try:
                 return await self.stack.handle(pid).query(BuddyPartnershipWorkflow.get_state)
             except RPCError as e:  # a run that has just continued as new answers after its first task
                 if e.status != RPCStatusCode.FAILED_PRECONDITION:
                     raise
-                await asyncio.sleep(0.03)
-        raise AssertionError(f"{pid} never answered its query")
+                return None
+
+        return await eventually(query, what=f"{pid} to answer its query", timeout=5, interval=0.03)
 
     async def settle(self, pid: str) -> None:
         """Wait until the partnership's effects (tasks, audit, notices) are all in PostgreSQL."""
-        for _ in range(300):
+
+        async def seqs() -> tuple[int, int]:  # the partnership's seq, the highest written
             s = await self.state(pid)
             written = await self.stack.pool.fetchval(
                 """SELECT greatest((SELECT max(seq) FROM audit_log WHERE workflow_id = $1),
                                    (SELECT max(seq) FROM notifications WHERE workflow_id = $1),
                                    (SELECT max(last_seq) FROM tasks WHERE workflow_id = $1))""", pid)
-            if (written or 0) >= s.seq:
-                return
-            await asyncio.sleep(0.03)
-        desc = await self.stack.handle(pid).describe()
-        raw = desc.raw_description
-        raise AssertionError(f"{pid}: effects never reached PostgreSQL: seq {s.seq} written {written} "
-                             f"{raw.pending_activities} {raw.pending_workflow_task} {desc.status}")
+            return s.seq, written or 0
+
+        try:
+            await eventually(seqs, until=lambda s: s[1] >= s[0], timeout=15, interval=0.03,
+                             what=f"the effects of {pid} to reach PostgreSQL (seq, written)")
+        except AssertionError as e:
+            desc = await self.stack.handle(pid).describe()
+            raw = desc.raw_description
+            raise AssertionError(f"{e}; {raw.pending_activities} {raw.pending_workflow_task} {desc.status}") from None
 
     async def open_steps(self, pid: str) -> dict[str, Any]:
         s = await self.state(pid)
@@ -156,12 +158,12 @@ class World:
 
     async def regime_sees(self, pid: str, **expected: Any) -> dict[str, Any]:
         """The regime's state shows the partnership as expected (the child reports by signal)."""
-        for _ in range(200):
-            b = (await self.regime_buddies()).get(pid, {})
-            if all(b.get(k) == v for k, v in expected.items()):
-                return b
-            await asyncio.sleep(0.03)
-        raise AssertionError(f"regime shows {pid} as {b}, expected {expected}")
+
+        async def shown() -> dict[str, Any]:
+            return (await self.regime_buddies()).get(pid, {})
+
+        return await eventually(shown, until=lambda b: all(b.get(k) == v for k, v in expected.items()),
+                                what=f"the regime to show {pid} as {expected}", timeout=10, interval=0.03)
 
     async def agree(self, pid: str, buddy_ods: str, plan: dict[str, Any] = PLAN) -> None:
         """From the agreement in principle to an agreed support plan, everyone acting on time."""
@@ -561,13 +563,12 @@ async def test_partnership_continues_as_new_carrying_its_state(stack):
     # The regime handed its own partnerships off too (see the module docstring).
     other = await w.add("BZ8", level=None)
     # The hand-off follows the update's answer (the regime starts the child, then continues as new).
-    for _ in range(200):
-        try:
-            if (await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)).runs >= 2:
-                break
-        except RPCError:  # the new run has not had its first workflow task yet
-            pass
-        await asyncio.sleep(0.05)
+    async def runs() -> int:
+        return (await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)).runs
+
+    # RPCError: the new run has not had its first workflow task yet.
+    await eventually(runs, until=lambda n: n >= 2, what="the regime to continue as new", timeout=15, interval=0.05,
+                     ignore=RPCError)
     assert (await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)).runs >= 2
     await w.advance(3)
     assert (await w.state(other)).steps["BZ8.aip_regulator"].status == "open"

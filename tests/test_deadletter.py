@@ -20,6 +20,7 @@ from activities.effects import EffectActivities
 from activities.notify import OutboxNotifier
 from tests.driver import Regime
 from tests.helpers import PLAN
+from tools.polling import eventually
 from workflows.common import EffectBatch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,17 +37,6 @@ CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUN
 """
 
 
-async def wait_for(pred, what: str, timeout: float = 20.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        got = await pred()
-        if got:
-            return got
-        assert loop.time() < end, f"{what} never happened"
-        await asyncio.sleep(0.1)
-
-
 def operator(stack, *args: str) -> subprocess.CompletedProcess:
     """The operator's command, as documented, against the test's database and schema."""
     env = {**os.environ, "DATABASE_URL": stack.settings.database_url or "", "DATABASE_SCHEMA": stack.schema}
@@ -60,8 +50,8 @@ async def test_unwritable_effects_are_parked_and_the_regime_keeps_its_clocks(sta
     # A rule in the database now refuses one particular audit entry: data that can never be written.
     await stack.pool.execute(POISON)
     await reg.act("improvement_plan", "submit", PLAN, comment="POISON pill")
-    parked = await wait_for(lambda: stack.pool.fetch("SELECT * FROM dead_letters WHERE workflow_id = $1", reg.id),
-                            "the dead letter")
+    parked = await eventually(lambda: stack.pool.fetch("SELECT * FROM dead_letters WHERE workflow_id = $1", reg.id),
+                              what="the dead letter", timeout=20)
     assert "audit entry refused" in parked[0]["error"] and parked[0]["parked_behind"] is None
     ready = (await stack.http.get("/health/ready")).json()
     assert ready["status"] == "degraded" and "regime dead-letters" in ready["checks"]["dead_letters"]

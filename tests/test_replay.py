@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from domain.models import RegimeStart, RegimeState
 from regime_cli import app
+from tools.polling import eventually
 from tools.replay import HISTORIES, SCENARIOS, history_files, load_history, replay
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import APPLY_EFFECTS, EffectBatch
@@ -151,8 +152,7 @@ async def test_replay_from_server_gate(temporal_address, database_url, monkeypat
 
 
 async def _visible(client, query: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not [w async for w in client.list_workflows(query)]:
-        assert loop.time() < end, f"nothing matched {query} in visibility within {timeout} s"
-        await asyncio.sleep(0.1)
+    async def matched() -> list:
+        return [w async for w in client.list_workflows(query)]
+
+    await eventually(matched, what=f"something to match {query} in visibility", timeout=timeout)

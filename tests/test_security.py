@@ -38,6 +38,7 @@ from tests.driver import Regime
 from tests.harness import free_port, run_stack
 from tests.test_buddy import PLAN as SUPPORT_PLAN
 from tests.test_buddy import place_and_agree
+from tools.polling import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "https://login.example.nhs.uk/realms/special-measures"
@@ -325,12 +326,14 @@ async def test_the_api_refuses_to_serve_with_a_weak_secret(temporal_address, dat
                                  "aud": "special-measures", "iat": int(time.time()),
                                  "exp": int(time.time()) + 600}, "x", algorithm="HS256")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 120
-            while proc.poll() is None and time.monotonic() < deadline:
+
+            async def exited() -> bool:
                 with contextlib.suppress(httpx.TransportError):
                     r = await http.get("/regimes", headers=bearer(forged))
                     pytest.fail(f"the API served with AUTH_JWT_SECRET=x: a forged admin token got {r.status_code}")
-                await asyncio.sleep(0.2)
+                return proc.poll() is not None
+
+            await eventually(exited, what="the API to exit", timeout=120, interval=0.2)
         assert proc.wait(10) != 0
         assert "AUTH_JWT_SECRET must be at least 32 bytes" in proc.stdout.read()
     finally:

@@ -29,6 +29,7 @@ import typer
 
 from domain import dates, schedule
 from domain.ledger import FORECAST_LEAD_DAYS
+from tools.polling import eventually
 from tools.scenario import (
     BUDDY_ROUTINE,
     BUDDY_SIM_KEYS,
@@ -357,12 +358,10 @@ class Simulation:
 
     async def _wait_task(self, workflow_id: str, step_id: str) -> None:
         """The API routes a decision by the task row the partnership writes; wait until it is there."""
-        for _ in range(200):
-            if await self.stack.pool.fetchval("SELECT 1 FROM tasks WHERE workflow_id = $1 AND step_id = $2",
-                                              workflow_id, step_id):
-                return
-            await asyncio.sleep(0.05)
-        raise SimulationError(f"the task {step_id} of {workflow_id} never reached PostgreSQL")
+        await eventually(lambda: self.stack.pool.fetchval("SELECT 1 FROM tasks WHERE workflow_id = $1 AND step_id = $2",
+                                                          workflow_id, step_id),
+                         what=f"the task {step_id} of {workflow_id} to reach PostgreSQL", timeout=15, interval=0.05,
+                         error=SimulationError)
 
     async def partner_routine(self, run: RegimeRun, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for _ in range(100):
@@ -456,11 +455,11 @@ class Simulation:
         return out
 
     async def _await_signal(self, rid: str, seq: int, path: tuple[Any, ...]) -> None:
-        for _ in range(200):
-            if (await self.state(rid))["seq"] > seq:
-                return
-            await asyncio.sleep(0.05)
-        raise SimulationError(f"{self.sc.where(path)}: the regime never recorded the CQC message")
+        async def seq_now() -> int:
+            return (await self.state(rid))["seq"]
+
+        await eventually(seq_now, until=lambda n: n > seq, what=f"the regime to record the CQC message (seq > {seq})",
+                         timeout=15, interval=0.05, error=lambda m: SimulationError(f"{self.sc.where(path)}: {m}"))
 
     def _resolve_step(self, state: dict[str, Any], st: StepSpec, path: tuple[Any, ...]) -> str:
         assert st.step is not None

@@ -30,8 +30,10 @@ from activities.clients import connect_temporal
 from activities.db import create_pool, migrate
 from api.app import create_app
 from api.auth import mint_token
+from domain.models import RegimeState
 from settings import Settings
 from tools.devserver import dev_server, free_port
+from tools.polling import eventually
 
 
 @contextlib.contextmanager
@@ -97,19 +99,18 @@ class ServiceStack:
                 return False
             raise
 
-    async def settle(self, regime_id: str, timeout: float = 10.0) -> None:
-        """Wait until the regime's effects (tasks, audit, projection) have reached PostgreSQL."""
+    async def settled(self, regime_id: str) -> RegimeState | None:
+        """The regime's state if its effects (tasks, audit, projection) have all reached PostgreSQL, else None."""
         from workflows.regime import RegimeWorkflow
 
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        while loop.time() < end:
-            st = await self.handle(regime_id).query(RegimeWorkflow.get_state)
-            seq = await self.pool.fetchval("SELECT last_seq FROM regimes WHERE regime_id = $1", regime_id)
-            if seq is not None and seq >= st.seq:
-                return
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"the effects of {regime_id} did not reach PostgreSQL within {timeout} s")
+        st = await self.handle(regime_id).query(RegimeWorkflow.get_state)
+        seq = await self.pool.fetchval("SELECT last_seq FROM regimes WHERE regime_id = $1", regime_id)
+        return st if seq is not None and seq >= st.seq else None
+
+    async def settle(self, regime_id: str, timeout: float = 10.0) -> None:
+        """Wait until the regime's effects (tasks, audit, projection) have reached PostgreSQL."""
+        await eventually(lambda: self.settled(regime_id), what=f"the effects of {regime_id} to reach PostgreSQL",
+                         timeout=timeout, interval=0.05, error=TimeoutError)
 
 
 def make_worker(client: Client, pool: asyncpg.Pool, task_queue: str, workflows: Sequence[type] | None = None,

@@ -15,6 +15,7 @@ from bench.common import DevServer, free_port, history_length, project, skipper_
 from bench.driver import BenchRegime, Stackish
 from tests.faults.support import RetryingTransport
 from tests.helpers import PLAN
+from tools.polling import eventually
 
 REGIMES = 50
 
@@ -54,12 +55,9 @@ async def test_dev_server_killed_and_restarted_on_its_sqlite_file(database_url, 
                 # All still there, each where it was.
                 there = 0
                 for r in regs:
-                    for _ in range(100):
-                        try:
-                            desc = await stack.handle(r.id).describe()
-                            break
-                        except Exception:  # the server is still starting
-                            await asyncio.sleep(0.2)
+                    # Exception: the server is still starting.
+                    desc = await eventually(stack.handle(r.id).describe, what=f"{r.id} to be described", timeout=30,
+                                            interval=0.2, ignore=Exception)
                     assert desc.status == WorkflowExecutionStatus.RUNNING, r.id
                     assert desc.raw_description.workflow_execution_info.history_length >= lengths[r.id]
                     assert (await r.state())["steps"].keys() == before[r.id]["steps"].keys()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections import Counter
 
@@ -20,17 +19,9 @@ import httpx
 from bench.common import project, skipper_for, temporal_client
 from bench.driver import BenchRegime, Buddies, Stackish, window
 from tests.faults.support import RetryingTransport, audit_counts, short_lifecycle
+from tools.polling import eventually
 
 LIFECYCLES = 30
-
-
-async def until(pred, timeout: float, what: str, every: float = 0.1) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if await pred():
-            return
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_worker_killed_mid_lifecycles_and_right_after_a_payment_write(temporal_address, database_url,
@@ -78,9 +69,9 @@ async def test_worker_killed_mid_lifecycles_and_right_after_a_payment_write(temp
                     return await short_lifecycle(stack, f"K{tag}{i:02d}")
 
             runs = [asyncio.create_task(lifecycle(i)) for i in range(LIFECYCLES)]
-            await until(lambda: _true(sum(decided.values()) >= LIFECYCLES * 4), 240, "lifecycles under way")
+            await eventually(lambda: sum(decided.values()) >= LIFECYCLES * 4, what="lifecycles under way", timeout=240)
             await buddies.act(pid, s, step)
-            await until(lambda: _true(marker.exists()), 60, "the payment row to be written")
+            await eventually(marker.exists, what="the payment row to be written", timeout=60)
             killed_at = sum(decided.values())
             before_kill = {r: n for r, n in decided.items()}
             old_pid = p.worker.pid
@@ -113,7 +104,8 @@ async def test_worker_killed_mid_lifecycles_and_right_after_a_payment_write(temp
                 return await conn.fetchval("SELECT count(*) FROM audit_log WHERE workflow_id = $1 AND "
                                            "event = 'buddy_payment_recorded'", pid) > 0
 
-            await until(recorded, 120, "the payment activity to complete after the restart", every=0.5)
+            await eventually(recorded, what="the payment activity to complete after the restart", timeout=120,
+                             interval=0.5)
             rows = await conn.fetch("SELECT quarter, amount_pence FROM buddy_payments WHERE partnership_id = $1", pid)
             audit = [json.loads(r["detail"]) for r in await conn.fetch(
                 "SELECT detail FROM audit_log WHERE workflow_id = $1 AND event = 'buddy_payment_recorded'", pid)]
@@ -132,7 +124,3 @@ async def test_worker_killed_mid_lifecycles_and_right_after_a_payment_write(temp
     assert payments == 1 and rows[0]["quarter"] == 1 and len(audit) == 1
     assert audit[0]["first_write"] is False, "the kill should have come after the row was written"
     assert led["totals"]["paid_pence"] == led["recorded_paid_pence"] == rows[0]["amount_pence"]
-
-
-async def _true(v: bool) -> bool:
-    return v
