@@ -20,13 +20,14 @@ Every check raises `LedgerError(kind, message)`; `kind` is a rejection type the 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from domain.models import Actor, BuddySummary, Escalation, Rung, Step, Trust
-from domain.steps import EmptyPayload, StepKind
+from domain.models import SYSTEM, Actor, BuddySummary, Escalation, Rung, Step, Trust
+from domain.steps import EmptyPayload, StepKind, after_in
 from domain.text import text
 
 PARTIES: tuple[str, ...] = ("improvement_director", "trust", "buddy")
@@ -600,3 +601,131 @@ class BuddyStepView(BaseModel):
     step: Step
     stage: str
     ledger: LedgerTotals | None = None
+
+
+# ---------------------------------------------------------------------------- what each action leads to
+# Registered beside the definitions, as for the regime's steps (domain/steps.py `after`); the partnership
+# workflow (workflows/buddy.py) calls the handler once the step is closed, with its validated payload.
+buddy_after = partial(after_in, BUDDY_STEPS)
+
+
+def confirming_party(kind: str) -> str:
+    return next(p for p, k in CONFIRM_KIND.items() if k == kind)
+
+
+@buddy_after("buddy_aip_regulator")
+def _aip_recorded(rt, st, d, payload: AgreementInPrinciple) -> None:
+    rt.record_aip(payload, d.actor, st)
+
+
+@buddy_after("buddy_aip_buddy", "decline")
+def _aip_declined(rt, st, d, payload) -> None:
+    rt.finish_early(f"the buddy declined the agreement in principle: {d.comment}", d.actor)
+
+
+@buddy_after("buddy_aip_buddy", "accept")
+def _aip_accepted(rt, st, d, payload) -> None:
+    today = rt.today()
+    rt.s.agreed_in_principle_on = today
+    rt.s.stage = "formal_agreement"
+    due = today + timedelta(days=FORMAL_AGREEMENT_DAYS)
+    for kind in SIGN_KINDS:
+        rt.open_step(kind, due, kind.removeprefix("buddy_"))
+
+
+@buddy_after("buddy_sign_regulator")
+@buddy_after("buddy_sign_trust")
+@buddy_after("buddy_sign_buddy")
+def _signed(rt, st, d, payload) -> None:
+    today = rt.today()
+    signed = [s for s in rt.s.steps.values() if s.kind in SIGN_KINDS and s.status == "done"]
+    if {s.kind for s in signed} == set(SIGN_KINDS):
+        rt.s.formal_agreement_on = today
+        rt.s.stage = "support_plan"
+        rt.audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and the buddy")
+        rt.open_step("buddy_support_plan", today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
+
+
+@buddy_after("buddy_support_plan")
+def _plan_drafted(rt, st, d, payload: SupportPlan) -> None:
+    rt.s.plan_draft = payload
+    due = max(rt.plan_deadline(), rt.today() + timedelta(days=AGREE_DAYS))
+    rt.open_step("buddy_plan_agree_regulator", due, "plan_agree_regulator")
+    rt.open_step("buddy_plan_agree_trust", due, "plan_agree_trust")
+
+
+@buddy_after("buddy_plan_agree_regulator", "return")
+@buddy_after("buddy_plan_agree_trust", "return")
+def _plan_returned(rt, st, d, payload) -> None:
+    rt.cancel(lambda s: s.kind.startswith("buddy_plan_agree"), "support plan returned")
+    again = rt.open_step("buddy_support_plan", max(rt.plan_deadline(), rt.today() + timedelta(days=14)),
+                         "support_plan")
+    again.data["returned_reason"] = d.comment
+
+
+@buddy_after("buddy_plan_agree_regulator", "agree")
+@buddy_after("buddy_plan_agree_trust", "agree")
+def _plan_agreed(rt, st, d, payload) -> None:
+    if all(s.status == "done" and s.outcome == "agree" for s in rt.open_round_agreements()):
+        rt.start_cycle()
+
+
+@buddy_after("buddy_forecast")
+def _forecast_signed_off(rt, st, d, payload: ForecastPayload) -> None:
+    n = st.subject.get("quarter")
+    q = rt.require_ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, rt.workstreams())
+    rt.audit("buddy_forecast.signed_off", d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
+    rt.maybe_open_authorisation(n)
+
+
+@buddy_after("buddy_confirm_id", "confirm")
+@buddy_after("buddy_confirm_trust", "confirm")
+@buddy_after("buddy_confirm_buddy", "confirm")
+def _delivery_confirmed(rt, st, d, payload) -> None:
+    n = st.subject.get("quarter")
+    rt.require_ledger().confirm(n, confirming_party(st.kind), d.actor.user_id)
+    rt.maybe_open_authorisation(n)
+
+
+@buddy_after("buddy_confirm_id", "dispute")
+@buddy_after("buddy_confirm_trust", "dispute")
+@buddy_after("buddy_confirm_buddy", "dispute")
+def _delivery_disputed(rt, st, d, payload) -> None:
+    n = st.subject.get("quarter")
+    rt.require_ledger().dispute(n, confirming_party(st.kind), d.actor.user_id, d.comment or "")
+    if not any(s.kind == "buddy_resolve" and s.status == "open" for s in rt.quarter_steps(n)):
+        rt.open_step("buddy_resolve", rt.today() + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+
+
+@buddy_after("buddy_resolve", "not_payable")
+def _resolved_not_payable(rt, st, d, payload) -> None:
+    n = st.subject.get("quarter")
+    rt.require_ledger().resolve_not_payable(n, d.actor.user_id, d.comment or "")
+    rt.cancel(lambda s: s.subject.get("quarter") == n, "dispute resolved as not payable")
+
+
+@buddy_after("buddy_resolve", "resolve")
+def _resolved(rt, st, d, payload: ResolutionPayload) -> None:
+    n, today, ledger = st.subject.get("quarter"), rt.today(), rt.require_ledger()
+    disp = ledger.resolve(n, d.actor.user_id, payload.resolution, payload.agreed_pence)
+    kind = CONFIRM_KIND[disp.party]
+    rt.open_step(kind, today + timedelta(days=CONFIRM_DAYS), f"q{n}.{kind.removeprefix('buddy_')}", quarter=n)
+    if ledger.quarter(n).open_dispute is not None:
+        rt.open_step("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+
+
+@buddy_after("buddy_authorise", "authorise")
+def _payment_authorised(rt, st, d, payload: InvoicePayload) -> None:
+    q = rt.require_ledger().authorise(st.subject.get("quarter"), payload.lines, d.actor.user_id, rt.workstreams())
+    q.authorised_at = rt.now()
+
+
+@buddy_after("buddy_authorise", "decline")
+def _payment_declined(rt, st, d, payload) -> None:
+    rt.require_ledger().decline(st.subject.get("quarter"), d.comment or "declined")
+
+
+@buddy_after("buddy_plan_change_id")
+@buddy_after("buddy_plan_change_trust")
+def _plan_change_decided(rt, st, d, payload) -> None:
+    rt.plan_change_decided(st, d)

@@ -45,11 +45,8 @@ with workflow.unsafe.imports_passed_through():
         CONFIRM_DAYS,
         CONFIRM_KIND,
         FORECAST_LEAD_DAYS,
-        FORMAL_AGREEMENT_DAYS,
         PARTIES,
         RECORD_PAYMENT,
-        RESOLVE_DAYS,
-        SIGN_KINDS,
         SUPPORT_PLAN_DAYS,
         AgreementInPrinciple,
         BuddyContinue,
@@ -69,9 +66,11 @@ with workflow.unsafe.imports_passed_through():
         Quarter,
         ResolutionPayload,
         SupportPlan,
+        confirming_party,
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
+    from domain.steps import handler_for
     from workflows.common import BuddyStart, EffectBatch
     from workflows.engine import StepEngine, errors, reject, same_person
 
@@ -145,9 +144,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         st.status, st.outcome, st.completed_at, st.completed_by = "done", "record", workflow.now(), req.actor.user_id
         st.actions.append(Action(action="record", by=req.actor.user_id, role=req.actor.role, at=workflow.now()))
         st.data.update(aip.model_dump(mode="json"))
-        self._record_aip(aip, req.actor, st)
+        self.record_aip(aip, req.actor, st)
 
-    def _record_aip(self, aip: AgreementInPrinciple, actor: Actor, st: Step) -> None:
+    def record_aip(self, aip: AgreementInPrinciple, actor: Actor, st: Step) -> None:
         self.s.ledger = Ledger(agreed_level_pence=aip.agreed_level_pence)
         self.s.terms_of_reference = aip.terms_of_reference
         self.audit("buddy_aip_regulator.record", actor, step=st,
@@ -241,15 +240,15 @@ class BuddyPartnershipWorkflow(StepEngine):
             self.open_step(CONFIRM_KIND[party], due, f"q{n}.{CONFIRM_KIND[party].removeprefix('buddy_')}", quarter=n)
         self.s.next_review_quarter = n + 1
 
-    def _quarter_steps(self, n: int) -> list[Step]:
+    def quarter_steps(self, n: int) -> list[Step]:
         return [s for s in self.s.steps.values() if s.subject.get("quarter") == n]
 
-    def _maybe_open_authorisation(self, n: int) -> None:
+    def maybe_open_authorisation(self, n: int) -> None:
         assert self.s.ledger is not None
         q = self.s.ledger.quarter(n)
         if q.forecast_pence is None or not q.all_confirmed or q.settled or q.authorised_pence is not None:
             return
-        if any(s.kind == "buddy_authorise" and s.status == "open" for s in self._quarter_steps(n)):
+        if any(s.kind == "buddy_authorise" and s.status == "open" for s in self.quarter_steps(n)):
             return
         self.open_step("buddy_authorise", self.today() + timedelta(days=AUTHORISE_DAYS), f"q{n}.authorise", quarter=n)
 
@@ -294,7 +293,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
                     "closed_by": actor.user_id, "at": workflow.now().isoformat()})
 
-    def _cancel(self, pred, reason: str) -> None:
+    def cancel(self, pred, reason: str) -> None:
         for st in self.s.steps.values():
             if st.status == "open" and pred(st):
                 self.close_step(st, "cancelled", SYSTEM)
@@ -350,14 +349,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                     workflow.logger.warning("payment Q%d of %s not recorded: %s; next try at %s", q.number,
                                             self.s.p.partnership_id, e.cause or e, self._payments_retry_at)
                     return False
-                # A conflicting row (the same quarter with another amount): people must look.
-                msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
-                self.s.payment_failures[q.number] = msg
-                self.audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
-                self.emit({"type": "notify", "step_id": None, "rung": "payment_refused",
-                            "recipients": ["operations", "improvement_director"],
-                            "subject": f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} "
-                                       f"Q{q.number}", "body": msg})
+                self._payment_refused(q, e)
                 continue
             led.record_payment(q.number, rec.payment_id, rec.amount_pence)
             self.audit("buddy_payment_recorded", SYSTEM,
@@ -366,6 +358,16 @@ class BuddyPartnershipWorkflow(StepEngine):
                                 "amount_pence": rec.amount_pence, "first_write": rec.created,
                                 "lines": [ln.model_dump() for ln in q.invoice_lines]})
         return True
+
+    def _payment_refused(self, q: Quarter, e: ActivityError) -> None:
+        """A conflicting row (the same quarter with another amount): people must look."""
+        msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
+        self.s.payment_failures[q.number] = msg
+        self.audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
+        self.emit({"type": "notify", "step_id": None, "rung": "payment_refused",
+                   "recipients": ["operations", "improvement_director"],
+                   "subject": f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} Q{q.number}",
+                   "body": msg})
 
     async def _report(self) -> None:
         summary = self.summary()
@@ -484,7 +486,7 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     def _check_rules(self, st: Step, d: Decision, payload: Any) -> None:
         led = self.s.ledger
-        k, a, n = st.kind, d.action, st.subject.get("quarter")
+        k, n = st.kind, st.subject.get("quarter")
         if k == "buddy_support_plan":
             assert isinstance(payload, SupportPlan) and led is not None
             if payload.projected_total_pence > led.agreed_level_pence:
@@ -493,107 +495,49 @@ class BuddyPartnershipWorkflow(StepEngine):
         elif k == "buddy_forecast":
             assert isinstance(payload, ForecastPayload) and led is not None and self.s.plan is not None
             led.check_forecast(n, payload.lines, self.s.plan.workstream_ids())
-        elif k in CONFIRM_KIND.values():
-            self._ledger().check_confirmation(n, _party(k), d.actor.user_id,
-                                              "confirmed" if a == "confirm" else "disputed")
+        else:
+            self._check_quarter_rules(st, d, payload)
+
+    def _check_quarter_rules(self, st: Step, d: Decision, payload: Any) -> None:
+        k, a, n = st.kind, d.action, st.subject.get("quarter")
+        if k in CONFIRM_KIND.values():
+            self.require_ledger().check_confirmation(n, confirming_party(k), d.actor.user_id,
+                                                     "confirmed" if a == "confirm" else "disputed")
         elif k == "buddy_resolve":
             agreed = payload.agreed_pence if isinstance(payload, ResolutionPayload) else None
-            self._ledger().check_resolution(n, d.actor.user_id, agreed)
+            self.require_ledger().check_resolution(n, d.actor.user_id, agreed)
         elif k == "buddy_authorise":
             if a == "authorise":
                 assert isinstance(payload, InvoicePayload) and self.s.plan is not None
-                self._ledger().check_authorisation(n, payload.lines, d.actor.user_id, self.s.plan.workstream_ids())
+                self.require_ledger().check_authorisation(n, payload.lines, d.actor.user_id, self.s.plan.workstream_ids())
             else:
-                self._ledger().check_decline(n)
+                self.require_ledger().check_decline(n)
 
-    def _ledger(self) -> Ledger:
+    def require_ledger(self) -> Ledger:
         assert self.s.ledger is not None
         return self.s.ledger
 
     def _after(self, st: Step, d: Decision, payload: Any) -> None:
-        """What a completed step records and opens next."""
-        today = self.today()
-        k, a, n = st.kind, d.action, st.subject.get("quarter")
-        if k == "buddy_aip_regulator":
-            self._record_aip(payload, d.actor, st)
-        elif k == "buddy_aip_buddy":
-            if a == "decline":
-                self._finish_early(f"the buddy declined the agreement in principle: {d.comment}", d.actor)
-                return
-            self.s.agreed_in_principle_on = today
-            self.s.stage = "formal_agreement"
-            due = today + timedelta(days=FORMAL_AGREEMENT_DAYS)
-            for kind in SIGN_KINDS:
-                self.open_step(kind, due, kind.removeprefix("buddy_"))
-        elif k in SIGN_KINDS:
-            signed = [s for s in self.s.steps.values() if s.kind in SIGN_KINDS and s.status == "done"]
-            if {s.kind for s in signed} == set(SIGN_KINDS):
-                self.s.formal_agreement_on = today
-                self.s.stage = "support_plan"
-                self.audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and "
-                                                                      "the buddy")
-                self.open_step("buddy_support_plan", today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
-        elif k == "buddy_support_plan":
-            self.s.plan_draft = payload
-            deadline = self._plan_deadline()
-            due = max(deadline, today + timedelta(days=AGREE_DAYS))
-            self.open_step("buddy_plan_agree_regulator", due, "plan_agree_regulator")
-            self.open_step("buddy_plan_agree_trust", due, "plan_agree_trust")
-        elif k in ("buddy_plan_agree_regulator", "buddy_plan_agree_trust"):
-            if a == "return":
-                self._cancel(lambda s: s.kind.startswith("buddy_plan_agree"), "support plan returned")
-                again = self.open_step("buddy_support_plan", max(self._plan_deadline(), today + timedelta(days=14)),
-                                   "support_plan")
-                again.data["returned_reason"] = d.comment
-            elif all(s.status == "done" and s.outcome == "agree" for s in self._open_round_agreements()):
-                self._start_cycle()
-        elif k == "buddy_forecast":
-            q = self._ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, self._workstreams())
-            self.audit("buddy_forecast.signed_off", d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
-            self._maybe_open_authorisation(n)
-        elif k in CONFIRM_KIND.values():
-            if a == "confirm":
-                self._ledger().confirm(n, _party(k), d.actor.user_id)
-                self._maybe_open_authorisation(n)
-            else:
-                self._ledger().dispute(n, _party(k), d.actor.user_id, d.comment or "")
-                if not any(s.kind == "buddy_resolve" and s.status == "open" for s in self._quarter_steps(n)):
-                    self.open_step("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
-        elif k == "buddy_resolve":
-            if a == "not_payable":
-                self._ledger().resolve_not_payable(n, d.actor.user_id, d.comment or "")
-                self._cancel(lambda s: s.subject.get("quarter") == n, "dispute resolved as not payable")
-            else:
-                disp = self._ledger().resolve(n, d.actor.user_id, payload.resolution, payload.agreed_pence)
-                kind = CONFIRM_KIND[disp.party]
-                self.open_step(kind, today + timedelta(days=CONFIRM_DAYS), f"q{n}.{kind.removeprefix('buddy_')}",
-                           quarter=n)
-                if self._ledger().quarter(n).open_dispute is not None:
-                    self.open_step("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
-        elif k == "buddy_authorise":
-            if a == "authorise":
-                q = self._ledger().authorise(n, payload.lines, d.actor.user_id, self._workstreams())
-                q.authorised_at = workflow.now()
-            else:
-                self._ledger().decline(n, d.comment or "declined")
-        elif k in ("buddy_plan_change_id", "buddy_plan_change_trust"):
-            self._plan_change_decided(st, d)
+        """What a completed step records and opens next: the handler its kind registered (domain/ledger.py)."""
+        handler = handler_for(BUDDY_STEPS[st.kind], d.action)
+        if handler is not None:
+            handler(self, st, d, payload)
 
-    def _workstreams(self) -> set[str]:
+    def workstreams(self) -> set[str]:
         return self.s.plan.workstream_ids() if self.s.plan else set()
 
-    def _plan_deadline(self) -> date:
+    def plan_deadline(self) -> date:
         assert self.s.formal_agreement_on is not None
         return self.s.formal_agreement_on + timedelta(days=SUPPORT_PLAN_DAYS)
 
-    def _open_round_agreements(self) -> list[Step]:
+    def open_round_agreements(self) -> list[Step]:
         latest: dict[str, Step] = {}
         for s in self.s.steps.values():
             if s.kind.startswith("buddy_plan_agree") and s.status != "cancelled":
                 latest[s.kind] = s
         return list(latest.values()) if len(latest) == 2 else []
 
-    def _start_cycle(self) -> None:
+    def start_cycle(self) -> None:
         assert self.s.plan_draft is not None
         self.s.plan, self.s.plan_draft = self.s.plan_draft, None
         self.s.plan_version = 1
@@ -645,7 +589,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                                         "of a running partnership changes")
         if any(r.status == "pending" for r in self.s.plan_changes):
             raise reject("Conflict", "a change to the support plan is already awaiting approval")
-        led = self._ledger()
+        led = self.require_ledger()
         if c.plan.projected_total_pence > led.agreed_level_pence:
             raise reject("RuleBroken", f"projected costs of {money(c.plan.projected_total_pence)} are above the "
                                        f"agreed level ({money(led.agreed_level_pence)})")
@@ -655,13 +599,13 @@ class BuddyPartnershipWorkflow(StepEngine):
                 raise reject("RuleBroken", f"Q{q.number}'s signed-off forecast uses workstreams this change "
                                            "removes")
 
-    def _plan_change_decided(self, st: Step, d: Decision) -> None:
+    def plan_change_decided(self, st: Step, d: Decision) -> None:
         rec = self.s.plan_changes[st.subject["change"] - 1]
         if rec.status != "pending":
             return
         if d.action == "reject":
             rec.status = "rejected"
-            self._cancel(lambda s: s.subject.get("change") == rec.number, "change rejected")
+            self.cancel(lambda s: s.subject.get("change") == rec.number, "change rejected")
             self.audit("support_plan.change_rejected", d.actor, reason=d.comment, detail={"change": rec.number})
             return
         both = [s for s in self.s.steps.values() if s.subject.get("change") == rec.number]
@@ -703,11 +647,11 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.s.ending = {"reason": reason, "by": actor.user_id, "role": actor.role, "on": today.isoformat()}
         self.audit("partnership_ending", actor, reason=reason)
         if self.s.stage in PRE_CYCLE:
-            self._finish_early(reason, actor)
+            self.finish_early(reason, actor)
             return
-        led = self._ledger()
+        led = self.require_ledger()
         self.s.stage = "settling"
-        self._cancel(lambda s: s.group == "plan_change", "partnership ended")
+        self.cancel(lambda s: s.group == "plan_change", "partnership ended")
         for r in self.s.plan_changes:
             if r.status == "pending":
                 r.status = "rejected"
@@ -727,11 +671,11 @@ class BuddyPartnershipWorkflow(StepEngine):
                             detail={"quarter": q.number, "end": today.isoformat()})
 
     def _drop_quarter(self, q: Quarter, why: str) -> None:
-        self._ledger().decline(q.number, why)
-        self._cancel(lambda s: s.subject.get("quarter") == q.number, why)
+        self.require_ledger().decline(q.number, why)
+        self.cancel(lambda s: s.subject.get("quarter") == q.number, why)
 
-    def _finish_early(self, reason: str, actor: Actor) -> None:
-        self._cancel(lambda s: True, reason)
+    def finish_early(self, reason: str, actor: Actor) -> None:
+        self.cancel(lambda s: True, reason)
         self.s.stage = "ended"
         self.s.finished = True
         self.audit("partnership_ended", actor, reason=reason)
@@ -741,16 +685,10 @@ class BuddyPartnershipWorkflow(StepEngine):
             return
         if any(s.status == "open" for s in self.s.steps.values()):
             return
-        if not all(q.settled or q.number in self.s.payment_failures for q in self._ledger().quarters):
+        if not all(q.settled or q.number in self.s.payment_failures for q in self.require_ledger().quarters):
             return
         self.s.stage = "ended"
         self.s.finished = True
-        totals = self._ledger().totals()
+        totals = self.require_ledger().totals()
         self.audit("partnership_ended", SYSTEM, reason=(self.s.ending or {}).get("reason"),
                     detail={"paid_pence": totals.paid_pence, "remaining_pence": totals.remaining_pence})
-
-
-def _party(kind: str) -> str:
-    return next(p for p, k in CONFIRM_KIND.items() if k == kind)
-
-

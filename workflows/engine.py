@@ -147,6 +147,9 @@ class StepEngine:
                 "subject": st.subject, "paused": st.paused}
 
     # ---------------------------------------------------------------- time
+    def now(self) -> datetime:
+        return workflow.now()
+
     def today(self) -> date:
         return dates.london_date(workflow.now())
 

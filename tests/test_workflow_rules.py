@@ -1,0 +1,154 @@
+"""The fast workflow layer (issue 13): the regime workflow's rules on the real Temporal dev server, with its
+effects activity mocked (no PostgreSQL, no HTTP). What the rules decide (which steps open, with which due
+dates, which phase) is read from the workflow's state and from the effects it hands to the activity.
+
+The end-to-end tests (test_slice, test_lifecycle, test_scenarios) drive the same rules through the API and
+the real activities; these check rule-level cases in about a second each.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from domain import dates
+from domain.models import Actor, Decision, InspectionSignal, Placement, RegimeStart, Rung, Trust
+from domain.ratings import InspectionOutcome, KeyQuestionRatings
+from settings import DEFAULT_LADDER
+from tests.helpers import INADEQUATE_ENTRY, PLAN, outcome
+from workflows.common import ArchiveBatch, EffectBatch
+from workflows.regime import RegimeWorkflow
+
+
+class Effects:
+    """Stands in for activities/effects.py: keeps every batch it is handed."""
+
+    def __init__(self) -> None:
+        self.batches: list[EffectBatch] = []
+
+    @activity.defn(name="apply_effects")
+    async def apply(self, batch: EffectBatch) -> None:
+        self.batches.append(batch)
+
+    @activity.defn(name="archive_state")
+    async def archive(self, batch: ArchiveBatch) -> None:
+        pass
+
+    def opened(self) -> list[dict[str, Any]]:
+        return [e["step"] for b in self.batches for e in b.effects if e["type"] == "task_open"]
+
+
+@pytest.fixture
+async def regime_env(temporal_address):
+    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    effects = Effects()
+    queue = "rules-" + uuid.uuid4().hex[:10]
+    async with Worker(client, task_queue=queue, workflows=[RegimeWorkflow],
+                      activities=[effects.apply, effects.archive]):
+        yield client, queue, effects
+
+
+def actor(role: str, user: str | None = None) -> Actor:
+    return Actor(user_id=user or f"{role}-1", role=role)
+
+
+async def start(client: Client, queue: str, ods: str):
+    today = dates.london_date(datetime.now(UTC))
+    regime_id = f"regime-{ods}-{today.isoformat()}-{uuid.uuid4().hex[:6]}"
+    placement = Placement(regime_id=regime_id, trust=Trust(ods_code=ods, name=f"{ods} Hospitals NHS Trust"),
+                          entry_date=today, basis="cqc_recommendation",
+                          entry_ratings=KeyQuestionRatings.model_validate(INADEQUATE_ENTRY),
+                          ladder=[Rung.model_validate(r) for r in DEFAULT_LADDER], placed_by=actor("regulator"))
+    handle = await client.start_workflow(RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,
+                                         task_queue=queue)
+    return handle, today
+
+
+async def decide(handle, step_id: str, action: str, role: str, payload: dict | None = None,
+                 comment: str | None = None, user: str | None = None):
+    return await handle.execute_update(RegimeWorkflow.decide_step, Decision(
+        step_id=step_id, action=action, actor=actor(role, user), payload=payload or {}, comment=comment))
+
+
+async def test_an_agreed_plan_opens_both_sign_offs_with_their_service_default_deadline(regime_env):
+    client, queue, effects = regime_env
+    handle, today = await start(client, queue, "WR1")
+    await decide(handle, "improvement_plan", "submit", "trust", PLAN)
+    view = await decide(handle, "plan_review", "agree", "improvement_director", comment="a good plan")
+    assert view.step.status == "done" and view.step.outcome == "agree"
+    state = await handle.query(RegimeWorkflow.get_state)
+    signoffs = {s.kind: s for s in state.steps.values() if s.kind.startswith("plan_signoff")}
+    assert set(signoffs) == {"plan_signoff_regulator", "plan_signoff_commissioner"}
+    assert all(s.due == today + timedelta(days=14) and s.subject == {"plan_step": "improvement_plan"}
+               for s in signoffs.values())
+    await handle.query(RegimeWorkflow.get_state)  # the effects of the last update have been handed over
+    opened = {s["kind"] for s in effects.opened()}
+    assert {"plan_review", "plan_signoff_regulator", "plan_signoff_commissioner"} <= opened
+
+
+async def test_a_returned_plan_is_reopened_with_the_reason_and_nobody_acts_for_two_parties(regime_env):
+    client, queue, effects = regime_env
+    handle, _ = await start(client, queue, "WR2")
+    await decide(handle, "improvement_plan", "submit", "trust", PLAN, user="same-person")
+    await decide(handle, "plan_review", "return", "improvement_director", comment="no metrics")
+    state = await handle.query(RegimeWorkflow.get_state)
+    again = state.steps["improvement_plan-2"]
+    assert again.status == "open" and again.data["returned_reason"] == "no metrics"
+    await decide(handle, "improvement_plan-2", "submit", "trust", PLAN, user="same-person")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, "plan_review-2", "agree", "improvement_director", user="same-person")
+    assert refused.value.cause.type == "SeparationOfDuties"
+
+
+async def test_after_a_re_inspection_the_regulator_exits_only_on_cqc_recommendation_and_extends_six_months(
+        regime_env):
+    client, queue, _ = regime_env
+    handle, today = await start(client, queue, "WR3")
+    published = InspectionOutcome.model_validate(
+        outcome("INS-WR3", today - timedelta(days=3), INADEQUATE_ENTRY))
+    await handle.signal(RegimeWorkflow.record_inspection, InspectionSignal(outcome=published, actor=actor("cqc")))
+    state = await handle.query(RegimeWorkflow.get_state)
+    rec = next(s for s in state.steps.values() if s.kind == "cqc_recommendation")
+    assert rec.status == "open" and rec.subject == {"reference": "INS-WR3"}
+    await decide(handle, rec.id, "recommend_remain", "cqc", comment="safety still inadequate")
+    state = await handle.query(RegimeWorkflow.get_state)
+    decision = next(s for s in state.steps.values() if s.kind == "regulator_decision")
+    assert decision.due == today + timedelta(days=14)
+    # The kind's own rule (domain/steps.py `check`): no exit against CQC's recommendation.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, decision.id, "exit", "regulator")
+    assert refused.value.cause.type == "RuleBroken"
+    # Extended by the payload model's default of six months (ExtendPayload.months), read from the typed payload.
+    view = await decide(handle, decision.id, "extend", "regulator", comment="progress too slow")
+    assert view.phase == "extended"
+    state = await handle.query(RegimeWorkflow.get_state)
+    assert state.extensions[-1]["months"] == 6
+    assert state.extensions[-1]["ends"] == dates.add_months(today, 6).isoformat()
+    assert {"revised_action_plan", "reinspection"} <= {s.kind for s in state.steps.values() if s.status == "open"}
+
+
+def test_every_action_with_a_consequence_has_exactly_one_handler():
+    from domain.ledger import BUDDY_STEPS
+    from domain.steps import CATALOGUE, handler_for
+
+    for catalogue in (CATALOGUE, BUDDY_STEPS):
+        for kind, spec in catalogue.items():
+            assert set(spec.after) <= set(spec.actions) | {"*"}, kind
+            for action in spec.actions:
+                handler = handler_for(spec, action)
+                assert handler is None or callable(handler), (kind, action)
+    # Decisions that lead somewhere, one per family of the rules (a missing registration is a silent no-op).
+    for kind, action in (("improvement_plan", "submit"), ("plan_review", "agree"), ("plan_review", "return"),
+                         ("regulator_decision", "extend"), ("regulator_decision", "exit"),
+                         ("monthly_return", "submit"), ("board_to_board", "record")):
+        assert handler_for(CATALOGUE[kind], action) is not None, (kind, action)
+    for kind, action in (("buddy_aip_buddy", "accept"), ("buddy_authorise", "authorise"),
+                         ("buddy_confirm_trust", "dispute"), ("buddy_resolve", "resolve")):
+        assert handler_for(BUDDY_STEPS[kind], action) is not None, (kind, action)
