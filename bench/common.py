@@ -351,6 +351,8 @@ class Project:
     tmp: Path
     worker_module: str = "worker"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # uvicorn's logging options: quiet by default (benchmarks measure the service, not its access log).
+    api_log_args: tuple[str, ...] = ("--log-level", "warning", "--no-access-log")
     schema: str = field(default_factory=lambda: "b_" + uuid.uuid4().hex[:10])
     task_queue: str = field(default_factory=lambda: "tq-" + uuid.uuid4().hex[:10])
     port: int = field(default_factory=free_port)
@@ -381,8 +383,8 @@ class Project:
 
     def start_api(self) -> Proc:
         self.api = Proc("api", [sys.executable, "-m", "uvicorn", "api.app:app_factory", "--factory", "--host",
-                                "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-                                "--no-access-log"], self.env(), self.tmp / f"api-{self.task_queue}.log").start()
+                                "127.0.0.1", "--port", str(self.port), *self.api_log_args], self.env(),
+                        self.tmp / f"api-{self.task_queue}.log").start()
         return self.api
 
     async def wait_ready(self, timeout: float = 90) -> None:

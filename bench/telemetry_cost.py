@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +26,6 @@ import httpx
 
 from bench.approval_latency import Sequence, place, wait_tasks
 from bench.common import (
-    Proc,
     Project,
     dev_server,
     free_port,
@@ -69,14 +67,6 @@ def otlp_sink():
         server.shutdown()
 
 
-class WithAccessLog(Project):
-    def start_api(self) -> Proc:
-        self.api = Proc("api", [sys.executable, "-m", "uvicorn", "api.app:app_factory", "--factory", "--host",
-                                "127.0.0.1", "--port", str(self.port), "--log-level", "info"],
-                        self.env(), self.tmp / f"api-{self.task_queue}.log").start()
-        return self.api
-
-
 @contextlib.asynccontextmanager
 async def deployment(p: Project):
     try:
@@ -97,7 +87,7 @@ async def run(args) -> None:
         url = args.database_url or es.enter_context(postgres(tmp)).get_uri()
         sink = es.enter_context(otlp_sink())
         off = Project(address, url, tmp)
-        on = WithAccessLog(address, url, tmp, extra_env={
+        on = Project(address, url, tmp, api_log_args=("--log-level", "info"), extra_env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_BSP_SCHEDULE_DELAY": "500",
             "WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"})
         async with deployment(off), deployment(on), httpx.AsyncClient(timeout=60) as http:
