@@ -44,7 +44,7 @@ ROUTINE_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "delivery_meeting": ("record", {"meeting_date": "today", "on_trajectory": True}),
 }
 
-# Buddy partnership steps done as a matter of course (see tools/simulate.py for their payloads).
+# Buddy partnership steps done as a matter of course (see tools/simulate/routine.py for their payloads).
 BUDDY_ROUTINE = ("buddy_aip_regulator", "buddy_aip_buddy", "buddy_sign_regulator", "buddy_sign_trust",
                  "buddy_sign_buddy", "buddy_support_plan", "buddy_plan_agree_regulator", "buddy_plan_agree_trust",
                  "buddy_forecast", "buddy_confirm_id", "buddy_confirm_trust", "buddy_confirm_buddy",
