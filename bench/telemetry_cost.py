@@ -26,11 +26,11 @@ import httpx
 
 from bench.approval_latency import Sequence, place, wait_tasks
 from bench.common import (
-    Project,
     dev_server,
     free_port,
     parser,
     postgres,
+    project,
     ratio,
     scratch,
     summary_ms,
@@ -67,18 +67,6 @@ def otlp_sink():
         server.shutdown()
 
 
-@contextlib.asynccontextmanager
-async def deployment(p: Project):
-    try:
-        p.start_api()
-        await p.wait_ready()
-        p.start_worker()
-        await p.wait_ready()
-        yield p
-    finally:
-        p.stop()
-
-
 async def run(args) -> None:
     started = time.monotonic()
     n_wf, rounds, warm = (2, 6, 1) if args.quick else (8, 40, 2)
@@ -86,11 +74,11 @@ async def run(args) -> None:
         address = args.temporal_address or es.enter_context(dev_server(tmp)).address
         url = args.database_url or es.enter_context(postgres(tmp)).get_uri()
         sink = es.enter_context(otlp_sink())
-        off = Project(address, url, tmp)
-        on = Project(address, url, tmp, api_log_args=("--log-level", "info"), extra_env={
+        telemetry = {"api_log_args": ("--log-level", "info"), "extra_env": {
             "OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_BSP_SCHEDULE_DELAY": "500",
-            "WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"})
-        async with deployment(off), deployment(on), httpx.AsyncClient(timeout=60) as http:
+            "WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}}
+        async with project(address, url, tmp) as off, project(address, url, tmp, **telemetry) as on, \
+                httpx.AsyncClient(timeout=60) as http:
             tag = uuid.uuid4().hex[:3].upper()
             seqs: dict[str, list[Sequence]] = {}
             tokens: dict[tuple[str, str], dict] = {}
