@@ -21,6 +21,7 @@ Every check raises `LedgerError(kind, message)`; `kind` is a rejection type the 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -458,46 +459,68 @@ class PaymentRecord(BaseModel):
 
 
 # ---------------------------------------------------------------------------- the partnership's steps
+class BuddyKind(StrEnum):
+    """A buddy partnership's step kinds. Their rules are the BUDDY_STEPS entries below;
+    everywhere else names a kind through this enum, never a string literal (tests/test_catalogue.py)."""
+
+    buddy_aip_regulator = "buddy_aip_regulator"
+    buddy_aip_buddy = "buddy_aip_buddy"
+    buddy_sign_regulator = "buddy_sign_regulator"
+    buddy_sign_trust = "buddy_sign_trust"
+    buddy_sign_buddy = "buddy_sign_buddy"
+    buddy_support_plan = "buddy_support_plan"
+    buddy_plan_agree_regulator = "buddy_plan_agree_regulator"
+    buddy_plan_agree_trust = "buddy_plan_agree_trust"
+    buddy_plan_change_id = "buddy_plan_change_id"
+    buddy_plan_change_trust = "buddy_plan_change_trust"
+    buddy_forecast = "buddy_forecast"
+    buddy_confirm_id = "buddy_confirm_id"
+    buddy_confirm_trust = "buddy_confirm_trust"
+    buddy_confirm_buddy = "buddy_confirm_buddy"
+    buddy_resolve = "buddy_resolve"
+    buddy_authorise = "buddy_authorise"
+
+
 _E = EmptyPayload
 BUDDY_STEPS: dict[str, StepKind] = {
-    "buddy_aip_regulator": StepKind("Buddy agreement in principle recorded (regulator)", "regulator",
+    BuddyKind.buddy_aip_regulator: StepKind("Buddy agreement in principle recorded (regulator)", "regulator",
                                     "agreement_in_principle", {"record": AgreementInPrinciple}),
-    "buddy_aip_buddy": StepKind("Buddy agreement in principle accepted (buddy)", "buddy", "agreement_in_principle",
+    BuddyKind.buddy_aip_buddy: StepKind("Buddy agreement in principle accepted (buddy)", "buddy", "agreement_in_principle",
                                 {"accept": _E, "decline": _E}, frozenset({"decline"})),
-    "buddy_sign_regulator": StepKind("Formal buddy agreement signed by the regulator", "regulator",
+    BuddyKind.buddy_sign_regulator: StepKind("Formal buddy agreement signed by the regulator", "regulator",
                                      "formal_agreement", {"sign": _E}),
-    "buddy_sign_trust": StepKind("Formal buddy agreement signed by the trust", "trust", "formal_agreement",
+    BuddyKind.buddy_sign_trust: StepKind("Formal buddy agreement signed by the trust", "trust", "formal_agreement",
                                  {"sign": _E}),
-    "buddy_sign_buddy": StepKind("Formal buddy agreement signed by the buddy", "buddy", "formal_agreement",
+    BuddyKind.buddy_sign_buddy: StepKind("Formal buddy agreement signed by the buddy", "buddy", "formal_agreement",
                                  {"sign": _E}),
-    "buddy_support_plan": StepKind("Buddy support plan drafted (buddy)", "buddy", "support_plan",
+    BuddyKind.buddy_support_plan: StepKind("Buddy support plan drafted (buddy)", "buddy", "support_plan",
                                    {"submit": SupportPlan}),
-    "buddy_plan_agree_regulator": StepKind("Buddy support plan agreed by the regulator", "regulator",
+    BuddyKind.buddy_plan_agree_regulator: StepKind("Buddy support plan agreed by the regulator", "regulator",
                                            "support_plan", {"agree": _E, "return": _E}, frozenset({"return"})),
-    "buddy_plan_agree_trust": StepKind("Buddy support plan agreed by the trust", "trust", "support_plan",
+    BuddyKind.buddy_plan_agree_trust: StepKind("Buddy support plan agreed by the trust", "trust", "support_plan",
                                        {"agree": _E, "return": _E}, frozenset({"return"})),
-    "buddy_plan_change_id": StepKind("Support plan change approved by the improvement director",
+    BuddyKind.buddy_plan_change_id: StepKind("Support plan change approved by the improvement director",
                                      "improvement_director", "plan_change", {"approve": _E, "reject": _E},
                                      frozenset({"reject"})),
-    "buddy_plan_change_trust": StepKind("Support plan change approved by the trust", "trust", "plan_change",
+    BuddyKind.buddy_plan_change_trust: StepKind("Support plan change approved by the trust", "trust", "plan_change",
                                         {"approve": _E, "reject": _E}, frozenset({"reject"})),
-    "buddy_forecast": StepKind("Quarter's delivery plan and forecast signed off (improvement director)",
+    BuddyKind.buddy_forecast: StepKind("Quarter's delivery plan and forecast signed off (improvement director)",
                                "improvement_director", "quarter", {"sign_off": ForecastPayload}),
-    "buddy_confirm_id": StepKind("Quarter's support confirmed as delivered (improvement director)",
+    BuddyKind.buddy_confirm_id: StepKind("Quarter's support confirmed as delivered (improvement director)",
                                  "improvement_director", "quarter", {"confirm": _E, "dispute": _E},
                                  frozenset({"dispute"})),
-    "buddy_confirm_trust": StepKind("Quarter's support confirmed as delivered (trust)", "trust", "quarter",
+    BuddyKind.buddy_confirm_trust: StepKind("Quarter's support confirmed as delivered (trust)", "trust", "quarter",
                                     {"confirm": _E, "dispute": _E}, frozenset({"dispute"})),
-    "buddy_confirm_buddy": StepKind("Quarter's support confirmed as delivered (buddy)", "buddy", "quarter",
+    BuddyKind.buddy_confirm_buddy: StepKind("Quarter's support confirmed as delivered (buddy)", "buddy", "quarter",
                                     {"confirm": _E, "dispute": _E}, frozenset({"dispute"})),
-    "buddy_resolve": StepKind("Quarter's dispute resolved (regulator)", "regulator", "quarter",
+    BuddyKind.buddy_resolve: StepKind("Quarter's dispute resolved (regulator)", "regulator", "quarter",
                               {"resolve": ResolutionPayload, "not_payable": _E}, frozenset({"not_payable"})),
-    "buddy_authorise": StepKind("Quarter's buddy payment authorised (improvement director)", "improvement_director",
+    BuddyKind.buddy_authorise: StepKind("Quarter's buddy payment authorised (improvement director)", "improvement_director",
                                 "quarter", {"authorise": InvoicePayload, "decline": _E}, frozenset({"decline"})),
 }
-CONFIRM_KIND = {"improvement_director": "buddy_confirm_id", "trust": "buddy_confirm_trust",
-                "buddy": "buddy_confirm_buddy"}
-SIGN_KINDS = ("buddy_sign_regulator", "buddy_sign_trust", "buddy_sign_buddy")
+CONFIRM_KIND = {"improvement_director": BuddyKind.buddy_confirm_id, "trust": BuddyKind.buddy_confirm_trust,
+                "buddy": BuddyKind.buddy_confirm_buddy}
+SIGN_KINDS = (BuddyKind.buddy_sign_regulator, BuddyKind.buddy_sign_trust, BuddyKind.buddy_sign_buddy)
 
 # Days allowed where the seed names no deadline; the seed's two deadlines are 6 weeks each.
 AIP_DAYS = 14
@@ -613,17 +636,17 @@ def confirming_party(kind: str) -> str:
     return next(p for p, k in CONFIRM_KIND.items() if k == kind)
 
 
-@buddy_after("buddy_aip_regulator")
+@buddy_after(BuddyKind.buddy_aip_regulator)
 def _aip_recorded(rt, st, d, payload: AgreementInPrinciple) -> None:
     rt.record_aip(payload, d.actor, st)
 
 
-@buddy_after("buddy_aip_buddy", "decline")
+@buddy_after(BuddyKind.buddy_aip_buddy, "decline")
 def _aip_declined(rt, st, d, payload) -> None:
     rt.finish_early(f"the buddy declined the agreement in principle: {d.comment}", d.actor)
 
 
-@buddy_after("buddy_aip_buddy", "accept")
+@buddy_after(BuddyKind.buddy_aip_buddy, "accept")
 def _aip_accepted(rt, st, d, payload) -> None:
     today = rt.today()
     rt.s.agreed_in_principle_on = today
@@ -633,9 +656,9 @@ def _aip_accepted(rt, st, d, payload) -> None:
         rt.open_step(kind, due, kind.removeprefix("buddy_"))
 
 
-@buddy_after("buddy_sign_regulator")
-@buddy_after("buddy_sign_trust")
-@buddy_after("buddy_sign_buddy")
+@buddy_after(BuddyKind.buddy_sign_regulator)
+@buddy_after(BuddyKind.buddy_sign_trust)
+@buddy_after(BuddyKind.buddy_sign_buddy)
 def _signed(rt, st, d, payload) -> None:
     today = rt.today()
     signed = [s for s in rt.s.steps.values() if s.kind in SIGN_KINDS and s.status == "done"]
@@ -643,34 +666,34 @@ def _signed(rt, st, d, payload) -> None:
         rt.s.formal_agreement_on = today
         rt.s.stage = "support_plan"
         rt.audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and the buddy")
-        rt.open_step("buddy_support_plan", today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
+        rt.open_step(BuddyKind.buddy_support_plan, today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
 
 
-@buddy_after("buddy_support_plan")
+@buddy_after(BuddyKind.buddy_support_plan)
 def _plan_drafted(rt, st, d, payload: SupportPlan) -> None:
     rt.s.plan_draft = payload
     due = max(rt.plan_deadline(), rt.today() + timedelta(days=AGREE_DAYS))
-    rt.open_step("buddy_plan_agree_regulator", due, "plan_agree_regulator")
-    rt.open_step("buddy_plan_agree_trust", due, "plan_agree_trust")
+    rt.open_step(BuddyKind.buddy_plan_agree_regulator, due, "plan_agree_regulator")
+    rt.open_step(BuddyKind.buddy_plan_agree_trust, due, "plan_agree_trust")
 
 
-@buddy_after("buddy_plan_agree_regulator", "return")
-@buddy_after("buddy_plan_agree_trust", "return")
+@buddy_after(BuddyKind.buddy_plan_agree_regulator, "return")
+@buddy_after(BuddyKind.buddy_plan_agree_trust, "return")
 def _plan_returned(rt, st, d, payload) -> None:
     rt.cancel(lambda s: s.kind.startswith("buddy_plan_agree"), "support plan returned")
-    again = rt.open_step("buddy_support_plan", max(rt.plan_deadline(), rt.today() + timedelta(days=14)),
+    again = rt.open_step(BuddyKind.buddy_support_plan, max(rt.plan_deadline(), rt.today() + timedelta(days=14)),
                          "support_plan")
     again.data["returned_reason"] = d.comment
 
 
-@buddy_after("buddy_plan_agree_regulator", "agree")
-@buddy_after("buddy_plan_agree_trust", "agree")
+@buddy_after(BuddyKind.buddy_plan_agree_regulator, "agree")
+@buddy_after(BuddyKind.buddy_plan_agree_trust, "agree")
 def _plan_agreed(rt, st, d, payload) -> None:
     if all(s.status == "done" and s.outcome == "agree" for s in rt.open_round_agreements()):
         rt.start_cycle()
 
 
-@buddy_after("buddy_forecast")
+@buddy_after(BuddyKind.buddy_forecast)
 def _forecast_signed_off(rt, st, d, payload: ForecastPayload) -> None:
     n = st.subject.get("quarter")
     q = rt.require_ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, rt.workstreams())
@@ -678,54 +701,54 @@ def _forecast_signed_off(rt, st, d, payload: ForecastPayload) -> None:
     rt.maybe_open_authorisation(n)
 
 
-@buddy_after("buddy_confirm_id", "confirm")
-@buddy_after("buddy_confirm_trust", "confirm")
-@buddy_after("buddy_confirm_buddy", "confirm")
+@buddy_after(BuddyKind.buddy_confirm_id, "confirm")
+@buddy_after(BuddyKind.buddy_confirm_trust, "confirm")
+@buddy_after(BuddyKind.buddy_confirm_buddy, "confirm")
 def _delivery_confirmed(rt, st, d, payload) -> None:
     n = st.subject.get("quarter")
     rt.require_ledger().confirm(n, confirming_party(st.kind), d.actor.user_id)
     rt.maybe_open_authorisation(n)
 
 
-@buddy_after("buddy_confirm_id", "dispute")
-@buddy_after("buddy_confirm_trust", "dispute")
-@buddy_after("buddy_confirm_buddy", "dispute")
+@buddy_after(BuddyKind.buddy_confirm_id, "dispute")
+@buddy_after(BuddyKind.buddy_confirm_trust, "dispute")
+@buddy_after(BuddyKind.buddy_confirm_buddy, "dispute")
 def _delivery_disputed(rt, st, d, payload) -> None:
     n = st.subject.get("quarter")
     rt.require_ledger().dispute(n, confirming_party(st.kind), d.actor.user_id, d.comment or "")
-    if not any(s.kind == "buddy_resolve" and s.status == "open" for s in rt.quarter_steps(n)):
-        rt.open_step("buddy_resolve", rt.today() + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+    if not any(s.kind == BuddyKind.buddy_resolve and s.status == "open" for s in rt.quarter_steps(n)):
+        rt.open_step(BuddyKind.buddy_resolve, rt.today() + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
 
 
-@buddy_after("buddy_resolve", "not_payable")
+@buddy_after(BuddyKind.buddy_resolve, "not_payable")
 def _resolved_not_payable(rt, st, d, payload) -> None:
     n = st.subject.get("quarter")
     rt.require_ledger().resolve_not_payable(n, d.actor.user_id, d.comment or "")
     rt.cancel(lambda s: s.subject.get("quarter") == n, "dispute resolved as not payable")
 
 
-@buddy_after("buddy_resolve", "resolve")
+@buddy_after(BuddyKind.buddy_resolve, "resolve")
 def _resolved(rt, st, d, payload: ResolutionPayload) -> None:
     n, today, ledger = st.subject.get("quarter"), rt.today(), rt.require_ledger()
     disp = ledger.resolve(n, d.actor.user_id, payload.resolution, payload.agreed_pence)
     kind = CONFIRM_KIND[disp.party]
     rt.open_step(kind, today + timedelta(days=CONFIRM_DAYS), f"q{n}.{kind.removeprefix('buddy_')}", quarter=n)
     if ledger.quarter(n).open_dispute is not None:
-        rt.open_step("buddy_resolve", today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
+        rt.open_step(BuddyKind.buddy_resolve, today + timedelta(days=RESOLVE_DAYS), f"q{n}.resolve", quarter=n)
 
 
-@buddy_after("buddy_authorise", "authorise")
+@buddy_after(BuddyKind.buddy_authorise, "authorise")
 def _payment_authorised(rt, st, d, payload: InvoicePayload) -> None:
     q = rt.require_ledger().authorise(st.subject.get("quarter"), payload.lines, d.actor.user_id, rt.workstreams())
     q.authorised_at = rt.now()
 
 
-@buddy_after("buddy_authorise", "decline")
+@buddy_after(BuddyKind.buddy_authorise, "decline")
 def _payment_declined(rt, st, d, payload) -> None:
     rt.require_ledger().decline(st.subject.get("quarter"), d.comment or "declined")
 
 
-@buddy_after("buddy_plan_change_id")
-@buddy_after("buddy_plan_change_trust")
+@buddy_after(BuddyKind.buddy_plan_change_id)
+@buddy_after(BuddyKind.buddy_plan_change_trust)
 def _plan_change_decided(rt, st, d, payload) -> None:
     rt.plan_change_decided(st, d)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any, Literal
 
@@ -98,6 +99,31 @@ class EmptyPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Kind(StrEnum):
+    """The regime's step kinds. Their rules are the CATALOGUE entries below;
+    everywhere else names a kind through this enum, never a string literal (tests/test_catalogue.py)."""
+
+    improvement_plan = "improvement_plan"
+    plan_review = "plan_review"
+    plan_signoff_regulator = "plan_signoff_regulator"
+    plan_signoff_commissioner = "plan_signoff_commissioner"
+    appoint_improvement_director = "appoint_improvement_director"
+    board_to_board = "board_to_board"
+    board_to_board_pre_inspection = "board_to_board_pre_inspection"
+    board_to_board_post_exit = "board_to_board_post_exit"
+    letter_to_chair = "letter_to_chair"
+    capability_review = "capability_review"
+    monthly_return = "monthly_return"
+    monthly_return_cosign = "monthly_return_cosign"
+    oversight_meeting = "oversight_meeting"
+    delivery_meeting = "delivery_meeting"
+    reinspection = "reinspection"
+    cqc_recommendation = "cqc_recommendation"
+    regulator_decision = "regulator_decision"
+    revised_action_plan = "revised_action_plan"
+    secretary_of_state_letter = "secretary_of_state_letter"
+
+
 @dataclass(frozen=True)
 class StepKind:
     title: str
@@ -114,45 +140,45 @@ class StepKind:
 
 _E = EmptyPayload
 CATALOGUE: dict[str, StepKind] = {
-    "improvement_plan": StepKind("Improvement plan submitted", "trust", "improvement_plan",
+    Kind.improvement_plan: StepKind("Improvement plan submitted", "trust", "improvement_plan",
                                  {"submit": ImprovementPlanPayload}),
-    "plan_review": StepKind("Improvement plan agreed by the improvement director", "improvement_director",
+    Kind.plan_review: StepKind("Improvement plan agreed by the improvement director", "improvement_director",
                             "improvement_plan", {"agree": _E, "return": _E}, frozenset({"return"})),
-    "plan_signoff_regulator": StepKind("Improvement plan signed off by the regulator", "regulator",
+    Kind.plan_signoff_regulator: StepKind("Improvement plan signed off by the regulator", "regulator",
                                        "improvement_plan", {"sign_off": _E, "return": _E}, frozenset({"return"})),
-    "plan_signoff_commissioner": StepKind("Improvement plan signed off by the commissioner", "commissioner",
+    Kind.plan_signoff_commissioner: StepKind("Improvement plan signed off by the commissioner", "commissioner",
                                           "improvement_plan", {"sign_off": _E, "return": _E}, frozenset({"return"})),
-    "appoint_improvement_director": StepKind("Improvement director appointed", "regulator", "appointment",
+    Kind.appoint_improvement_director: StepKind("Improvement director appointed", "regulator", "appointment",
                                              {"record": AppointmentPayload}),
-    "board_to_board": StepKind("Board-to-board meeting (within 3 months of entry)", "regulator", "board_to_board",
+    Kind.board_to_board: StepKind("Board-to-board meeting (within 3 months of entry)", "regulator", "board_to_board",
                                {"record": MeetingPayload}),
-    "board_to_board_pre_inspection": StepKind("Board-to-board before the CQC re-inspection", "regulator",
+    Kind.board_to_board_pre_inspection: StepKind("Board-to-board before the CQC re-inspection", "regulator",
                                               "board_to_board", {"record": MeetingPayload}),
-    "board_to_board_post_exit": StepKind("Board-to-board within 6 months of exit", "regulator", "board_to_board",
+    Kind.board_to_board_post_exit: StepKind("Board-to-board within 6 months of exit", "regulator", "board_to_board",
                                          {"record": MeetingPayload}),
-    "letter_to_chair": StepKind("Follow-up letter to the chair", "regulator", "board_to_board",
+    Kind.letter_to_chair: StepKind("Follow-up letter to the chair", "regulator", "board_to_board",
                                 {"record": LetterPayload}),
-    "capability_review": StepKind("Board capability review completed", "regulator", "capability_review",
+    Kind.capability_review: StepKind("Board capability review completed", "regulator", "capability_review",
                                   {"record": CompletionPayload}),
-    "monthly_return": StepKind("Monthly progress return and public update (trust)", "trust", "monthly_return",
+    Kind.monthly_return: StepKind("Monthly progress return and public update (trust)", "trust", "monthly_return",
                                {"submit": MonthlyReturnPayload}),
-    "monthly_return_cosign": StepKind("Monthly progress return co-signed (improvement director)",
+    Kind.monthly_return_cosign: StepKind("Monthly progress return co-signed (improvement director)",
                                       "improvement_director", "monthly_return",
                                       {"cosign": _E, "return": _E}, frozenset({"return"})),
-    "oversight_meeting": StepKind("Oversight and Assurance Group held (monthly)", "regulator", "oversight",
+    Kind.oversight_meeting: StepKind("Oversight and Assurance Group held (monthly)", "regulator", "oversight",
                                   {"record": OversightMeetingPayload}),
-    "delivery_meeting": StepKind("Integrated Delivery Meeting held (monthly)", "regulator", "oversight",
+    Kind.delivery_meeting: StepKind("Integrated Delivery Meeting held (monthly)", "regulator", "oversight",
                                  {"record": DeliveryMeetingPayload}),
-    "reinspection": StepKind("CQC re-inspection published", "cqc", "reinspection", {}),
-    "cqc_recommendation": StepKind("CQC recommendation after re-inspection", "cqc", "exit_decision",
+    Kind.reinspection: StepKind("CQC re-inspection published", "cqc", "reinspection", {}),
+    Kind.cqc_recommendation: StepKind("CQC recommendation after re-inspection", "cqc", "exit_decision",
                                    {"recommend_exit": _E, "recommend_remain": _E}, frozenset({"recommend_remain"})),
-    "regulator_decision": StepKind("Regulator's decision after re-inspection", "regulator", "exit_decision",
+    Kind.regulator_decision: StepKind("Regulator's decision after re-inspection", "regulator", "exit_decision",
                                    {"exit": ExitDecisionPayload, "extend": ExtendPayload,
                                     "refer_to_secretary_of_state": _E},
                                    frozenset({"extend", "refer_to_secretary_of_state"})),
-    "revised_action_plan": StepKind("Revised action plan published (extension)", "trust", "improvement_plan",
+    Kind.revised_action_plan: StepKind("Revised action plan published (extension)", "trust", "improvement_plan",
                                     {"submit": ImprovementPlanPayload}),
-    "secretary_of_state_letter": StepKind("Chief Inspector's letter to the Secretary of State", "cqc",
+    Kind.secretary_of_state_letter: StepKind("Chief Inspector's letter to the Secretary of State", "cqc",
                                           "secretary_of_state", {"send": LetterPayload}),
 }
 
@@ -194,29 +220,29 @@ def handler_for(spec: StepKind, action: str) -> Handler | None:
 after = partial(after_in, CATALOGUE)
 
 
-@after("improvement_plan")
-@after("revised_action_plan")
+@after(Kind.improvement_plan)
+@after(Kind.revised_action_plan)
 def _plan_submitted(rt, st, d, payload) -> None:
-    rt.open_step("plan_review", max(rt.today() + timedelta(days=REVIEW_DAYS), st.due),
+    rt.open_step(Kind.plan_review, max(rt.today() + timedelta(days=REVIEW_DAYS), st.due),
                  subject={"plan_step": st.id})
 
 
-@after("plan_review", "return")
+@after(Kind.plan_review, "return")
 def _plan_returned_by_director(rt, st, d, payload) -> None:
     plan = rt.s.steps[st.subject["plan_step"]]
     again = rt.open_step(plan.kind, max(plan.due, rt.today() + timedelta(days=14)), subject={"returned": st.id})
     again.data["returned_reason"] = d.comment
 
 
-@after("plan_review", "agree")
+@after(Kind.plan_review, "agree")
 def _plan_agreed(rt, st, d, payload) -> None:
     plan = rt.s.steps[st.subject["plan_step"]]
-    for kind in ("plan_signoff_regulator", "plan_signoff_commissioner"):
+    for kind in (Kind.plan_signoff_regulator, Kind.plan_signoff_commissioner):
         rt.open_step(kind, rt.today() + timedelta(days=SIGNOFF_DAYS), subject={"plan_step": plan.id})
 
 
-@after("plan_signoff_regulator", "return")
-@after("plan_signoff_commissioner", "return")
+@after(Kind.plan_signoff_regulator, "return")
+@after(Kind.plan_signoff_commissioner, "return")
 def _plan_returned_at_signoff(rt, st, d, payload) -> None:
     plan = rt.s.steps[st.subject["plan_step"]]
     for o in rt.s.steps.values():
@@ -225,8 +251,8 @@ def _plan_returned_at_signoff(rt, st, d, payload) -> None:
     rt.open_step(plan.kind, rt.today() + timedelta(days=14), subject={"returned": st.id})
 
 
-@after("plan_signoff_regulator", "sign_off")
-@after("plan_signoff_commissioner", "sign_off")
+@after(Kind.plan_signoff_regulator, "sign_off")
+@after(Kind.plan_signoff_commissioner, "sign_off")
 def _plan_signed(rt, st, d, payload) -> None:
     plan = rt.s.steps[st.subject["plan_step"]]
     if all(o.status == "done" and o.outcome == "sign_off" for o in rt.s.steps.values()
@@ -236,7 +262,7 @@ def _plan_signed(rt, st, d, payload) -> None:
                  reason="agreed by the improvement director; signed off by regulator and commissioner")
 
 
-@after("appoint_improvement_director")
+@after(Kind.appoint_improvement_director)
 def _director_appointed(rt, st, d, payload: AppointmentPayload) -> None:
     rt.s.assignees["improvement_director"] = payload.improvement_director_user_id
     for o in rt.s.steps.values():
@@ -244,42 +270,42 @@ def _director_appointed(rt, st, d, payload: AppointmentPayload) -> None:
             rt.emit({"type": "task_open", "step": rt.task(o)})
 
 
-@after("board_to_board")
-@after("board_to_board_pre_inspection")
+@after(Kind.board_to_board)
+@after(Kind.board_to_board_pre_inspection)
 def _boards_met(rt, st, d, payload: MeetingPayload) -> None:
     held = rt.followups_from(payload.meeting_date)
-    rt.open_step("letter_to_chair", held + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
+    rt.open_step(Kind.letter_to_chair, held + timedelta(days=LETTER_DAYS), subject={"meeting_step": st.id})
     if payload.commission_capability_review:
-        rt.open_step("capability_review", add_months(held, CAPABILITY_REVIEW_MONTHS))
+        rt.open_step(Kind.capability_review, add_months(held, CAPABILITY_REVIEW_MONTHS))
 
 
-@after("letter_to_chair")
+@after(Kind.letter_to_chair)
 def _letter_sent(rt, st, d, payload: LetterPayload) -> None:
     if payload.commission_capability_review:
-        rt.open_step("capability_review", add_months(rt.today(), CAPABILITY_REVIEW_MONTHS))
+        rt.open_step(Kind.capability_review, add_months(rt.today(), CAPABILITY_REVIEW_MONTHS))
 
 
-@after("board_to_board_post_exit")
+@after(Kind.board_to_board_post_exit)
 def _post_exit_boards_met(rt, st, d, payload) -> None:
     rt.finish("exited", "post-exit board-to-board held")
 
 
-@after("monthly_return")
+@after(Kind.monthly_return)
 def _return_submitted(rt, st, d, payload) -> None:
-    rt.open_step("monthly_return_cosign", max(st.due, rt.today() + timedelta(days=3)),
-                 step_id=st.id.replace("monthly_return", "monthly_return_cosign"), subject=st.subject)
+    rt.open_step(Kind.monthly_return_cosign, max(st.due, rt.today() + timedelta(days=3)),
+                 step_id=st.id.replace(Kind.monthly_return, Kind.monthly_return_cosign), subject=st.subject)
 
 
-@after("monthly_return_cosign", "return")
+@after(Kind.monthly_return_cosign, "return")
 def _return_sent_back(rt, st, d, payload) -> None:
-    rt.open_step("monthly_return", max(st.due, rt.today() + timedelta(days=7)), subject=st.subject)
+    rt.open_step(Kind.monthly_return, max(st.due, rt.today() + timedelta(days=7)), subject=st.subject)
 
 
-@after("oversight_meeting")
+@after(Kind.oversight_meeting)
 def _oversight_held(rt, st, d, payload: OversightMeetingPayload) -> None:
     if not payload.held_with_idm:
         return
-    idm = rt.s.steps.get(st.id.replace("oversight_meeting", "delivery_meeting"))
+    idm = rt.s.steps.get(st.id.replace(Kind.oversight_meeting, Kind.delivery_meeting))
     if idm is not None and idm.status == "open":
         why = "held together with the Oversight and Assurance Group"
         idm.data.update({"meeting_date": d.payload["meeting_date"], "held_with": st.id})
@@ -287,12 +313,12 @@ def _oversight_held(rt, st, d, payload: OversightMeetingPayload) -> None:
         rt.close_step(idm, "record", d.actor, why)
 
 
-@after("cqc_recommendation")
+@after(Kind.cqc_recommendation)
 def _cqc_recommended(rt, st, d, payload) -> None:
-    rt.open_step("regulator_decision", rt.today() + timedelta(days=DECISION_DAYS), subject=st.subject)
+    rt.open_step(Kind.regulator_decision, rt.today() + timedelta(days=DECISION_DAYS), subject=st.subject)
 
 
-@after("regulator_decision", "exit")
+@after(Kind.regulator_decision, "exit")
 def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
     today = rt.decision_recorded(d)
     rt.s.continued_support = list(payload.continued_support)
@@ -303,11 +329,11 @@ def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
     support = rt.s.continued_support
     rt.set_phase("exited", d.actor, "exit on CQC's recommendation" +
                  (f"; continued support: {', '.join(support)}" if support else ""))
-    rt.open_step("board_to_board_post_exit", add_months(today, 6))
+    rt.open_step(Kind.board_to_board_post_exit, add_months(today, 6))
     rt.end_buddies("the trust exited special measures")
 
 
-@after("regulator_decision", "extend")
+@after(Kind.regulator_decision, "extend")
 def _extension_decided(rt, st, d, payload: ExtendPayload) -> None:
     today = rt.decision_recorded(d)
     months = payload.months
@@ -316,22 +342,22 @@ def _extension_decided(rt, st, d, payload: ExtendPayload) -> None:
                             "months": months, "ends": end.isoformat(), "reason": d.comment})
     if rt.s.phase != "long_term_solution":
         rt.set_phase("extended", d.actor, f"extended by {months} months to {end.isoformat()}")
-    rt.open_step("revised_action_plan", today + timedelta(days=REVISED_PLAN_DAYS))
-    rt.open_step("reinspection", end, step_id=f"reinspection-{rt.n_reinspections() + 1}")
+    rt.open_step(Kind.revised_action_plan, today + timedelta(days=REVISED_PLAN_DAYS))
+    rt.open_step(Kind.reinspection, end, step_id=f"reinspection-{rt.n_reinspections() + 1}")
 
 
-@after("regulator_decision", "refer_to_secretary_of_state")
+@after(Kind.regulator_decision, "refer_to_secretary_of_state")
 def _referral_decided(rt, st, d, payload) -> None:
     today = rt.decision_recorded(d)
     rt.s.sos_letter = rt.draft_letter(d.comment or "")
-    rt.open_step("secretary_of_state_letter", today + timedelta(days=LETTER_DAYS))
+    rt.open_step(Kind.secretary_of_state_letter, today + timedelta(days=LETTER_DAYS))
 
 
-@after("secretary_of_state_letter")
+@after(Kind.secretary_of_state_letter)
 def _letter_to_secretary_of_state_sent(rt, st, d, payload) -> None:
     rt.s.sos_letter = {**(rt.s.sos_letter or {}), "sent_on": d.payload.get("sent_on"), "sent_by": d.actor.user_id}
     rt.set_phase("long_term_solution", d.actor, "Chief Inspector wrote to the Secretary of State")
-    rt.open_step("reinspection", add_months(rt.today(), 6), step_id=f"reinspection-{rt.n_reinspections() + 1}")
+    rt.open_step(Kind.reinspection, add_months(rt.today(), 6), step_id=f"reinspection-{rt.n_reinspections() + 1}")
 
 
 # ---------------------------------------------------------------------------- rules a decision must meet
@@ -353,7 +379,7 @@ def check(*kinds: str):
     return register
 
 
-@check("regulator_decision")
+@check(Kind.regulator_decision)
 def _decision_follows_the_recommendation(rt, st, d) -> None:
     if d.action == "exit" and rt.latest_recommendation() != "recommend_exit":
         raise Refused("RuleBroken", "the regulator takes a trust out of special measures only on CQC's "
@@ -363,7 +389,7 @@ def _decision_follows_the_recommendation(rt, st, d) -> None:
                                     "an extension")
 
 
-@check("oversight_meeting", "delivery_meeting")
+@check(Kind.oversight_meeting, Kind.delivery_meeting)
 def _meeting_held_this_month(rt, st, d) -> None:
     held = date.fromisoformat(str(d.payload["meeting_date"]))
     month = date.fromisoformat(st.subject["month"] + "-01")
@@ -374,7 +400,7 @@ def _meeting_held_this_month(rt, st, d) -> None:
                                     f"({st.subject['month']})")
 
 
-@check("cqc_recommendation")
+@check(Kind.cqc_recommendation)
 def _exit_against_the_rule_needs_a_reason(rt, st, d) -> None:
     if d.action == "recommend_exit":
         verdict = st.data.get("verdict") or {}

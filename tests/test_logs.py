@@ -135,7 +135,7 @@ async def test_api_and_worker_write_json_lines_with_each_requests_context(tempor
         # The worker: JSON too, and a workflow's id lifted out of the SDK's details. A workflow task that fails
         # (an input the regime workflow cannot decode) is logged by the SDK with them.
         await wait_for(p.worker, lambda rec: rec["event"].startswith("worker polling task queue"))
-        client = await connect_temporal(temporal_address)
+        client = await connect_temporal(temporal_address, attempts=50)
         wid = f"logs-undecodable-{uuid.uuid4().hex[:8]}"
         handle = await client.start_workflow("RegimeWorkflow", "not a placement", id=wid, task_queue=p.task_queue)
         try:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.clients import connect_temporal
 from domain import dates
 from domain.models import Actor, Decision, InspectionSignal, Placement, RegimeStart, Rung, Trust
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
@@ -47,7 +47,8 @@ class Effects:
 
 @pytest.fixture
 async def regime_env(temporal_address):
-    client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+    # The session's dev server may still be starting when this is the first test to run: retry the connect.
+    client = await connect_temporal(temporal_address, attempts=50)
     effects = Effects()
     queue = "rules-" + uuid.uuid4().hex[:10]
     async with Worker(client, task_queue=queue, workflows=[RegimeWorkflow],
