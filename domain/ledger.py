@@ -28,7 +28,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from domain.models import SYSTEM, Actor, BuddySummary, Escalation, Rung, Step, Trust
-from domain.steps import EmptyPayload, StepKind, after_in
+from domain.steps import (
+    Deadline,
+    EmptyPayload,
+    Refused,
+    Routine,
+    RoutineContext,
+    ServiceDefault,
+    Statutory,
+    StepKind,
+    after_in,
+    check_in,
+)
 from domain.text import text
 
 PARTIES: tuple[str, ...] = ("improvement_director", "trust", "buddy")
@@ -41,10 +52,11 @@ SUPPORT_PLAN_MAX_CHARS = 200_000
 WorkstreamId = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
-class LedgerError(Exception):
+class LedgerError(Refused):
+    """A ledger rule refuses: a decision the workflow turns into its rejection of this kind."""
+
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+        super().__init__(kind, message)
         self.message = message
 
 
@@ -481,47 +493,6 @@ class BuddyKind(StrEnum):
     buddy_authorise = "buddy_authorise"
 
 
-_E = EmptyPayload
-BUDDY_STEPS: dict[str, StepKind] = {
-    BuddyKind.buddy_aip_regulator: StepKind("Buddy agreement in principle recorded (regulator)", "regulator",
-                                    "agreement_in_principle", {"record": AgreementInPrinciple}),
-    BuddyKind.buddy_aip_buddy: StepKind("Buddy agreement in principle accepted (buddy)", "buddy", "agreement_in_principle",
-                                {"accept": _E, "decline": _E}, frozenset({"decline"})),
-    BuddyKind.buddy_sign_regulator: StepKind("Formal buddy agreement signed by the regulator", "regulator",
-                                     "formal_agreement", {"sign": _E}),
-    BuddyKind.buddy_sign_trust: StepKind("Formal buddy agreement signed by the trust", "trust", "formal_agreement",
-                                 {"sign": _E}),
-    BuddyKind.buddy_sign_buddy: StepKind("Formal buddy agreement signed by the buddy", "buddy", "formal_agreement",
-                                 {"sign": _E}),
-    BuddyKind.buddy_support_plan: StepKind("Buddy support plan drafted (buddy)", "buddy", "support_plan",
-                                   {"submit": SupportPlan}),
-    BuddyKind.buddy_plan_agree_regulator: StepKind("Buddy support plan agreed by the regulator", "regulator",
-                                           "support_plan", {"agree": _E, "return": _E}, frozenset({"return"})),
-    BuddyKind.buddy_plan_agree_trust: StepKind("Buddy support plan agreed by the trust", "trust", "support_plan",
-                                       {"agree": _E, "return": _E}, frozenset({"return"})),
-    BuddyKind.buddy_plan_change_id: StepKind("Support plan change approved by the improvement director",
-                                     "improvement_director", "plan_change", {"approve": _E, "reject": _E},
-                                     frozenset({"reject"})),
-    BuddyKind.buddy_plan_change_trust: StepKind("Support plan change approved by the trust", "trust", "plan_change",
-                                        {"approve": _E, "reject": _E}, frozenset({"reject"})),
-    BuddyKind.buddy_forecast: StepKind("Quarter's delivery plan and forecast signed off (improvement director)",
-                               "improvement_director", "quarter", {"sign_off": ForecastPayload}),
-    BuddyKind.buddy_confirm_id: StepKind("Quarter's support confirmed as delivered (improvement director)",
-                                 "improvement_director", "quarter", {"confirm": _E, "dispute": _E},
-                                 frozenset({"dispute"})),
-    BuddyKind.buddy_confirm_trust: StepKind("Quarter's support confirmed as delivered (trust)", "trust", "quarter",
-                                    {"confirm": _E, "dispute": _E}, frozenset({"dispute"})),
-    BuddyKind.buddy_confirm_buddy: StepKind("Quarter's support confirmed as delivered (buddy)", "buddy", "quarter",
-                                    {"confirm": _E, "dispute": _E}, frozenset({"dispute"})),
-    BuddyKind.buddy_resolve: StepKind("Quarter's dispute resolved (regulator)", "regulator", "quarter",
-                              {"resolve": ResolutionPayload, "not_payable": _E}, frozenset({"not_payable"})),
-    BuddyKind.buddy_authorise: StepKind("Quarter's buddy payment authorised (improvement director)", "improvement_director",
-                                "quarter", {"authorise": InvoicePayload, "decline": _E}, frozenset({"decline"})),
-}
-CONFIRM_KIND = {"improvement_director": BuddyKind.buddy_confirm_id, "trust": BuddyKind.buddy_confirm_trust,
-                "buddy": BuddyKind.buddy_confirm_buddy}
-SIGN_KINDS = (BuddyKind.buddy_sign_regulator, BuddyKind.buddy_sign_trust, BuddyKind.buddy_sign_buddy)
-
 # Days allowed where the seed names no deadline; the seed's two deadlines are 6 weeks each.
 AIP_DAYS = 14
 FORMAL_AGREEMENT_DAYS = 42
@@ -531,6 +502,140 @@ FORECAST_LEAD_DAYS = 28
 CONFIRM_DAYS = 14
 RESOLVE_DAYS = 14
 AUTHORISE_DAYS = 14
+
+# ---------------------------------------------------------------------------- routine work (tools/simulate)
+# What a diligent party does once a partnership step falls due. `ctx.state` is the partnership as
+# GET /regimes/{id}/buddies/{pid} shows it, `ctx.config` the scenario's add_buddy settings.
+ROUTINE_TERMS = "Mentoring of the board and of the services rated inadequate; secondments by agreement."
+
+
+def _routine_aip(ctx: RoutineContext) -> dict[str, Any]:
+    return ctx.config.get("agreement_in_principle") or {"agreed_level_pence": 20_000_000,
+                                                        "terms_of_reference": ROUTINE_TERMS}
+
+
+def _routine_ledger(ctx: RoutineContext) -> dict[str, Any]:
+    return ctx.state.get("ledger") or {"agreed_level_pence": 0, "quarters": []}
+
+
+def _routine_support_plan(ctx: RoutineContext) -> dict[str, Any]:
+    return ctx.config.get("support_plan") or {"workstreams": [
+        {"id": "improvement-support", "name": "Improvement support", "activities": ["mentoring"],
+         "projected_cost_pence": _routine_ledger(ctx)["agreed_level_pence"]}]}
+
+
+def _routine_lines(ctx: RoutineContext, amount: int, what: str) -> dict[str, Any]:
+    plan = ctx.state.get("plan") or {"workstreams": [{"id": "improvement-support"}]}
+    return {"lines": [{"workstream": plan["workstreams"][0]["id"], "description": what, "amount_pence": amount}]}
+
+
+def _routine_remaining(ctx: RoutineContext) -> int:
+    return (ctx.state.get("ledger_totals") or {}).get("remaining_pence", 0)
+
+
+def _routine_forecast(ctx: RoutineContext) -> dict[str, Any]:
+    """The scenario's quarterly amount (an eighth of the agreed level by default), within what is left once the
+    forecasts of quarters not yet settled are counted against it."""
+    ledger = _routine_ledger(ctx)
+    pending = sum(q["forecast_pence"] or 0 for q in ledger["quarters"]
+                  if q["forecast_pence"] and q["payment_id"] is None and q["declined"] is None
+                  and q["authorised_pence"] is None)
+    quarterly = ctx.config.get("quarterly_pence") or ledger["agreed_level_pence"] // 8
+    amount = max(0, min(quarterly, _routine_remaining(ctx) - pending))
+    return _routine_lines(ctx, amount, "planned support") if amount else {}
+
+
+def _routine_invoice(ctx: RoutineContext) -> dict[str, Any] | None:
+    """The quarter's forecast, within any resolved amount and what is left; None when nothing is payable."""
+    q = next(q for q in _routine_ledger(ctx)["quarters"] if q["number"] == ctx.step["subject"]["quarter"])
+    cap = q["forecast_pence"] or 0
+    if q.get("cap_pence") is not None:
+        cap = min(cap, q["cap_pence"])
+    amount = min(cap, _routine_remaining(ctx))
+    return _routine_lines(ctx, amount, "support delivered") if amount > 0 else None
+
+
+_E = EmptyPayload
+_S, _D = Statutory, ServiceDefault
+_SIX_WEEKS = _S("seed 000 §3")
+BUDDY_STEPS: dict[str, StepKind] = {
+    BuddyKind.buddy_aip_regulator: StepKind(
+        "Buddy agreement in principle recorded (regulator)", "regulator", "agreement_in_principle",
+        {"record": AgreementInPrinciple},
+        deadline=Deadline("14 days after the partnership starts", _D("domain.ledger.AIP_DAYS")),
+        routine=Routine("record", _routine_aip)),
+    BuddyKind.buddy_aip_buddy: StepKind(
+        "Buddy agreement in principle accepted (buddy)", "buddy", "agreement_in_principle",
+        {"accept": _E, "decline": _E}, frozenset({"decline"}),
+        deadline=Deadline("14 days after the regulator records it", _D("domain.ledger.AIP_DAYS")),
+        routine=Routine("accept")),
+    BuddyKind.buddy_sign_regulator: StepKind(
+        "Formal buddy agreement signed by the regulator", "regulator", "formal_agreement", {"sign": _E},
+        deadline=Deadline("6 weeks after the agreement in principle", _SIX_WEEKS), routine=Routine("sign")),
+    BuddyKind.buddy_sign_trust: StepKind(
+        "Formal buddy agreement signed by the trust", "trust", "formal_agreement", {"sign": _E},
+        deadline=Deadline("6 weeks after the agreement in principle", _SIX_WEEKS), routine=Routine("sign")),
+    BuddyKind.buddy_sign_buddy: StepKind(
+        "Formal buddy agreement signed by the buddy", "buddy", "formal_agreement", {"sign": _E},
+        deadline=Deadline("6 weeks after the agreement in principle", _SIX_WEEKS), routine=Routine("sign")),
+    BuddyKind.buddy_support_plan: StepKind(
+        "Buddy support plan drafted (buddy)", "buddy", "support_plan", {"submit": SupportPlan},
+        deadline=Deadline("6 weeks after the formal agreement", _SIX_WEEKS),
+        routine=Routine("submit", _routine_support_plan)),
+    BuddyKind.buddy_plan_agree_regulator: StepKind(
+        "Buddy support plan agreed by the regulator", "regulator", "support_plan",
+        {"agree": _E, "return": _E}, frozenset({"return"}),
+        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
+                          _SIX_WEEKS),
+        routine=Routine("agree")),
+    BuddyKind.buddy_plan_agree_trust: StepKind(
+        "Buddy support plan agreed by the trust", "trust", "support_plan",
+        {"agree": _E, "return": _E}, frozenset({"return"}),
+        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
+                          _SIX_WEEKS),
+        routine=Routine("agree")),
+    BuddyKind.buddy_plan_change_id: StepKind(
+        "Support plan change approved by the improvement director", "improvement_director", "plan_change",
+        {"approve": _E, "reject": _E}, frozenset({"reject"}),
+        deadline=Deadline("14 days after the buddy proposes the change", _D("domain.ledger.AGREE_DAYS"))),
+    BuddyKind.buddy_plan_change_trust: StepKind(
+        "Support plan change approved by the trust", "trust", "plan_change",
+        {"approve": _E, "reject": _E}, frozenset({"reject"}),
+        deadline=Deadline("14 days after the buddy proposes the change", _D("domain.ledger.AGREE_DAYS"))),
+    BuddyKind.buddy_forecast: StepKind(
+        "Quarter's delivery plan and forecast signed off (improvement director)", "improvement_director", "quarter",
+        {"sign_off": ForecastPayload}, recurs="quarterly",
+        deadline=Deadline("the day before the quarter starts (opens 28 days before); the first quarter's 14 days "
+                          "after it starts", _D("domain.ledger.FORECAST_LEAD_DAYS")),
+        routine=Routine("sign_off", _routine_forecast)),
+    BuddyKind.buddy_confirm_id: StepKind(
+        "Quarter's support confirmed as delivered (improvement director)", "improvement_director", "quarter",
+        {"confirm": _E, "dispute": _E}, frozenset({"dispute"}), recurs="quarterly",
+        deadline=Deadline("14 days after the quarter ends", _D("domain.ledger.CONFIRM_DAYS")),
+        routine=Routine("confirm")),
+    BuddyKind.buddy_confirm_trust: StepKind(
+        "Quarter's support confirmed as delivered (trust)", "trust", "quarter",
+        {"confirm": _E, "dispute": _E}, frozenset({"dispute"}), recurs="quarterly",
+        deadline=Deadline("14 days after the quarter ends", _D("domain.ledger.CONFIRM_DAYS")),
+        routine=Routine("confirm")),
+    BuddyKind.buddy_confirm_buddy: StepKind(
+        "Quarter's support confirmed as delivered (buddy)", "buddy", "quarter",
+        {"confirm": _E, "dispute": _E}, frozenset({"dispute"}), recurs="quarterly",
+        deadline=Deadline("14 days after the quarter ends", _D("domain.ledger.CONFIRM_DAYS")),
+        routine=Routine("confirm")),
+    BuddyKind.buddy_resolve: StepKind(
+        "Quarter's dispute resolved (regulator)", "regulator", "quarter",
+        {"resolve": ResolutionPayload, "not_payable": _E}, frozenset({"not_payable"}), recurs="quarterly",
+        deadline=Deadline("14 days after the dispute", _D("domain.ledger.RESOLVE_DAYS"))),
+    BuddyKind.buddy_authorise: StepKind(
+        "Quarter's buddy payment authorised (improvement director)", "improvement_director", "quarter",
+        {"authorise": InvoicePayload, "decline": _E}, frozenset({"decline"}), recurs="quarterly",
+        deadline=Deadline("14 days after all three parties confirm the quarter", _D("domain.ledger.AUTHORISE_DAYS")),
+        routine=Routine("authorise", _routine_invoice, otherwise=("decline", "nothing payable for this quarter"))),
+}
+CONFIRM_KIND = {"improvement_director": BuddyKind.buddy_confirm_id, "trust": BuddyKind.buddy_confirm_trust,
+                "buddy": BuddyKind.buddy_confirm_buddy}
+SIGN_KINDS = (BuddyKind.buddy_sign_regulator, BuddyKind.buddy_sign_trust, BuddyKind.buddy_sign_buddy)
 
 
 # ---------------------------------------------------------------------------- messages and state
@@ -630,6 +735,7 @@ class BuddyStepView(BaseModel):
 # Registered beside the definitions, as for the regime's steps (domain/steps.py `after`); the partnership
 # workflow (workflows/buddy.py) calls the handler once the step is closed, with its validated payload.
 buddy_after = partial(after_in, BUDDY_STEPS)
+buddy_check = partial(check_in, BUDDY_STEPS)
 
 
 def confirming_party(kind: str) -> str:
@@ -752,3 +858,42 @@ def _payment_declined(rt, st, d, payload) -> None:
 @buddy_after(BuddyKind.buddy_plan_change_trust)
 def _plan_change_decided(rt, st, d, payload) -> None:
     rt.plan_change_decided(st, d)
+
+
+# ---------------------------------------------------------------------------- rules a decision must meet
+# Beyond role, action, reason, payload and separation of duties (workflows/engine.py validate_decision), the
+# money rules: `@buddy_check(kind)` rules raise LedgerError to refuse the decision before anything changes.
+@buddy_check(BuddyKind.buddy_support_plan)
+def _plan_within_the_agreed_level(rt, st, d, payload: SupportPlan) -> None:
+    led = rt.require_ledger()
+    if payload.projected_total_pence > led.agreed_level_pence:
+        raise LedgerError("RuleBroken", f"projected costs of {money(payload.projected_total_pence)} are "
+                                        f"above the agreed level ({money(led.agreed_level_pence)})")
+
+
+@buddy_check(BuddyKind.buddy_forecast)
+def _forecast_within_what_is_left(rt, st, d, payload: ForecastPayload) -> None:
+    assert rt.s.plan is not None
+    rt.require_ledger().check_forecast(st.subject.get("quarter"), payload.lines, rt.s.plan.workstream_ids())
+
+
+@buddy_check(*CONFIRM_KIND.values())
+def _confirmation_allowed(rt, st, d, payload) -> None:
+    rt.require_ledger().check_confirmation(st.subject.get("quarter"), confirming_party(st.kind), d.actor.user_id,
+                                           "confirmed" if d.action == "confirm" else "disputed")
+
+
+@buddy_check(BuddyKind.buddy_resolve)
+def _resolution_allowed(rt, st, d, payload) -> None:
+    agreed = payload.agreed_pence if isinstance(payload, ResolutionPayload) else None
+    rt.require_ledger().check_resolution(st.subject.get("quarter"), d.actor.user_id, agreed)
+
+
+@buddy_check(BuddyKind.buddy_authorise)
+def _authorisation_allowed(rt, st, d, payload) -> None:
+    n = st.subject.get("quarter")
+    if d.action == "authorise":
+        assert isinstance(payload, InvoicePayload) and rt.s.plan is not None
+        rt.require_ledger().check_authorisation(n, payload.lines, d.actor.user_id, rt.s.plan.workstream_ids())
+    else:
+        rt.require_ledger().check_decline(n)

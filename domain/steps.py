@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -124,6 +126,72 @@ class Kind(StrEnum):
     secretary_of_state_letter = "secretary_of_state_letter"
 
 
+# ---------------------------------------------------------------------------- deadlines and routine work
+@dataclass(frozen=True)
+class Statutory:
+    """A deadline the seeds set (/work/shared/seeds): the section that sets it, e.g. "seed 000 §4a(iv)"."""
+
+    section: str
+
+
+@dataclass(frozen=True)
+class ServiceDefault:
+    """A deadline the seeds do not set: the service chooses it; `setting` names the constant that changes it."""
+
+    setting: str
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a step of the kind falls due, in words, and where that rule comes from. The due dates themselves are
+    computed where the step opens (domain.schedule, the handlers below, the workflows); this says which rule
+    they apply, so people can tell a statutory clock from a service default (GET /step-kinds, the web pages)."""
+
+    rule: str
+    basis: Statutory | ServiceDefault
+
+
+@dataclass(frozen=True)
+class RoutineContext:
+    """What a routine decision is made from: the simulated day, the step and its workflow's state as the API
+    shows them, the scenario's settings (a partnership's `support_plan`, `quarterly_pence`, ...) and the user
+    id that acts in a role."""
+
+    today: date
+    step: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    user: Callable[[str], str] = str
+
+
+def _no_payload(ctx: RoutineContext) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Routine:
+    """What a diligent person does once a step of the kind falls due (a scenario's routine work, tools/simulate):
+    `action` with the payload `payload(ctx)` builds; when that is None nothing can be done as routine, and
+    `otherwise` (action, comment) is sent instead with no payload."""
+
+    action: str
+    payload: Callable[[RoutineContext], dict[str, Any] | None] = _no_payload
+    otherwise: tuple[str, str] | None = None
+
+    def decision(self, ctx: RoutineContext) -> tuple[str, dict[str, Any], str | None]:
+        """(action, payload, comment or None) for the step in `ctx`."""
+        payload = self.payload(ctx)
+        if payload is None:
+            assert self.otherwise is not None, f"routine {self.action} has no payload and no alternative"
+            return self.otherwise[0], {}, self.otherwise[1]
+        return self.action, payload, None
+
+
+def dated(name: str, **more: Any) -> Callable[[RoutineContext], dict[str, Any]]:
+    """A routine payload whose `name` field is the simulated day, followed by the fixed fields `more`."""
+    return lambda ctx: {name: ctx.today.isoformat(), **more}
+
+
 @dataclass(frozen=True)
 class StepKind:
     title: str
@@ -132,55 +200,24 @@ class StepKind:
     actions: dict[str, type[BaseModel]]
     # Actions that send work back or refuse: a reason is required.
     needs_reason: frozenset[str] = field(default_factory=frozenset)
+    # The title in tables and on the timeline (None: `title`).
+    short_title: str | None = None
+    # A kind that recurs has one step a month or a quarter; the timeline gives it one row, its ids carry the period.
+    recurs: Literal["monthly", "quarterly"] | None = None
+    # The title carries the number of the step id ("reinspection-2": "CQC re-inspection 2"), as one of a series,
+    # rather than "(2)" for a step opened again.
+    numbered: bool = False
+    deadline: Deadline | None = None
+    routine: Routine | None = None
     # What follows each action (the `after` registrations below): action -> handler, "*" for any action.
     after: dict[str, Any] = field(default_factory=dict, compare=False)
     # Rules a decision on this kind must meet besides the common ones (the `check` registrations below).
     checks: list[Any] = field(default_factory=list, compare=False)
 
+    @property
+    def label(self) -> str:
+        return self.short_title or self.title
 
-_E = EmptyPayload
-CATALOGUE: dict[str, StepKind] = {
-    Kind.improvement_plan: StepKind("Improvement plan submitted", "trust", "improvement_plan",
-                                 {"submit": ImprovementPlanPayload}),
-    Kind.plan_review: StepKind("Improvement plan agreed by the improvement director", "improvement_director",
-                            "improvement_plan", {"agree": _E, "return": _E}, frozenset({"return"})),
-    Kind.plan_signoff_regulator: StepKind("Improvement plan signed off by the regulator", "regulator",
-                                       "improvement_plan", {"sign_off": _E, "return": _E}, frozenset({"return"})),
-    Kind.plan_signoff_commissioner: StepKind("Improvement plan signed off by the commissioner", "commissioner",
-                                          "improvement_plan", {"sign_off": _E, "return": _E}, frozenset({"return"})),
-    Kind.appoint_improvement_director: StepKind("Improvement director appointed", "regulator", "appointment",
-                                             {"record": AppointmentPayload}),
-    Kind.board_to_board: StepKind("Board-to-board meeting (within 3 months of entry)", "regulator", "board_to_board",
-                               {"record": MeetingPayload}),
-    Kind.board_to_board_pre_inspection: StepKind("Board-to-board before the CQC re-inspection", "regulator",
-                                              "board_to_board", {"record": MeetingPayload}),
-    Kind.board_to_board_post_exit: StepKind("Board-to-board within 6 months of exit", "regulator", "board_to_board",
-                                         {"record": MeetingPayload}),
-    Kind.letter_to_chair: StepKind("Follow-up letter to the chair", "regulator", "board_to_board",
-                                {"record": LetterPayload}),
-    Kind.capability_review: StepKind("Board capability review completed", "regulator", "capability_review",
-                                  {"record": CompletionPayload}),
-    Kind.monthly_return: StepKind("Monthly progress return and public update (trust)", "trust", "monthly_return",
-                               {"submit": MonthlyReturnPayload}),
-    Kind.monthly_return_cosign: StepKind("Monthly progress return co-signed (improvement director)",
-                                      "improvement_director", "monthly_return",
-                                      {"cosign": _E, "return": _E}, frozenset({"return"})),
-    Kind.oversight_meeting: StepKind("Oversight and Assurance Group held (monthly)", "regulator", "oversight",
-                                  {"record": OversightMeetingPayload}),
-    Kind.delivery_meeting: StepKind("Integrated Delivery Meeting held (monthly)", "regulator", "oversight",
-                                 {"record": DeliveryMeetingPayload}),
-    Kind.reinspection: StepKind("CQC re-inspection published", "cqc", "reinspection", {}),
-    Kind.cqc_recommendation: StepKind("CQC recommendation after re-inspection", "cqc", "exit_decision",
-                                   {"recommend_exit": _E, "recommend_remain": _E}, frozenset({"recommend_remain"})),
-    Kind.regulator_decision: StepKind("Regulator's decision after re-inspection", "regulator", "exit_decision",
-                                   {"exit": ExitDecisionPayload, "extend": ExtendPayload,
-                                    "refer_to_secretary_of_state": _E},
-                                   frozenset({"extend", "refer_to_secretary_of_state"})),
-    Kind.revised_action_plan: StepKind("Revised action plan published (extension)", "trust", "improvement_plan",
-                                    {"submit": ImprovementPlanPayload}),
-    Kind.secretary_of_state_letter: StepKind("Chief Inspector's letter to the Secretary of State", "cqc",
-                                          "secretary_of_state", {"send": LetterPayload}),
-}
 
 # Steps that need at most this many days after they open when no statutory date applies.
 REVIEW_DAYS = 7
@@ -189,6 +226,135 @@ DECISION_DAYS = 14
 LETTER_DAYS = 14
 REVISED_PLAN_DAYS = 28
 CAPABILITY_REVIEW_MONTHS = 3
+
+# The payloads of the routine plans a diligent trust submits (tools/simulate).
+ROUTINE_PLAN = {"actions": [
+    {"category": "must_do", "description": "Staff the emergency department to safe levels",
+     "owner": "Chief Nurse", "metric": "registered nurse fill rate at least 95%"},
+    {"category": "should_do", "description": "Audit sepsis screening monthly",
+     "owner": "Medical Director", "metric": "screening within 1 hour at least 90%"}]}
+ROUTINE_REVISED_PLAN = {"actions": [
+    {"category": "must_do", "description": "Embed the new leadership team's governance",
+     "owner": "Chief Executive", "metric": "board assurance framework reviewed monthly"}]}
+
+
+def _copy(payload: dict[str, Any]) -> Callable[[RoutineContext], dict[str, Any]]:
+    return lambda ctx: deepcopy(payload)
+
+
+def _appointment(ctx: RoutineContext) -> dict[str, Any]:
+    return {"appointed_on": ctx.today.isoformat(), "improvement_director_user_id": ctx.user("improvement_director")}
+
+
+_E = EmptyPayload
+_S, _D = Statutory, ServiceDefault
+CATALOGUE: dict[str, StepKind] = {
+    Kind.improvement_plan: StepKind(
+        "Improvement plan submitted", "trust", "improvement_plan", {"submit": ImprovementPlanPayload},
+        short_title="Improvement plan",
+        deadline=Deadline("28 days after entry (14 days after it is returned, if later)",
+                          _S("seed 000 §4a(iv)")),
+        routine=Routine("submit", _copy(ROUTINE_PLAN))),
+    Kind.plan_review: StepKind(
+        "Improvement plan agreed by the improvement director", "improvement_director", "improvement_plan",
+        {"agree": _E, "return": _E}, frozenset({"return"}),
+        short_title="Plan agreed by the ID",
+        deadline=Deadline("7 days after the plan is submitted, not before the plan's own due date",
+                          _D("domain.steps.REVIEW_DAYS")),
+        routine=Routine("agree")),
+    Kind.plan_signoff_regulator: StepKind(
+        "Improvement plan signed off by the regulator", "regulator", "improvement_plan",
+        {"sign_off": _E, "return": _E}, frozenset({"return"}),
+        short_title="Plan sign-off: regulator",
+        deadline=Deadline("14 days after the improvement director agrees the plan", _D("domain.steps.SIGNOFF_DAYS")),
+        routine=Routine("sign_off")),
+    Kind.plan_signoff_commissioner: StepKind(
+        "Improvement plan signed off by the commissioner", "commissioner", "improvement_plan",
+        {"sign_off": _E, "return": _E}, frozenset({"return"}),
+        short_title="Plan sign-off: commissioner",
+        deadline=Deadline("14 days after the improvement director agrees the plan", _D("domain.steps.SIGNOFF_DAYS")),
+        routine=Routine("sign_off")),
+    Kind.appoint_improvement_director: StepKind(
+        "Improvement director appointed", "regulator", "appointment", {"record": AppointmentPayload},
+        short_title="Improvement director appointed",
+        deadline=Deadline("3 months after entry (months 1-3)", _S("seed 000 §4c")),
+        routine=Routine("record", _appointment)),
+    Kind.board_to_board: StepKind(
+        "Board-to-board meeting (within 3 months of entry)", "regulator", "board_to_board", {"record": MeetingPayload},
+        short_title="Board-to-board (3 months)",
+        deadline=Deadline("3 months after entry", _S("seed 000 §4b(i)")),
+        routine=Routine("record", dated("meeting_date"))),
+    Kind.board_to_board_pre_inspection: StepKind(
+        "Board-to-board before the CQC re-inspection", "regulator", "board_to_board", {"record": MeetingPayload},
+        short_title="Board-to-board before re-inspection",
+        deadline=Deadline("the day before the announced re-inspection", _S("seed 000 §4b(i)")),
+        routine=Routine("record", dated("meeting_date"))),
+    Kind.board_to_board_post_exit: StepKind(
+        "Board-to-board within 6 months of exit", "regulator", "board_to_board", {"record": MeetingPayload},
+        short_title="Board-to-board after exit",
+        deadline=Deadline("6 months after exit", _S("seed 000 §4d")),
+        routine=Routine("record", dated("meeting_date"))),
+    Kind.letter_to_chair: StepKind(
+        "Follow-up letter to the chair", "regulator", "board_to_board", {"record": LetterPayload},
+        short_title="Letter to the chair",
+        deadline=Deadline("14 days after the board-to-board", _D("domain.steps.LETTER_DAYS")),
+        routine=Routine("record", dated("sent_on"))),
+    Kind.capability_review: StepKind(
+        "Board capability review completed", "regulator", "capability_review", {"record": CompletionPayload},
+        short_title="Board capability review",
+        deadline=Deadline("3 months after it is commissioned", _D("domain.steps.CAPABILITY_REVIEW_MONTHS")),
+        routine=Routine("record", dated("completed_on"))),
+    Kind.monthly_return: StepKind(
+        "Monthly progress return and public update (trust)", "trust", "monthly_return",
+        {"submit": MonthlyReturnPayload},
+        short_title="Monthly returns (trust)", recurs="monthly",
+        deadline=Deadline("the 3rd Monday of every month", _S("seed 000 §4a(v)")),
+        routine=Routine("submit", _copy({"summary": "progress against the improvement plan"}))),
+    Kind.monthly_return_cosign: StepKind(
+        "Monthly progress return co-signed (improvement director)", "improvement_director", "monthly_return",
+        {"cosign": _E, "return": _E}, frozenset({"return"}),
+        short_title="Monthly returns co-signed (ID)", recurs="monthly",
+        deadline=Deadline("the return's 3rd Monday, at least 3 days after the trust submits it",
+                          _S("seed 000 §4a(v)")),
+        routine=Routine("cosign")),
+    Kind.oversight_meeting: StepKind(
+        "Oversight and Assurance Group held (monthly)", "regulator", "oversight", {"record": OversightMeetingPayload},
+        short_title="Oversight and Assurance Group (monthly)", recurs="monthly",
+        deadline=Deadline("the last day of every month (the seed says monthly; the day is the service's)",
+                          _D("domain.schedule.monthly_steps")),
+        routine=Routine("record", dated("meeting_date"))),
+    Kind.delivery_meeting: StepKind(
+        "Integrated Delivery Meeting held (monthly)", "regulator", "oversight", {"record": DeliveryMeetingPayload},
+        short_title="Integrated Delivery Meeting (monthly)", recurs="monthly",
+        deadline=Deadline("the last day of every month (the seed says monthly; the day is the service's)",
+                          _D("domain.schedule.monthly_steps")),
+        routine=Routine("record", dated("meeting_date", on_trajectory=True))),
+    Kind.reinspection: StepKind(
+        "CQC re-inspection published", "cqc", "reinspection", {},
+        short_title="CQC re-inspection", numbered=True,
+        deadline=Deadline("12 months after entry; then at the end of each extension (usually 6 months), and 6 months "
+                          "after the letter to the Secretary of State", _S("seed 000 §1; seed 002"))),
+    Kind.cqc_recommendation: StepKind(
+        "CQC recommendation after re-inspection", "cqc", "exit_decision",
+        {"recommend_exit": _E, "recommend_remain": _E}, frozenset({"recommend_remain"}),
+        short_title="CQC recommendation",
+        deadline=Deadline("14 days after the re-inspection report is published", _D("domain.steps.DECISION_DAYS"))),
+    Kind.regulator_decision: StepKind(
+        "Regulator's decision after re-inspection", "regulator", "exit_decision",
+        {"exit": ExitDecisionPayload, "extend": ExtendPayload, "refer_to_secretary_of_state": _E},
+        frozenset({"extend", "refer_to_secretary_of_state"}),
+        short_title="Regulator's decision",
+        deadline=Deadline("14 days after CQC's recommendation", _D("domain.steps.DECISION_DAYS"))),
+    Kind.revised_action_plan: StepKind(
+        "Revised action plan published (extension)", "trust", "improvement_plan", {"submit": ImprovementPlanPayload},
+        short_title="Revised action plan",
+        deadline=Deadline("28 days after the extension is decided", _D("domain.steps.REVISED_PLAN_DAYS")),
+        routine=Routine("submit", _copy(ROUTINE_REVISED_PLAN))),
+    Kind.secretary_of_state_letter: StepKind(
+        "Chief Inspector's letter to the Secretary of State", "cqc", "secretary_of_state", {"send": LetterPayload},
+        short_title="Letter to the Secretary of State",
+        deadline=Deadline("14 days after the regulator refers the trust", _D("domain.steps.LETTER_DAYS"))),
+}
 
 
 # ---------------------------------------------------------------------------- what each action leads to
@@ -362,7 +528,7 @@ def _letter_to_secretary_of_state_sent(rt, st, d, payload) -> None:
 
 # ---------------------------------------------------------------------------- rules a decision must meet
 # Beyond role, action, reason and payload (checked for every kind by the workflow's validator), a kind may
-# register its own rule: `@check(kind)` raises `RuleBroken` (or another Rejection) to refuse a decision.
+# register its own rule: `@check(kind)` raises `Refused` (with a rejection kind) to refuse a decision.
 class Refused(Exception):  # noqa: N818 - a refusal, not an error of the service
     """A rule refuses the decision; the workflow turns it into its rejection of that kind."""
 
@@ -371,16 +537,21 @@ class Refused(Exception):  # noqa: N818 - a refusal, not an error of the service
         self.kind = kind
 
 
-def check(*kinds: str):
+def check_in(catalogue: dict[str, StepKind], *kinds: str):
+    """Register a rule a decision on `kinds` must meet: `rule(rt, step, decision, payload)`, the payload typed
+    by the action's model; it raises `Refused` (or a subclass) to refuse the decision."""
     def register(fn: Handler) -> Handler:
         for kind in kinds:
-            CATALOGUE[kind].checks.append(fn)
+            catalogue[kind].checks.append(fn)
         return fn
     return register
 
 
+check = partial(check_in, CATALOGUE)
+
+
 @check(Kind.regulator_decision)
-def _decision_follows_the_recommendation(rt, st, d) -> None:
+def _decision_follows_the_recommendation(rt, st, d, payload) -> None:
     if d.action == "exit" and rt.latest_recommendation() != "recommend_exit":
         raise Refused("RuleBroken", "the regulator takes a trust out of special measures only on CQC's "
                                     "recommendation to exit")
@@ -390,7 +561,7 @@ def _decision_follows_the_recommendation(rt, st, d) -> None:
 
 
 @check(Kind.oversight_meeting, Kind.delivery_meeting)
-def _meeting_held_this_month(rt, st, d) -> None:
+def _meeting_held_this_month(rt, st, d, payload) -> None:
     held = date.fromisoformat(str(d.payload["meeting_date"]))
     month = date.fromisoformat(st.subject["month"] + "-01")
     if held > rt.today():
@@ -401,7 +572,7 @@ def _meeting_held_this_month(rt, st, d) -> None:
 
 
 @check(Kind.cqc_recommendation)
-def _exit_against_the_rule_needs_a_reason(rt, st, d) -> None:
+def _exit_against_the_rule_needs_a_reason(rt, st, d, payload) -> None:
     if d.action == "recommend_exit":
         verdict = st.data.get("verdict") or {}
         if verdict.get("met") is False and not (d.comment and d.comment.strip()):

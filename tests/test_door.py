@@ -358,10 +358,10 @@ class RegimeWithABug(RegimeWorkflow):
     async def run(self, start: RegimeStart) -> RegimeState:
         return await super().run(start)
 
-    def _after(self, st, d):
+    def close_decided(self, st, d):
         if st.kind == "improvement_plan":
             raise RuntimeError("a bug in the deployed worker")
-        return super()._after(st, d)
+        return super().close_decided(st, d)
 
 
 async def test_an_update_the_workflow_cannot_take_is_503_saying_so(temporal_address, database_url):

@@ -34,8 +34,8 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
 
+    from activities.payments import PaymentActivities
     from domain import dates, schedule
     from domain.ledger import (
         AGREE_DAYS,
@@ -46,33 +46,25 @@ with workflow.unsafe.imports_passed_through():
         CONFIRM_KIND,
         FORECAST_LEAD_DAYS,
         PARTIES,
-        RECORD_PAYMENT,
         SUPPORT_PLAN_DAYS,
         AgreementInPrinciple,
         BuddyContinue,
+        BuddyKind,
         BuddyState,
         BuddyStepView,
-        ForecastPayload,
-        InvoicePayload,
         Ledger,
-        LedgerError,
         LedgerView,
         Partnership,
         PartnershipEnd,
         PaymentInstruction,
-        PaymentRecord,
         PlanChange,
         PlanChangeRecord,
         Quarter,
-        ResolutionPayload,
-        SupportPlan,
-        confirming_party,
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
-    from domain.steps import handler_for
     from workflows.common import BuddyStart, EffectBatch
-    from workflows.engine import StepEngine, errors, reject, same_person
+    from workflows.engine import StepEngine, reject, same_person
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
 SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
@@ -93,6 +85,8 @@ def partnership_key(buddy_ods: str, scope: str) -> str:
 
 @workflow.defn
 class BuddyPartnershipWorkflow(StepEngine):
+    CATALOGUE = BUDDY_STEPS
+
     @workflow.init
     def __init__(self, start: BuddyStart | BuddyContinue) -> None:
         # State exists before the first activation so messages reaching a fresh run see it.
@@ -136,11 +130,11 @@ class BuddyPartnershipWorkflow(StepEngine):
                             "scope": req.scope})
         aip_due = self.today() + timedelta(days=AIP_DAYS)
         if req.agreement_in_principle is None:
-            self.open_step("buddy_aip_regulator", aip_due, "aip_regulator")
+            self.open_step(BuddyKind.buddy_aip_regulator, aip_due, "aip_regulator")
             return
         # The regulator brought the agreement in principle with the request: record it as its step, done.
         aip = AgreementInPrinciple.model_validate(req.agreement_in_principle)
-        st = self._new_step("buddy_aip_regulator", self.today(), "aip_regulator")
+        st = self._new_step(BuddyKind.buddy_aip_regulator, self.today(), "aip_regulator")
         st.status, st.outcome, st.completed_at, st.completed_by = "done", "record", workflow.now(), req.actor.user_id
         st.actions.append(Action(action="record", by=req.actor.user_id, role=req.actor.role, at=workflow.now()))
         st.data.update(aip.model_dump(mode="json"))
@@ -149,10 +143,10 @@ class BuddyPartnershipWorkflow(StepEngine):
     def record_aip(self, aip: AgreementInPrinciple, actor: Actor, st: Step) -> None:
         self.s.ledger = Ledger(agreed_level_pence=aip.agreed_level_pence)
         self.s.terms_of_reference = aip.terms_of_reference
-        self.audit("buddy_aip_regulator.record", actor, step=st,
+        self.audit(f"{BuddyKind.buddy_aip_regulator}.record", actor, step=st,
                     reason=f"agreed level {money(aip.agreed_level_pence)}",
                     detail={"agreed_level_pence": aip.agreed_level_pence})
-        self.open_step("buddy_aip_buddy", self.today() + timedelta(days=AIP_DAYS), "aip_buddy")
+        self.open_step(BuddyKind.buddy_aip_buddy, self.today() + timedelta(days=AIP_DAYS), "aip_buddy")
 
     # ---------------------------------------------------------------- time
     def _ladder(self) -> list[Rung]:
@@ -232,7 +226,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         start, end = self._quarter_dates(n)
         self.s.ledger.open_quarter(n, start, end)
         due = start + timedelta(days=AGREE_DAYS) if n == 1 else start - timedelta(days=1)
-        self.open_step("buddy_forecast", due, f"q{n}.forecast", quarter=n)
+        self.open_step(BuddyKind.buddy_forecast, due, f"q{n}.forecast", quarter=n)
 
     def _open_review(self, n: int) -> None:
         due = self.today() + timedelta(days=CONFIRM_DAYS)
@@ -248,9 +242,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         q = self.s.ledger.quarter(n)
         if q.forecast_pence is None or not q.all_confirmed or q.settled or q.authorised_pence is not None:
             return
-        if any(s.kind == "buddy_authorise" and s.status == "open" for s in self.quarter_steps(n)):
+        if any(s.kind == BuddyKind.buddy_authorise and s.status == "open" for s in self.quarter_steps(n)):
             return
-        self.open_step("buddy_authorise", self.today() + timedelta(days=AUTHORISE_DAYS), f"q{n}.authorise", quarter=n)
+        self.open_step(BuddyKind.buddy_authorise, self.today() + timedelta(days=AUTHORISE_DAYS), f"q{n}.authorise", quarter=n)
 
     # ---------------------------------------------------------------- steps
     def _new_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
@@ -337,8 +331,8 @@ class BuddyPartnershipWorkflow(StepEngine):
                 buddy_ods=self.s.p.buddy.ods_code, amount_pence=q.authorised_pence, lines=q.invoice_lines,
                 authorised_by=q.authorised_by, authorised_at=q.authorised_at or workflow.now())
             try:
-                rec = await workflow.execute_activity(
-                    RECORD_PAYMENT, ins, result_type=PaymentRecord, start_to_close_timeout=timedelta(seconds=30),
+                rec = await workflow.execute_activity_method(
+                    PaymentActivities.record_payment, ins, start_to_close_timeout=timedelta(seconds=30),
                     schedule_to_close_timeout=PAYMENT_GIVE_UP, retry_policy=_PAYMENT_RETRY)
             except ActivityError as e:
                 if not (isinstance(e.cause, ApplicationError) and e.cause.type == "PaymentConflict"):
@@ -423,52 +417,17 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- decisions
     @workflow.update
-    async def decide_step(self, d: Decision) -> BuddyStepView:
-        # Two updates admitted in one activation both pass their validators before either runs: check again.
-        self._validate_decision(d)
-        self._updates_this_run += 1
-        st = self.s.steps[d.step_id]
-        payload = BUDDY_STEPS[st.kind].actions[d.action].model_validate(d.payload)
-        st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
-                                 comment=d.comment, person=d.actor.person_id))
-        st.data.update(payload.model_dump(mode="json"))
-        self.audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
-                    detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
+    def decide_step(self, d: Decision) -> BuddyStepView:
+        return self._view(self.take_decision(d))
+
+    def close_decided(self, st: Step, d: Decision) -> None:
         self.close_step(st, d.action, d.actor)
-        try:
-            self._after(st, d, payload)
-        except LedgerError as e:  # the validator ran the same check; reaching here is a bug, not a payment
-            raise reject(e.kind, e.message) from None
-        self._wake = True
-        return self._view(st)
 
     @decide_step.validator
     def _validate_decision(self, d: Decision) -> None:
-        st = self.s.steps.get(d.step_id)
-        if st is None:
-            raise reject("UnknownStep", f"no step '{d.step_id}' in partnership {self.s.p.partnership_id}")
-        if d.actor.role != st.role:  # who may act comes before what state the step is in (403 before 409)
-            raise reject("WrongRole", f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
-                                      f"not the {d.actor.role.replace('_', ' ')}")
-        if st.status != "open":
-            raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
-        spec = BUDDY_STEPS[st.kind]
-        if d.action not in spec.actions:
-            raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: "
-                                          + ", ".join(spec.actions))
-        if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
-            raise reject("ReasonRequired", f"'{d.action}' needs a reason")
-        try:
-            payload = spec.actions[d.action].model_validate(d.payload)
-        except ValidationError as e:
-            raise reject("InvalidPayload", errors(e)) from None
-        self._check_separation(st, d.actor)
-        try:
-            self._check_rules(st, d, payload)
-        except LedgerError as e:
-            raise reject(e.kind, e.message) from None
+        self.validate_decision(d)
 
-    def _check_separation(self, st: Step, actor: Actor) -> None:
+    def check_parties_after_payload(self, actor: Actor, st: Step) -> None:
         """One person never acts for two parties of the same decision (agreement, plan, change, quarter)."""
         key = (st.group, st.subject.get("quarter"), st.subject.get("change"))
         proposer = st.subject.get("proposed_by")
@@ -484,44 +443,9 @@ class BuddyPartnershipWorkflow(StepEngine):
                                  f"{actor.user_id} already acted as {a.role.replace('_', ' ')} on "
                                  f"'{other.title}' and cannot also act as {actor.role.replace('_', ' ')}")
 
-    def _check_rules(self, st: Step, d: Decision, payload: Any) -> None:
-        led = self.s.ledger
-        k, n = st.kind, st.subject.get("quarter")
-        if k == "buddy_support_plan":
-            assert isinstance(payload, SupportPlan) and led is not None
-            if payload.projected_total_pence > led.agreed_level_pence:
-                raise LedgerError("RuleBroken", f"projected costs of {money(payload.projected_total_pence)} are "
-                                                f"above the agreed level ({money(led.agreed_level_pence)})")
-        elif k == "buddy_forecast":
-            assert isinstance(payload, ForecastPayload) and led is not None and self.s.plan is not None
-            led.check_forecast(n, payload.lines, self.s.plan.workstream_ids())
-        else:
-            self._check_quarter_rules(st, d, payload)
-
-    def _check_quarter_rules(self, st: Step, d: Decision, payload: Any) -> None:
-        k, a, n = st.kind, d.action, st.subject.get("quarter")
-        if k in CONFIRM_KIND.values():
-            self.require_ledger().check_confirmation(n, confirming_party(k), d.actor.user_id,
-                                                     "confirmed" if a == "confirm" else "disputed")
-        elif k == "buddy_resolve":
-            agreed = payload.agreed_pence if isinstance(payload, ResolutionPayload) else None
-            self.require_ledger().check_resolution(n, d.actor.user_id, agreed)
-        elif k == "buddy_authorise":
-            if a == "authorise":
-                assert isinstance(payload, InvoicePayload) and self.s.plan is not None
-                self.require_ledger().check_authorisation(n, payload.lines, d.actor.user_id, self.s.plan.workstream_ids())
-            else:
-                self.require_ledger().check_decline(n)
-
     def require_ledger(self) -> Ledger:
         assert self.s.ledger is not None
         return self.s.ledger
-
-    def _after(self, st: Step, d: Decision, payload: Any) -> None:
-        """What a completed step records and opens next: the handler its kind registered (domain/ledger.py)."""
-        handler = handler_for(BUDDY_STEPS[st.kind], d.action)
-        if handler is not None:
-            handler(self, st, d, payload)
 
     def workstreams(self) -> set[str]:
         return self.s.plan.workstream_ids() if self.s.plan else set()
@@ -552,7 +476,7 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- deadlines
     @workflow.update
-    async def amend_deadline(self, c: DeadlineChange) -> BuddyStepView:
+    def amend_deadline(self, c: DeadlineChange) -> BuddyStepView:
         self._validate_amend(c)
         self._updates_this_run += 1
         st = self._amend(c)
@@ -565,7 +489,7 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- plan changes
     @workflow.update
-    async def propose_plan_change(self, c: PlanChange) -> PlanChangeRecord:
+    def propose_plan_change(self, c: PlanChange) -> PlanChangeRecord:
         self._validate_plan_change(c)
         self._updates_this_run += 1
         rec = PlanChangeRecord(number=len(self.s.plan_changes) + 1, plan=c.plan, reason=c.reason,
@@ -575,8 +499,8 @@ class BuddyPartnershipWorkflow(StepEngine):
                     detail={"change": rec.number, "projected_total_pence": c.plan.projected_total_pence})
         due = self.today() + timedelta(days=AGREE_DAYS)
         extra = {"change": rec.number, "proposed_by": c.actor.user_id}
-        self.open_step("buddy_plan_change_id", due, f"plan_change-{rec.number}.approve_id", extra=extra)
-        self.open_step("buddy_plan_change_trust", due, f"plan_change-{rec.number}.approve_trust", extra=extra)
+        self.open_step(BuddyKind.buddy_plan_change_id, due, f"plan_change-{rec.number}.approve_id", extra=extra)
+        self.open_step(BuddyKind.buddy_plan_change_trust, due, f"plan_change-{rec.number}.approve_trust", extra=extra)
         self._wake = True
         return rec
 
@@ -620,7 +544,7 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- ending
     @workflow.update
-    async def end_early(self, e: PartnershipEnd) -> BuddySummary:
+    def end_early(self, e: PartnershipEnd) -> BuddySummary:
         self._validate_end(e)
         self._updates_this_run += 1
         self._begin_end(e.reason, e.actor)

@@ -15,11 +15,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
+    from activities.archive import ArchiveActivities
+    from activities.effects import EffectActivities
     from domain import dates
-    from domain.models import SYSTEM, Action, Actor, DeadlineChange, Escalation, Rung, Step
-    from workflows.common import APPLY_EFFECTS, ARCHIVE_STATE, ArchiveBatch, EffectBatch
+    from domain.models import SYSTEM, Action, Actor, DeadlineChange, Decision, Escalation, Rung, Step
+    from domain.steps import Refused, StepKind, handler_for
+    from workflows.common import ArchiveBatch, EffectBatch
 
 # Writing effects retries within one attempt window only: data PostgreSQL can never take is parked by the
 # activity itself (a dead letter, activities/effects.py), so what still fails here is the database or the
@@ -203,8 +206,10 @@ class StepEngine:
         behind it). The caller must not continue as new while effects are queued (`_effects_pending`).
         """
         try:
-            await workflow.execute_activity(APPLY_EFFECTS, batch, start_to_close_timeout=timedelta(seconds=30),
-                                            schedule_to_close_timeout=EFFECTS_GIVE_UP, retry_policy=EFFECTS_RETRY)
+            await workflow.execute_activity_method(EffectActivities.apply_effects, batch,
+                                                   start_to_close_timeout=timedelta(seconds=30),
+                                                   schedule_to_close_timeout=EFFECTS_GIVE_UP,
+                                                   retry_policy=EFFECTS_RETRY)
         except ActivityError as e:
             self._effects = [x for x in batch.effects if x["type"] in WRITTEN_EFFECTS] + self._effects
             self._effects_failures += 1
@@ -313,8 +318,9 @@ class StepEngine:
 
     async def _archive(self, batch: ArchiveBatch) -> None:
         # Like the effects: a few quick retries, then the state is carried whole and the loop goes on.
-        await workflow.execute_activity(ARCHIVE_STATE, batch, start_to_close_timeout=timedelta(seconds=30),
-                                        schedule_to_close_timeout=EFFECTS_GIVE_UP, retry_policy=EFFECTS_RETRY)
+        await workflow.execute_activity_method(ArchiveActivities.archive_state, batch,
+                                               start_to_close_timeout=timedelta(seconds=30),
+                                               schedule_to_close_timeout=EFFECTS_GIVE_UP, retry_policy=EFFECTS_RETRY)
 
     def _step_id_taken(self, sid: str) -> bool:
         """A step id is never reused, archived or not (tasks and audit entries are keyed by it)."""
@@ -337,6 +343,81 @@ class StepEngine:
                     "request_id": actor.request_id, "step_id": step.id if step else None,
                     "step_kind": step.kind if step else None, "reason": reason,
                     "detail": self._audit_detail(detail or {}), "at": workflow.now().isoformat()})
+
+    # ---------------------------------------------------------------- decisions
+    # The workflow's step catalogue (domain/steps.py CATALOGUE, domain/ledger.py BUDDY_STEPS): who acts, the
+    # actions and their payloads, the rules a decision must meet and what follows it.
+    CATALOGUE: dict[str, StepKind]
+
+    def check_role(self, actor: Actor, st: Step) -> None:
+        if actor.role != st.role:
+            raise reject("WrongRole", f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
+                                      f"not the {actor.role.replace('_', ' ')}")
+
+    def check_parties(self, actor: Actor, st: Step) -> None:
+        """Separation of duties before the action is looked at (hook; the regime's)."""
+
+    def check_parties_after_payload(self, actor: Actor, st: Step) -> None:
+        """Separation of duties once the payload is valid (hook; the partnership's). The two workflows have
+        always checked it at these two points, so a decision wrong in two ways is refused for the same reason
+        as before."""
+
+    def payload_model(self, st: Step, d: Decision) -> type[BaseModel]:
+        return self.CATALOGUE[st.kind].actions[d.action]
+
+    def validate_decision(self, d: Decision) -> tuple[Step, BaseModel]:
+        """Every rule a decision must meet, in the order the answers are given: the step exists, the actor has
+        its role (403 before 409), it is open, the action is one of its kind's, a reason where the kind needs
+        one, the payload its model, then the kind's own rules (`@check` beside its definition). Returns the
+        step and the typed payload."""
+        st = self.s.steps.get(d.step_id)
+        if st is None:
+            raise reject("UnknownStep", f"no step '{d.step_id}' in {self._where()}")
+        self.check_role(d.actor, st)
+        if st.status != "open":
+            raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
+        self.check_parties(d.actor, st)
+        spec = self.CATALOGUE[st.kind]
+        if d.action not in spec.actions:
+            allowed = ", ".join(spec.actions) or "none (completed by a CQC outcome)"
+            raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: {allowed}")
+        if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
+            raise reject("ReasonRequired", f"'{d.action}' needs a reason")
+        try:
+            payload = self.payload_model(st, d).model_validate(d.payload)
+        except ValidationError as e:
+            raise reject("InvalidPayload", errors(e)) from None
+        self.check_parties_after_payload(d.actor, st)
+        for rule in spec.checks:
+            try:
+                rule(self, st, d, payload)
+            except Refused as e:
+                raise reject(e.kind, str(e)) from None
+        return st, payload
+
+    def take_decision(self, d: Decision) -> Step:
+        """The update handler's part: validate again (two updates admitted in one activation both pass their
+        validators before either runs), record the action and its payload, audit, close the step, and run
+        what its kind registered to follow (`@after` beside its definition)."""
+        self._updates_this_run += 1
+        st, payload = self.validate_decision(d)
+        st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
+                                 comment=d.comment, person=d.actor.person_id))
+        st.data.update(payload.model_dump(mode="json"))
+        self.audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
+                   detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
+        self.close_decided(st, d)
+        handler = handler_for(self.CATALOGUE[st.kind], d.action)
+        if handler is not None:
+            try:
+                handler(self, st, d, payload)
+            except Refused as e:  # the validator ran the same rules: reaching here is a bug, never a payment
+                raise reject(e.kind, str(e)) from None
+        self._wake = True
+        return st
+
+    def close_decided(self, st: Step, d: Decision) -> None:
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- deadlines
     def _check_amend(self, c: DeadlineChange) -> None:

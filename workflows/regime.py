@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.ledger import AgreementInPrinciple
     from domain.models import (
         SYSTEM,
-        Action,
         Actor,
         BuddySummary,
         Closure,
@@ -61,8 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.steps import (
         CATALOGUE,
         DECISION_DAYS,
-        Refused,
-        handler_for,
+        Kind,
     )
     from workflows.common import BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
     from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
@@ -86,11 +84,14 @@ SEARCH_ATTRIBUTES_AFTER_FLUSH = "search-attributes-after-flush"
 MONTHLY_OVERSIGHT_MEETINGS = "monthly-oversight-meetings"
 # Closed steps of these kinds stay in the state: the rules look back at them (withdrawn outcomes, the latest
 # recommendation, the number of re-inspections), and there are a few a year at most.
-LOOKBACK_KINDS = frozenset({"reinspection", "cqc_recommendation", "regulator_decision", "secretary_of_state_letter"})
+LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.regulator_decision,
+                            Kind.secretary_of_state_letter})
 
 
 @workflow.defn
 class RegimeWorkflow(StepEngine):
+    CATALOGUE = CATALOGUE
+
     @workflow.init
     def __init__(self, start: RegimeStart) -> None:
         # State exists before the first activation, so updates and queries that reach a new run
@@ -350,15 +351,8 @@ class RegimeWorkflow(StepEngine):
         workflow.upsert_search_attributes(pairs)
 
     # ---------------------------------------------------------------- decisions
-    @staticmethod
-    def _check_role(actor: Actor, step: Step) -> None:
-        if actor.role != step.role:
-            raise reject("WrongRole", f"'{step.title}' is for the {step.role.replace('_', ' ')}, "
-                                      f"not the {actor.role.replace('_', ' ')}")
-
-    def _check_actor(self, actor: Actor, step: Step) -> None:
-        self._check_role(actor, step)
-        # Separation of duties: one person never acts for two parties of the same decision.
+    def check_parties(self, actor: Actor, step: Step) -> None:
+        """Separation of duties: one person never acts for two parties of the same decision."""
         for other in self.s.steps.values():
             if other.group != step.group or other.role == step.role:
                 continue
@@ -368,24 +362,15 @@ class RegimeWorkflow(StepEngine):
                              f"'{other.title}' and cannot also act as {step.role.replace('_', ' ')}")
 
     @workflow.update
-    async def decide_step(self, d: Decision) -> StepView:
-        self._updates_this_run += 1
-        self._validate_decision(d)  # again: another update may have changed the step since
-        st = self.s.steps[d.step_id]
-        payload = self._payload_model(st, d).model_validate(d.payload)
-        st.actions.append(Action(action=d.action, by=d.actor.user_id, role=d.actor.role, at=workflow.now(),
-                                 comment=d.comment, person=d.actor.person_id))
-        st.data.update(payload.model_dump(mode="json"))
-        self.audit(f"{st.kind}.{d.action}", d.actor, step=st, reason=d.comment,
-                    detail={"payload": payload.model_dump(mode="json")} if d.payload else {})
+    def decide_step(self, d: Decision) -> StepView:
+        return StepView(step=self.take_decision(d), phase=self.s.phase)
+
+    def close_decided(self, st: Step, d: Decision) -> None:
         self.close_step(st, d.action, d.actor, d.comment)
-        self._after(st, d, payload)
-        self._wake = True
-        return StepView(step=st, phase=self.s.phase)
 
     @decide_step.validator
     def _validate_decision_update(self, d: Decision) -> None:
-        self._validate_decision(d)
+        self.validate_decision(d)
         # Only when a decision arrives, never again in the handler: a decision a history recorded before this
         # rule (by another user of the role) must replay as it was taken.
         st = self.s.steps[d.step_id]
@@ -406,7 +391,7 @@ class RegimeWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- delegation
     @workflow.update
-    async def delegate(self, g: Delegation) -> dict[str, Any]:
+    def delegate(self, g: Delegation) -> dict[str, Any]:
         """Cover for the appointed improvement director until a date (a new handler: nothing replays it)."""
         self._updates_this_run += 1
         self._validate_delegate(g)
@@ -440,32 +425,7 @@ class RegimeWorkflow(StepEngine):
         if len(self.s.delegations) >= 50:
             raise reject("Conflict", "50 delegations are current; let some end first")
 
-    def _validate_decision(self, d: Decision) -> None:
-        st = self.s.steps.get(d.step_id)
-        if st is None:
-            raise reject("UnknownStep", f"no step '{d.step_id}' in this regime")
-        self._check_role(d.actor, st)  # who may act comes before what state the step is in (403 before 409)
-        if st.status != "open":
-            raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
-        self._check_actor(d.actor, st)
-        spec = CATALOGUE[st.kind]
-        if d.action not in spec.actions:
-            allowed = ", ".join(spec.actions) or "none (completed by a CQC outcome)"
-            raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: {allowed}")
-        if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
-            raise reject("ReasonRequired", f"'{d.action}' needs a reason")
-        try:
-            self._payload_model(st, d).model_validate(d.payload)
-        except ValidationError as e:
-            raise reject("InvalidPayload", errors(e)) from None
-        for rule in spec.checks:
-            try:
-                rule(self, st, d)
-            except Refused as e:
-                raise reject(e.kind, str(e)) from None
-
-    @staticmethod
-    def _payload_model(st: Step, d: Decision) -> type:
+    def payload_model(self, st: Step, d: Decision) -> type[BaseModel]:
         """The step's typed payload, or a document reference where the payload is a document (the API stores
         documents in PostgreSQL and sends their reference: domain/documents.py)."""
         if is_reference(st.kind, d.action, d.payload):
@@ -473,14 +433,8 @@ class RegimeWorkflow(StepEngine):
         return CATALOGUE[st.kind].actions[d.action]
 
     def latest_recommendation(self) -> str | None:
-        recs = [s for s in self.s.steps.values() if s.kind == "cqc_recommendation" and s.status == "done"]
+        recs = [s for s in self.s.steps.values() if s.kind == Kind.cqc_recommendation and s.status == "done"]
         return recs[-1].outcome if recs else None
-
-    def _after(self, st: Step, d: Decision, payload: BaseModel) -> None:
-        """What a completed step leads to: the handler its kind registered (domain/steps.py)."""
-        handler = handler_for(CATALOGUE[st.kind], d.action)
-        if handler is not None:
-            handler(self, st, d, payload)
 
     def followups_from(self, held: date) -> date:
         """The day a board-to-board's follow-ups (letter to the chair, capability review) count from.
@@ -523,7 +477,7 @@ class RegimeWorkflow(StepEngine):
         }
 
     def n_reinspections(self) -> int:
-        return sum(1 for s in self.s.steps.values() if s.kind == "reinspection")
+        return sum(1 for s in self.s.steps.values() if s.kind == Kind.reinspection)
 
     def set_phase(self, phase: str, actor: Actor, reason: str) -> None:
         old, self.s.phase = self.s.phase, phase
@@ -542,7 +496,7 @@ class RegimeWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- deadlines
     @workflow.update
-    async def amend_deadline(self, c: DeadlineChange) -> StepView:
+    def amend_deadline(self, c: DeadlineChange) -> StepView:
         self._updates_this_run += 1
         self._validate_amend(c)
         st = self._amend(c)
@@ -555,14 +509,14 @@ class RegimeWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- re-inspection
     @workflow.update
-    async def announce_reinspection(self, a: ReinspectionAnnouncement) -> StepView:
+    def announce_reinspection(self, a: ReinspectionAnnouncement) -> StepView:
         self._updates_this_run += 1
         self._validate_announce(a)
         st = self._open_reinspection()
         assert st is not None
         st.data["announced_date"] = a.inspection_date.isoformat()
         self.audit("reinspection_announced", a.actor, step=st, reason=f"inspection on {a.inspection_date}")
-        b2b = self.open_step("board_to_board_pre_inspection", max(self.today(), a.inspection_date - timedelta(days=1)))
+        b2b = self.open_step(Kind.board_to_board_pre_inspection, max(self.today(), a.inspection_date - timedelta(days=1)))
         self._wake = True
         return StepView(step=b2b, phase=self.s.phase)
 
@@ -576,7 +530,7 @@ class RegimeWorkflow(StepEngine):
             raise reject("RuleBroken", "the inspection date is in the past")
 
     def _open_reinspection(self) -> Step | None:
-        return next((s for s in self.s.steps.values() if s.kind == "reinspection" and s.status == "open"), None)
+        return next((s for s in self.s.steps.values() if s.kind == Kind.reinspection and s.status == "open"), None)
 
     def _current_inspection(self) -> InspectionRecord | None:
         cur = [r for r in self.s.inspections if r.status == "current"]
@@ -628,7 +582,7 @@ class RegimeWorkflow(StepEngine):
             return
         verdict = rec.verdict.model_dump() if rec.verdict else None
         pending_rec = next((s for s in self.s.steps.values()
-                            if s.kind in ("cqc_recommendation", "regulator_decision") and s.status == "open"), None)
+                            if s.kind in (Kind.cqc_recommendation, Kind.regulator_decision) and s.status == "open"), None)
         if correction and pending_rec is not None:
             pending_rec.data["verdict"] = verdict
             return
@@ -638,9 +592,9 @@ class RegimeWorkflow(StepEngine):
         self.close_step(ri, "published", SYSTEM, rec.outcome.reference)
         ri.data["reference"] = rec.outcome.reference
         for s in self.s.steps.values():
-            if s.kind == "board_to_board_pre_inspection" and s.status == "open":
+            if s.kind == Kind.board_to_board_pre_inspection and s.status == "open":
                 s.data["note"] = "inspection took place before the meeting was recorded"
-        rs = self.open_step("cqc_recommendation", self.today() + timedelta(days=DECISION_DAYS),
+        rs = self.open_step(Kind.cqc_recommendation, self.today() + timedelta(days=DECISION_DAYS),
                             subject={"reference": rec.outcome.reference})
         rs.data["verdict"] = verdict
 
@@ -667,14 +621,14 @@ class RegimeWorkflow(StepEngine):
                 reopened = True
         if not reopened:
             return
-        done = [s for s in self.s.steps.values() if s.kind == "reinspection" and s.data.get("reference") == w.reference]
+        done = [s for s in self.s.steps.values() if s.kind == Kind.reinspection and s.data.get("reference") == w.reference]
         due = done[-1].due if done else self.today() + timedelta(days=90)
-        self.open_step("reinspection", max(due, self.today() + timedelta(days=1)),
+        self.open_step(Kind.reinspection, max(due, self.today() + timedelta(days=1)),
                        step_id=f"reinspection-{self.n_reinspections() + 1}")
 
     # ---------------------------------------------------------------- closure and enforcement
     @workflow.update
-    async def close_regime(self, c: Closure) -> str:
+    def close_regime(self, c: Closure) -> str:
         self._updates_this_run += 1
         self._validate_close(c)
         self.s.closure = {"solution": c.solution, "reason": c.reason, "by": c.actor.user_id,
@@ -694,7 +648,7 @@ class RegimeWorkflow(StepEngine):
             raise reject("StepNotOpen", "the regime is already closed")
 
     @workflow.update
-    async def record_enforcement(self, e: Enforcement) -> int:
+    def record_enforcement(self, e: Enforcement) -> int:
         self._updates_this_run += 1
         self._check_enforcement(e)
         self.s.enforcement.append({"action": e.action, "detail": e.detail, "by": e.actor.user_id,
@@ -725,7 +679,7 @@ class RegimeWorkflow(StepEngine):
 
     # ---------------------------------------------------------------- buddies
     @workflow.update
-    async def add_buddy(self, req: BuddyRequest) -> BuddySummary:
+    def add_buddy(self, req: BuddyRequest) -> BuddySummary:
         self._updates_this_run += 1
         self._validate_add_buddy(req)
         pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
@@ -777,10 +731,10 @@ def _iso(d: date | None) -> str | None:
 
 def _same_decision(a: Step, b: Step) -> bool:
     """Two steps belong to the same decision when they share a group and concern the same thing."""
-    if a.group == "improvement_plan":
+    if a.group == CATALOGUE[Kind.improvement_plan].group:
         pa = a.subject.get("plan_step", a.id)
         pb = b.subject.get("plan_step", b.id)
         return pa == pb
-    if a.group == "monthly_return":
+    if a.group == CATALOGUE[Kind.monthly_return].group:
         return a.subject.get("month") == b.subject.get("month")
     return a.subject.get("reference") == b.subject.get("reference") if a.group == "exit_decision" else False
