@@ -269,12 +269,25 @@ class ActionSpec(Out):
     reason_required: bool = Field(description="the decision must carry a comment saying why")
 
 
+class DeadlineSpec(Out):
+    rule: str = Field(description="when a step of this kind falls due, in words")
+    basis: Literal["statutory", "service_default"] = Field(
+        description="statutory: set by the regime's guidance (`source` names the section); service_default: chosen "
+                    "by the service where the guidance sets no date (`source` names the constant that changes it)")
+    source: str = Field(description="the guidance section (e.g. 'seed 000 §4a(iv)') or the service's constant "
+                                    "(e.g. 'domain.steps.REVIEW_DAYS')")
+
+
 class StepKindSpec(Out):
     kind: str
     workflow: Literal["regime", "partnership"]
     title: str
+    short_title: str = Field(description="the title in tables and on the timeline")
     role: str
     group: str
+    recurs: Literal["monthly", "quarterly"] | None = Field(
+        description="a recurring kind opens one step a month or a quarter (its step ids carry the period)")
+    deadline: DeadlineSpec
     actions: dict[str, ActionSpec]
 
 
@@ -292,10 +305,21 @@ def step_kinds() -> list[StepKindSpec]:
     for workflow, catalogue in (("regime", CATALOGUE), ("partnership", BUDDY_STEPS)):
         for kind, spec in catalogue.items():
             out.append(StepKindSpec(
-                kind=kind, workflow=workflow, title=spec.title, role=spec.role, group=spec.group,
+                kind=kind, workflow=workflow, title=spec.title, short_title=spec.label, role=spec.role,
+                group=spec.group, recurs=spec.recurs, deadline=deadline_spec(spec.deadline),
                 actions={a: ActionSpec(payload_schema=m.__name__, reason_required=a in spec.needs_reason)
                          for a, m in spec.actions.items()}))
     return out
+
+
+def deadline_spec(deadline: Any) -> DeadlineSpec:
+    """A catalogue entry's `Deadline` as the contract publishes it."""
+    from domain.steps import Statutory
+
+    assert deadline is not None, "every step kind has a deadline rule in its catalogue entry"
+    if isinstance(deadline.basis, Statutory):
+        return DeadlineSpec(rule=deadline.rule, basis="statutory", source=deadline.basis.section)
+    return DeadlineSpec(rule=deadline.rule, basis="service_default", source=deadline.basis.setting)
 
 
 def publish_step_payloads(doc: dict[str, Any]) -> None:

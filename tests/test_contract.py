@@ -23,6 +23,8 @@ from domain.ledger import BUDDY_STEPS
 from domain.steps import CATALOGUE
 
 OPERATION_ID = re.compile(r"^[a-z][a-zA-Z]{2,29}$")
+# A seed's section, as the catalogue cites it: "seed 000 §4a(iv)", "seed 002" (/work/shared/seeds).
+SEED_SECTION = re.compile(r"seed 00[0-4]( §\d[a-z]?(\([ivx]+\))?)?")
 
 
 def today() -> date:
@@ -84,6 +86,20 @@ async def test_step_kinds_endpoint_serves_the_same_mapping(stack):
     assert plan["role"] == "trust" and plan["workflow"] == "regime"
     assert plan["actions"] == {"submit": {"payload_schema": "ImprovementPlanPayload", "reason_required": False}}
     assert served["buddy_confirm_trust"]["actions"]["dispute"]["reason_required"] is True
+    assert plan["deadline"] == {"rule": CATALOGUE["improvement_plan"].deadline.rule, "basis": "statutory",
+                                "source": "seed 000 §4a(iv)"}
+    assert served["plan_review"]["deadline"]["source"] == "domain.steps.REVIEW_DAYS"
+    assert served["monthly_return"]["recurs"] == "monthly" and served["buddy_authorise"]["recurs"] == "quarterly"
+    # Every kind says where its deadline comes from: a section of a seed, or the service's constant that sets it.
+    for kind, k in served.items():
+        d = k["deadline"]
+        assert d["rule"].strip(), kind
+        if d["basis"] == "statutory":
+            assert all(SEED_SECTION.fullmatch(s) for s in d["source"].split("; ")), (kind, d)
+        else:
+            assert d["basis"] == "service_default", (kind, d)
+            module, _, name = d["source"].rpartition(".")
+            assert hasattr(importlib.import_module(module), name), (kind, d)
     assert (await stack.http.get("/step-kinds")).status_code == 401
 
 

@@ -11,7 +11,8 @@ router = APIRouter(tags=["step kinds"])
 
 
 @router.get("/step-kinds", operation_id="listStepKinds", response_model=StepKindList,
-            summary="Every step kind: who acts, its actions, and the payload schema of each action")
+            summary="Every step kind: who acts, its actions, the payload schema of each action, its deadline rule "
+                    "and where that rule comes from")
 async def list_step_kinds(user: CurrentUser):
     """The payload schema names are those of `#/components/schemas` in /openapi.json; `decideStep` carries the
     same mapping as `x-step-payloads`. Any signed-in user may read it: it is the published contract."""
