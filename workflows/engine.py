@@ -87,7 +87,7 @@ class StepEngine:
             await self._flush()
             if self.s.finished:
                 break
-            if self._should_continue_as_new() and not self._effects_pending():
+            if (self._should_continue_as_new() or self._continue_as_new_requested()) and not self._effects_pending():
                 await self._continue_as_new()
             wake_at = self._next_wake()
             if not self.WAKE_RESET_BEFORE_FLUSH:
@@ -125,6 +125,10 @@ class StepEngine:
 
     def _continue_input(self) -> Any:
         raise NotImplementedError
+
+    def _continue_as_new_requested(self) -> bool:
+        """The workflow asks to continue as new at the next safe point (hook: the regime's partnership hand-off)."""
+        return False
 
     def _process_time(self) -> None:
         raise NotImplementedError

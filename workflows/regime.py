@@ -82,6 +82,11 @@ SEARCH_ATTRIBUTES_AFTER_FLUSH = "search-attributes-after-flush"
 # The monthly Oversight and Assurance Group and Integrated Delivery Meeting (domain.md's timers table)
 # became steps after regimes were already running: they take them from their next month.
 MONTHLY_OVERSIGHT_MEETINGS = "monthly-oversight-meetings"
+# A partnership just started is handed off by continuing the regime as new; that used to happen inside the
+# flush that started it (without catching up with time or archiving, and never again if effects were queued).
+# With this patch the flush only asks, and the run loop continues as new at its next safe point like any other
+# continue-as-new (StepEngine._run_loop).
+HAND_OFF_FROM_RUN_LOOP = "hand-off-from-run-loop"
 # Closed steps of these kinds stay in the state: the rules look back at them (withdrawn outcomes, the latest
 # recommendation, the number of re-inspections), and there are a few a year at most.
 LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.regulator_decision,
@@ -100,6 +105,7 @@ class RegimeWorkflow(StepEngine):
         self._wake = False
         self._updates_this_run = 0
         self._sa: tuple | None = None
+        self._hand_off = False
         if start.state is not None:
             self.s = start.state
             self.s.runs += 1
@@ -121,6 +127,9 @@ class RegimeWorkflow(StepEngine):
 
     def _continue_input(self) -> RegimeStart:
         return RegimeStart(state=self.s)
+
+    def _continue_as_new_requested(self) -> bool:
+        return self._hand_off
 
     # ---------------------------------------------------------------- entry
     def _enter(self, p: Placement) -> None:
@@ -291,12 +300,16 @@ class RegimeWorkflow(StepEngine):
             if not self._effects and workflow.patched(SEARCH_ATTRIBUTES_AFTER_FLUSH):
                 self._upsert_search_attributes()
         if handed_off:
-            await self._hand_off_partnerships()
+            # A running child is in-flight work for its parent, which stops the regime's timers being skipped
+            # (tests, simulation) for as long as the partnership lives; with ABANDON the link is cut at the
+            # regime's next continue-as-new anyway, so a partnership just started is handed off at once.
+            if workflow.patched(HAND_OFF_FROM_RUN_LOOP):
+                self._hand_off = True
+            else:
+                await self._hand_off_partnerships()
 
     async def _hand_off_partnerships(self) -> None:
-        """A running child is in-flight work for its parent, which stops the regime's timers being skipped
-        (tests, simulation) for as long as the partnership lives; with ABANDON the link is cut at the regime's
-        next continue-as-new anyway, so hand a partnership just started off now."""
+        """Runs that took this path before HAND_OFF_FROM_RUN_LOOP continue as new from inside the flush."""
         if self.s.finished or self._effects_pending() or not workflow.patched("buddy-handoff-continue-as-new"):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
