@@ -17,7 +17,7 @@ from activities import tracing
 from activities.clients import connect_temporal
 from activities.db import create_pool, database_url, migrate, migration_url
 from activities.effects import EffectActivities
-from activities.notify import OutboxNotifier
+from infra.notify import OutboxNotifier
 from settings import Settings, get_settings
 from workflows import WORKFLOWS
 
@@ -101,7 +101,7 @@ async def write_checkpoints_periodically(pool: asyncpg.Pool, settings: Settings)
 
 async def relay_notifications(pool: asyncpg.Pool, settings: Settings, every: float = 10.0) -> None:
     """Drain the notification outbox to SMTP; a failed send stays unsent and is tried again."""
-    from activities.notify import SmtpRelay
+    from infra.notify import SmtpRelay
 
     relay = SmtpRelay(pool, settings.smtp_host or "", settings.smtp_port, settings.smtp_from)
     while True:

@@ -1,6 +1,6 @@
 """Signed checkpoints of each audit chain's head, kept outside the database, and chain verification with them.
 
-A keyed chain (activities/effects.py) cannot be rewritten without the key, but it can be cut: deleting the
+A keyed chain (infra/audit_chain.py) cannot be rewritten without the key, but it can be cut: deleting the
 newest entries leaves a shorter chain that still verifies. A checkpoint records a chain's head {regime_id,
 last_id, last_hash, count, at}, signed with the audit key, and is written to AUDIT_CHECKPOINT_DIR (one file per
 regime, replaced atomically) and to the notification outbox (which the SMTP relay sends on). Verification then
@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from activities.effects import ChainCheck, verify_chain
+from infra.audit_chain import ChainCheck, verify_chain
 from settings import Settings
 
 CHECKPOINT_RUNG = "audit_checkpoint"

@@ -1,44 +1,23 @@
 """The effects activity: writes tasks, audit entries, notifications and the regime projection.
 
 One batch is one transaction. Every write is keyed by (workflow id, seq), a counter kept in workflow
-state, so a retried activity or a replayed workflow writes nothing twice.
+state, so a retried activity or a replayed workflow writes nothing twice. The chain's rules (how an entry
+is hashed, how a chain is checked) are in infra/audit_chain.py; the operator's replay of parked batches in
+tools/dead_letters.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 from temporalio import activity
 
-from activities.notify import Notifier
+from infra.audit_chain import GENESIS, HMAC, audit_hash
+from infra.notify import Notifier
 from workflows.common import APPLY_EFFECTS, EffectBatch
-
-GENESIS = "0" * 64
-HMAC = "hmac-sha256"  # rows written since migration 008: keyed with AUDIT_HMAC_KEY, which the database never holds
-LEGACY = "sha256"  # rows written before it: plain SHA-256, anyone who can write the table can recompute them
-
-
-def audit_hash(prev_hash: str, row: dict[str, Any], key: bytes | None = None) -> str:
-    """An entry's link in its regime's chain: over its content and the previous entry's hash.
-
-    With `key`, HMAC-SHA256 (who lacks the key cannot recompute a chain); without, the plain SHA-256 of the rows
-    written before the chain was keyed (still checked, never written).
-    """
-    content = json.dumps(
-        {k: row.get(k) for k in ("regime_id", "workflow_id", "seq", "event", "actor", "role", "step_id",
-                                 "step_kind", "reason", "detail", "request_id", "at")},
-        sort_keys=True, separators=(",", ":"), default=str,
-    )
-    msg = (prev_hash + content).encode()
-    if key is None:
-        return hashlib.sha256(msg).hexdigest()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 class EffectActivities:
@@ -58,7 +37,7 @@ class EffectActivities:
         """
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await _lock_workflow(conn, batch.workflow_id)
+                await lock_workflow(conn, batch.workflow_id)
                 behind = await conn.fetchval("SELECT min(id) FROM dead_letters WHERE workflow_id = $1 "
                                              "AND replayed_at IS NULL", batch.workflow_id)
                 if behind is None:
@@ -74,7 +53,7 @@ class EffectActivities:
         first = min(e.get("seq", 0) for e in batch.effects) if batch.effects else 0
         last = max(e.get("seq", 0) for e in batch.effects) if batch.effects else 0
         async with self.pool.acquire() as conn, conn.transaction():
-            await _lock_workflow(conn, batch.workflow_id)
+            await lock_workflow(conn, batch.workflow_id)
             dl = await conn.fetchval(
                 """
                 INSERT INTO dead_letters (workflow_id, regime_id, ods_code, first_seq, last_seq, batch, error,
@@ -107,7 +86,7 @@ TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.Int
              asyncpg.exceptions.TooManyConnectionsError)
 
 
-async def _lock_workflow(conn: asyncpg.Connection, workflow_id: str) -> None:
+async def lock_workflow(conn: asyncpg.Connection, workflow_id: str) -> None:
     """Serialise the writers of one workflow's effects: the activity and the dead-letter replay."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"effects:{workflow_id}")
 
@@ -127,41 +106,6 @@ async def write_batch(conn: asyncpg.Connection, batch: EffectBatch, notifier: No
         elif kind == "notify":
             written += await notifier.enqueue(conn, batch, eff)
     return written
-
-
-async def replay_dead_letters(pool: asyncpg.Pool, notifier: Notifier, by: str, audit_key: bytes,
-                              workflow_id: str | None = None) -> list[dict[str, Any]]:
-    """Write parked batches in their original order, per workflow, stopping at a workflow's first failure.
-
-    Each batch is written in its own transaction with the same code as the activity, so a batch written
-    before it was parked (an activity retried after a lost answer) writes nothing twice.
-    """
-    out: list[dict[str, Any]] = []
-    wids = [r["workflow_id"] for r in await pool.fetch(
-        "SELECT DISTINCT workflow_id FROM dead_letters WHERE replayed_at IS NULL AND ($1::text IS NULL OR "
-        "workflow_id = $1) ORDER BY 1", workflow_id)]
-    for wid in wids:
-        async with pool.acquire() as conn:
-            ids = [r["id"] for r in await conn.fetch(
-                "SELECT id FROM dead_letters WHERE workflow_id = $1 AND replayed_at IS NULL ORDER BY id", wid)]
-            for dl in ids:
-                row = await conn.fetchrow("SELECT batch FROM dead_letters WHERE id = $1", dl)
-                batch = EffectBatch.model_validate_json(bytes(row["batch"]))
-                try:
-                    async with conn.transaction():
-                        await _lock_workflow(conn, wid)
-                        n = await write_batch(conn, batch, notifier, audit_key)
-                        await conn.execute("UPDATE dead_letters SET replayed_at = now(), replayed_by = $2, "
-                                           "replay_error = NULL WHERE id = $1", dl, by)
-                except TRANSIENT:
-                    raise
-                except Exception as e:  # noqa: BLE001 - still unwritable: keep it, and what follows, parked
-                    err = f"{type(e).__name__}: {e}".replace("\x00", "\\u0000")[:4000]
-                    await conn.execute("UPDATE dead_letters SET replay_error = $2 WHERE id = $1", dl, err)
-                    out.append({"id": dl, "workflow_id": wid, "written": False, "error": err})
-                    break
-                out.append({"id": dl, "workflow_id": wid, "written": True, "rows": n})
-    return out
 
 
 async def _upsert_regime(conn: asyncpg.Connection, b: EffectBatch) -> None:
@@ -241,63 +185,6 @@ async def append_audit(conn: asyncpg.Connection, regime_id: str, workflow_id: st
         datetime.fromisoformat(eff["at"]), prev, h, HMAC,
     )
     return 1
-
-
-@dataclass
-class ChainCheck:
-    """What a recomputation of one regime's chain found."""
-
-    intact: bool
-    entries: int  # entries in the chain (up to the first bad one when broken)
-    first_bad_entry: str | None = None
-    reason: str | None = None
-    last_id: int | None = None  # the head checked (when intact)
-    last_hash: str | None = None
-    read: int = 0  # rows read and recomputed by this check
-    marks: dict[int, tuple[int, str]] = field(default_factory=dict)  # id -> (position, hash), for `want` ids
-
-
-async def verify_chain(conn: asyncpg.Connection, regime_id: str, key: bytes, *, after: ChainCheck | None = None,
-                       want: tuple[int, ...] = ()) -> ChainCheck:
-    """Recompute a regime's chain, from the start or from a head already checked (`after`).
-
-    A row is checked with the algorithm it records: plain SHA-256 only up to the last row written before the
-    chain was keyed (audit_legacy), HMAC-SHA256 with `key` after; a keyed row followed by a plain one, or a plain
-    one written later, is a break. Rows whose id is in `want` have their position and hash noted (`marks`), so a
-    checkpoint can be compared in the same pass.
-    """
-    legacy_max = await conn.fetchval("SELECT last_sha256_id FROM audit_legacy") or 0
-    prev, n, start = (after.last_hash, after.entries, after.last_id) if after and after.intact else (GENESIS, 0, 0)
-    read = 0
-    marks: dict[int, tuple[int, str]] = {}
-    last_id = start or None
-    async for r in _iter_audit(conn, regime_id, start or 0):
-        n += 1
-        read += 1
-        row = dict(r)
-        row["at"] = r["at"].isoformat()
-        alg = r["hash_alg"]
-        if alg == LEGACY and r["id"] > legacy_max:
-            return ChainCheck(False, n, str(r["id"]), "entry claims the unkeyed algorithm but was written after "
-                              "the chain was keyed", read=read, marks=marks)
-        if r["prev_hash"] != prev:
-            return ChainCheck(False, n, str(r["id"]), "entry does not follow the one before it", read=read,
-                              marks=marks)
-        if audit_hash(prev, row, key if alg == HMAC else None) != r["hash"]:
-            return ChainCheck(False, n, str(r["id"]), "entry's content does not match its hash (changed, or "
-                              "hashed without the key)" if alg == HMAC else "entry's content does not match its "
-                              "hash", read=read, marks=marks)
-        if r["id"] in want:
-            marks[r["id"]] = (n, r["hash"])
-        prev, last_id = r["hash"], r["id"]
-    return ChainCheck(True, n, None, None, last_id, prev if n else None, read, marks)
-
-
-async def _iter_audit(conn: asyncpg.Connection, regime_id: str, after_id: int = 0):
-    async with conn.transaction():
-        async for r in conn.cursor("SELECT * FROM audit_log WHERE regime_id = $1 AND id > $2 ORDER BY id",
-                                   regime_id, after_id):
-            yield r
 
 
 def _d(v: str | None) -> date | None:

@@ -25,7 +25,7 @@ import pytest
 
 from activities.checkpoints import write_checkpoints
 from activities.db import MIGRATIONS, create_pool, migrate
-from activities.effects import GENESIS, audit_hash
+from infra.audit_chain import GENESIS, audit_hash
 from tests.driver import Regime
 from tests.harness import run_stack
 from tests.helpers import PLAN

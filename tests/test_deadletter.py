@@ -17,7 +17,7 @@ from pathlib import Path
 from temporalio.testing import ActivityEnvironment
 
 from activities.effects import EffectActivities
-from activities.notify import OutboxNotifier
+from infra.notify import OutboxNotifier
 from tests.driver import Regime
 from tests.helpers import PLAN
 from tools.polling import eventually

@@ -6,7 +6,7 @@ import asyncio
 
 from aiosmtpd.controller import Controller
 
-from activities.notify import SmtpRelay
+from infra.notify import SmtpRelay
 from tests.driver import Regime
 from tests.harness import free_port
 
