@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 
 from domain.dates import london_date
+from domain.ledger import BuddyKind
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("sm_http_requests_total", "HTTP requests answered, by method, route template and status",
@@ -96,7 +97,8 @@ async def refresh_domain_gauges(app: FastAPI) -> None:
             "phase": await conn.fetch("SELECT phase, count(*) AS n FROM regimes GROUP BY phase"),
         }
         dead = await conn.fetchval("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL")
-        awaiting = await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'open' AND kind = 'buddy_authorise'")
+        awaiting = await conn.fetchval("SELECT count(*) FROM tasks WHERE state = 'open' AND kind = $1",
+                                       BuddyKind.buddy_authorise)
     for gauge, key, label in ((OPEN_STEPS, "open", "role"), (OVERDUE_STEPS, "overdue", "rung"),
                               (REGIMES, "phase", "phase")):
         gauge.clear()  # a role, rung or phase with nothing left reads as absent, not as its last count

@@ -15,11 +15,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.steps import Kind
+
 # (step kind, action) -> document kind. Their payloads are documents: stored once, referenced by hash.
+# A document kind is named after the step kind whose payload it first was.
 DOCUMENT_ACTIONS: dict[tuple[str, str], str] = {
-    ("improvement_plan", "submit"): "improvement_plan",
-    ("revised_action_plan", "submit"): "improvement_plan",
-    ("monthly_return", "submit"): "monthly_return",
+    (Kind.improvement_plan, "submit"): Kind.improvement_plan,
+    (Kind.revised_action_plan, "submit"): Kind.improvement_plan,
+    (Kind.monthly_return, "submit"): Kind.monthly_return,
 }
 
 
@@ -50,11 +53,11 @@ def reference(kind: str, payload: dict[str, Any]) -> tuple[DocumentRef, bytes]:
 
 def summary(kind: str, payload: dict[str, Any]) -> dict[str, int | str | None]:
     """What the workflow and the lists show without reading the document."""
-    if kind == "improvement_plan":
+    if kind == Kind.improvement_plan:
         actions = payload.get("actions") or []
         return {"actions": len(actions), "must_do": sum(a.get("category") == "must_do" for a in actions),
                 "should_do": sum(a.get("category") == "should_do" for a in actions)}
-    if kind == "monthly_return":
+    if kind == Kind.monthly_return:
         return {"characters": len(payload.get("summary") or ""), "public_update_url": payload.get("public_update_url")}
     return {}
 

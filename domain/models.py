@@ -33,6 +33,9 @@ class Actor(BaseModel):
 
 SYSTEM = Actor(user_id="system", role="system")
 
+# domain.steps imports SYSTEM: import its Kind only now that SYSTEM is defined (either module can come first).
+from domain.steps import Kind  # noqa: E402
+
 
 class Rung(BaseModel):
     name: str
@@ -63,7 +66,7 @@ class Placement(BaseModel):
     regime_id: str
     trust: Trust
     entry_date: date
-    basis: Literal["cqc_recommendation", "regulator_decision"]
+    basis: Literal[Kind.cqc_recommendation, Kind.regulator_decision]
     entry_ratings: KeyQuestionRatings | None = None
     entry_outcome: InspectionOutcome | None = None
     regulator_reason: text(4000) | None = None

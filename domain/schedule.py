@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from domain import dates
+from domain.steps import Kind
 
 PLAN_DAYS = 28  # seed 000 §4a: the improvement plan within 28 days of entry
 APPOINTMENT_MONTHS = 3  # the improvement director appointed, and the first board-to-board, within 3 months
@@ -31,11 +32,11 @@ class Due:
 def entry_steps(entry: date) -> list[Due]:
     """The steps a regime opens on the day it is entered, in the order it opens them."""
     return [
-        Due("improvement_plan", "improvement_plan", entry + timedelta(days=PLAN_DAYS)),
-        Due("appoint_improvement_director", "appoint_improvement_director",
+        Due(Kind.improvement_plan, Kind.improvement_plan, entry + timedelta(days=PLAN_DAYS)),
+        Due(Kind.appoint_improvement_director, Kind.appoint_improvement_director,
             dates.add_months(entry, APPOINTMENT_MONTHS)),
-        Due("board_to_board", "board_to_board", dates.add_months(entry, APPOINTMENT_MONTHS)),
-        Due("reinspection", "reinspection-1", dates.add_months(entry, REINSPECTION_MONTHS)),
+        Due(Kind.board_to_board, Kind.board_to_board, dates.add_months(entry, APPOINTMENT_MONTHS)),
+        Due(Kind.reinspection, f"{Kind.reinspection}-1", dates.add_months(entry, REINSPECTION_MONTHS)),
     ]
 
 
@@ -60,11 +61,11 @@ def monthly_steps(month: date, meetings: bool = True) -> list[Due]:
     """What the 1st of `month` opens: the trust's return, due on the 3rd Monday, and (with `meetings`)
     the Oversight and Assurance Group and the Integrated Delivery Meeting, due on the month's last day."""
     tag = month_tag(month)
-    out = [Due("monthly_return", f"monthly_return-{tag}", dates.third_monday(month.year, month.month),
+    out = [Due(Kind.monthly_return, f"{Kind.monthly_return}-{tag}", dates.third_monday(month.year, month.month),
                {"month": tag})]
     if meetings:
         end = dates.add_months(month, 1) - timedelta(days=1)
-        out += [Due(kind, f"{kind}-{tag}", end, {"month": tag}) for kind in ("oversight_meeting", "delivery_meeting")]
+        out += [Due(kind, f"{kind}-{tag}", end, {"month": tag}) for kind in (Kind.oversight_meeting, Kind.delivery_meeting)]
     return out
 
 

@@ -13,7 +13,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from domain.dates import add_months
-from domain.models import SYSTEM
 from domain.rules import SEGMENT_AFTER_QUALITY_EXIT
 from domain.text import text
 
@@ -124,6 +123,11 @@ class Kind(StrEnum):
     regulator_decision = "regulator_decision"
     revised_action_plan = "revised_action_plan"
     secretary_of_state_letter = "secretary_of_state_letter"
+
+
+# domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
+# imports the other once what the other needs of it is defined, so either can be imported first.
+from domain.models import SYSTEM  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- deadlines and routine work
@@ -433,7 +437,7 @@ def _director_appointed(rt, st, d, payload: AppointmentPayload) -> None:
     rt.s.assignees["improvement_director"] = payload.improvement_director_user_id
     for o in rt.s.steps.values():
         if o.status == "open" and o.role == "improvement_director":
-            rt.emit({"type": "task_open", "step": rt.task(o)})
+            rt.show_task(o)
 
 
 @after(Kind.board_to_board)

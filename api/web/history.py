@@ -16,6 +16,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from api.web import labels
+from domain.steps import Kind
+
+# The audit event of a plan agreed and signed off by everyone (domain/steps.py `_plan_signed`).
+PLAN_SIGNED_OFF = f"{Kind.improvement_plan}.signed_off"
 
 MAX_EVENTS = 20_000
 MAX_RUNS = 10
@@ -69,7 +73,7 @@ def describe_audit(event: str, step_id: str | None, step_kind: str | None, detai
         if old.get("paused") != new.get("paused"):
             parts.append("clock paused" if new.get("paused") else "clock restarted")
         return "decision", f"{title}: " + ("; ".join(parts) or "deadline changed")
-    if event == "improvement_plan.signed_off":
+    if event == PLAN_SIGNED_OFF:
         return "decision", "Improvement plan signed off by the regulator and the commissioner"
     if event == "reinspection_announced":
         return "inspection", f"CQC re-inspection announced ({reason})" if reason else "CQC re-inspection announced"

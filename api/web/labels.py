@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from domain import dates
-from domain.steps import CATALOGUE
+from domain.ledger import BUDDY_STEPS
+from domain.steps import CATALOGUE, Kind, StepKind
 
 PHASES: dict[str, tuple[str, str]] = {
     # phase: (label, NHS tag colour)
@@ -27,27 +28,6 @@ RUNGS = {
     "breach": "Deadline missed",
     "dd_escalation": "Escalated to the regulator's D&D team",
     "executive_escalation": "Escalated to the regulator's executives",
-}
-SHORT_TITLES = {
-    "improvement_plan": "Improvement plan",
-    "plan_review": "Plan agreed by the ID",
-    "plan_signoff_regulator": "Plan sign-off: regulator",
-    "plan_signoff_commissioner": "Plan sign-off: commissioner",
-    "appoint_improvement_director": "Improvement director appointed",
-    "board_to_board": "Board-to-board (3 months)",
-    "board_to_board_pre_inspection": "Board-to-board before re-inspection",
-    "board_to_board_post_exit": "Board-to-board after exit",
-    "letter_to_chair": "Letter to the chair",
-    "capability_review": "Board capability review",
-    "monthly_return": "Monthly returns (trust)",
-    "monthly_return_cosign": "Monthly returns co-signed (ID)",
-    "oversight_meeting": "Oversight and Assurance Group (monthly)",
-    "delivery_meeting": "Integrated Delivery Meeting (monthly)",
-    "reinspection": "CQC re-inspection",
-    "cqc_recommendation": "CQC recommendation",
-    "regulator_decision": "Regulator's decision",
-    "revised_action_plan": "Revised action plan",
-    "secretary_of_state_letter": "Letter to the Secretary of State",
 }
 ACTIONS = {
     "submit": "submitted", "agree": "agreed", "return": "returned", "sign_off": "signed off", "record": "recorded",
@@ -99,18 +79,33 @@ def humanise(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
+def step_spec(kind: str | None) -> StepKind | None:
+    """The catalogue entry of a regime or partnership step kind (None for a kind no catalogue has)."""
+    return CATALOGUE.get(kind) or BUDDY_STEPS.get(kind) if kind else None
+
+
 def step_title(kind: str | None, step_id: str | None = None) -> str:
-    if not kind:
-        return humanise(step_id or "")
-    title = SHORT_TITLES.get(kind) or (CATALOGUE[kind].title if kind in CATALOGUE else humanise(kind))
-    if kind == "reinspection" and step_id and step_id.rsplit("-", 1)[-1].isdigit():
-        return f"{title} {step_id.rsplit('-', 1)[-1]}"
-    if step_id and kind not in ("monthly_return", "monthly_return_cosign", "oversight_meeting", "delivery_meeting",
-                                "reinspection"):
+    """The kind's short title; a numbered kind's carries its number ("CQC re-inspection 2"), a step opened again
+    its repeat ("Improvement plan (2)"); a recurring kind's steps share one title."""
+    spec = step_spec(kind)
+    if not kind or spec is None:
+        return humanise(kind or step_id or "")
+    last = step_id.rsplit("-", 1)[-1] if step_id else ""
+    if spec.numbered and last.isdigit():
+        return f"{spec.label} {last}"
+    if step_id and not (spec.recurs or spec.numbered):
         suffix = step_id.removeprefix(kind)
         if suffix.startswith("-") and suffix[1:].isdigit():
-            return f"{title} ({suffix[1:]})"
-    return title
+            return f"{spec.label} ({suffix[1:]})"
+    return spec.label
+
+
+# Documents are named after the step kind whose payload they are (domain/documents.py).
+DOCUMENTS = {Kind.improvement_plan: "Improvement plan", Kind.monthly_return: "Monthly return"}
+
+
+def document_title(kind: str) -> str:
+    return DOCUMENTS.get(kind, kind)
 
 
 def step_state(status: str, due: date, today: date, late: bool, paused: bool, soon_days: int) -> str:

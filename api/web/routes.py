@@ -24,6 +24,7 @@ from api.errors import Problem
 from api.web import charts, data, history, labels, timeline
 from api.web.session import COOKIE, Forbidden, SignInRequired, optional_user, sees_all, viewer
 from domain.models import RegimeState
+from domain.steps import Kind
 from settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -271,6 +272,7 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "temporal_url": f"{settings.temporal_ui}/namespaces/{quote(ns)}/workflows/{quote(row['workflow_id'])}",
         "decisions": state.decisions,
         "documents": _documents(state),
+        "on_recommendation": state.placement.basis == Kind.cqc_recommendation,
     }
     return page(request, "regime.html", ctx)
 
@@ -289,7 +291,8 @@ def _documents(state: RegimeState) -> list[dict[str, Any]]:
         doc = st.data.get("document")
         if isinstance(doc, dict) and doc.get("sha256"):
             out.append({"step": st, "doc": doc, "at": st.completed_at,
-                        "by": next((a.by for a in reversed(st.actions)), st.completed_by)})
+                        "by": next((a.by for a in reversed(st.actions)), st.completed_by),
+                        "is_plan": doc.get("kind") == Kind.improvement_plan})
     return sorted(out, key=lambda d: d["at"] or datetime.min.replace(tzinfo=UTC), reverse=True)
 
 
@@ -311,6 +314,8 @@ async def document_page(request: Request, user: Viewer, regime_id: str, sha256: 
                                             "detail": f"No such document was submitted to {regime_id}."}, status=404)
     kind, body = doc
     return page(request, "document.html", {"user": user, "row": row, "kind": kind, "sha256": sha256,
+                                           "is_plan": kind == Kind.improvement_plan,
+                                           "is_return": kind == Kind.monthly_return,
                                            "content": json.loads(body), "bytes": len(body)})
 
 

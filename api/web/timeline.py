@@ -2,9 +2,10 @@
 
 Each milestone is a row: its window (opened to due) as a bar, the due date as a diamond, the completion
 as a circle, the time an open step has been overdue as a hatched bar, and escalations as triangles.
-Monthly returns share one row each (trust, ID). Extensions are shaded bands, CQC reports and the exit
-are vertical lines, and today is a solid line. Colour is never the only signal: each row states its
-state in words at the right, and the table under the chart carries everything the chart shows.
+A recurring kind (the monthly returns and meetings: `recurs` in the catalogue) has one row for all its steps.
+Extensions are shaded bands, CQC reports and the exit are vertical lines, and today is a solid line. Colour is
+never the only signal: each row states its state in words at the right, and the table under the chart carries
+everything the chart shows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ W, LABEL_W, STATE_W = 1040, 250, 150
 CHART_X0, CHART_X1 = LABEL_W, W - STATE_W - 10
 ROW_H, TOP = 32, 64
 INK, GRID, BAND = "#212b32", "#d8dde0", "#fff9c4"
-MONTHLY = ("monthly_return", "monthly_return_cosign", "oversight_meeting", "delivery_meeting")
 
 
 @dataclass
@@ -90,7 +90,8 @@ def build(state: RegimeState, today: date, soon_days: int = 7) -> Timeline:
     monthly: dict[str, Row] = {}
     for st in steps:
         item = _item(st, today, soon_days, escalations.get(st.id, []))
-        if st.kind in MONTHLY:
+        spec = labels.step_spec(st.kind)
+        if spec is not None and spec.recurs:  # one row for all the kind's months
             row = monthly.get(st.kind)
             if row is None:
                 row = monthly[st.kind] = Row(labels.step_title(st.kind), [], st.role, st.kind)
