@@ -9,7 +9,7 @@ tools/dead_letters.py.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,18 @@ from temporalio import activity
 
 from infra.audit_chain import GENESIS, HMAC, audit_hash
 from infra.notify import Notifier
-from workflows.common import APPLY_EFFECTS, EffectBatch
+from workflows.common import (
+    APPLY_EFFECTS,
+    AuditEffect,
+    EffectBatch,
+    EndBuddy,
+    Notify,
+    RegimeProjection,
+    StartBuddy,
+    TaskClose,
+    TaskOpen,
+    UnknownEffect,
+)
 
 
 class EffectActivities:
@@ -50,8 +61,8 @@ class EffectActivities:
 
     async def _park(self, batch: EffectBatch, error: str, behind: int | None) -> int:
         error = error.replace("\x00", "\\u0000")[:4000]
-        first = min(e.get("seq", 0) for e in batch.effects) if batch.effects else 0
-        last = max(e.get("seq", 0) for e in batch.effects) if batch.effects else 0
+        first = min(e.seq for e in batch.effects) if batch.effects else 0
+        last = max(e.seq for e in batch.effects) if batch.effects else 0
         async with self.pool.acquire() as conn, conn.transaction():
             await lock_workflow(conn, batch.workflow_id)
             dl = await conn.fetchval(
@@ -91,49 +102,57 @@ async def lock_workflow(conn: asyncpg.Connection, workflow_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"effects:{workflow_id}")
 
 
+class UnknownEffectKind(ValueError):
+    """A batch holds an effect of a kind this code cannot write: the whole batch is parked, never half written."""
+
+
 async def write_batch(conn: asyncpg.Connection, batch: EffectBatch, notifier: Notifier, audit_key: bytes) -> int:
+    unknown = sorted({e.type for e in batch.effects if isinstance(e, UnknownEffect)})
+    if unknown:
+        raise UnknownEffectKind(f"effects of unknown kind {', '.join(unknown)} (known: audit, task_open, "
+                                f"task_close, notify, start_buddy, end_buddy): written by a newer worker?")
     written = 0
     if batch.projection:
         await _upsert_regime(conn, batch)
     for eff in batch.effects:
-        kind = eff["type"]
-        if kind == "audit":
-            written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff, audit_key)
-        elif kind == "task_open":
-            written += await _task_open(conn, batch, eff)
-        elif kind == "task_close":
-            written += await _task_close(conn, batch, eff)
-        elif kind == "notify":
-            written += await notifier.enqueue(conn, batch, eff)
+        match eff:
+            case AuditEffect():
+                written += await append_audit(conn, batch.regime_id, batch.workflow_id, eff.model_dump(), audit_key)
+            case TaskOpen():
+                written += await _task_open(conn, batch, eff)
+            case TaskClose():
+                written += await _task_close(conn, batch, eff)
+            case Notify():
+                written += await notifier.enqueue(conn, batch, eff.model_dump())
+            case StartBuddy() | EndBuddy():
+                pass  # done by the regime workflow itself before it sent the batch
     return written
 
 
+# The projection's columns, in the order of RegimeProjection; the statement is built from the model's fields, so
+# a field added there is a column written here (and the migration adding it is the only other change).
+_PROJECTION = list(RegimeProjection.model_fields)
+_UPDATED_ON_CONFLICT = [c for c in _PROJECTION if c not in ("regime_id", "ods_code", "trust_name", "multi_site",
+                                                            "entry_date", "previous_regime_id")]
+_UPSERT_REGIME = f"""
+    INSERT INTO regimes ({", ".join(_PROJECTION)}, workflow_id, last_seq, updated_at)
+    VALUES ({", ".join(f"${i}" for i in range(1, len(_PROJECTION) + 3))}, now())
+    ON CONFLICT (regime_id) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED_ON_CONFLICT)}, last_seq = EXCLUDED.last_seq,
+        updated_at = now()
+    WHERE regimes.last_seq <= EXCLUDED.last_seq
+"""
+
+
 async def _upsert_regime(conn: asyncpg.Connection, b: EffectBatch) -> None:
-    p = b.projection or {}
-    last_seq = max((e["seq"] for e in b.effects), default=0)
-    await conn.execute(
-        """
-        INSERT INTO regimes (regime_id, workflow_id, ods_code, trust_name, multi_site, entry_date, phase, segment,
-            next_due, overdue, escalation_level, buddy_count, extensions, exit_date, sos_letter, closed,
-            previous_regime_id, last_seq, updated_at)
-        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18, now())
-        ON CONFLICT (regime_id) DO UPDATE SET
-            phase = EXCLUDED.phase, segment = EXCLUDED.segment, next_due = EXCLUDED.next_due,
-            overdue = EXCLUDED.overdue, escalation_level = EXCLUDED.escalation_level,
-            buddy_count = EXCLUDED.buddy_count, extensions = EXCLUDED.extensions,
-            exit_date = EXCLUDED.exit_date, sos_letter = EXCLUDED.sos_letter, closed = EXCLUDED.closed,
-            last_seq = EXCLUDED.last_seq, updated_at = now()
-        WHERE regimes.last_seq <= EXCLUDED.last_seq
-        """,
-        p["regime_id"], b.workflow_id, p["ods_code"], p["trust_name"], p["multi_site"],
-        _d(p["entry_date"]), p["phase"], p["segment"], _d(p["next_due"]), p["overdue"], p["escalation_level"],
-        p["buddy_count"], p["extensions"], _d(p["exit_date"]), p["sos_letter"], p["closed"],
-        p["previous_regime_id"], last_seq,
-    )
+    assert b.projection is not None
+    p = b.projection
+    last_seq = max((e.seq for e in b.effects), default=0)
+    await conn.execute(_UPSERT_REGIME, *(getattr(p, c) for c in _PROJECTION), b.workflow_id, last_seq)
 
 
-async def _task_open(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, Any]) -> int:
-    t = eff["step"]
+async def _task_open(conn: asyncpg.Connection, b: EffectBatch, eff: TaskOpen) -> int:
+    t = eff.step
     r = await conn.execute(
         """
         INSERT INTO tasks (workflow_id, step_id, regime_id, ods_code, kind, title, role, assignee, subject, due,
@@ -143,20 +162,20 @@ async def _task_open(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, An
             assignee = EXCLUDED.assignee, last_seq = EXCLUDED.last_seq
         WHERE tasks.last_seq < EXCLUDED.last_seq
         """,
-        b.workflow_id, t["step_id"], b.regime_id, b.ods_code, t["kind"], t["title"], t["role"],
-        t.get("assignee"), t.get("subject") or {}, _d(t["due"]), t.get("paused", False), eff["seq"],
+        b.workflow_id, t.step_id, b.regime_id, b.ods_code, t.kind, t.title, t.role, t.assignee, t.subject, t.due,
+        t.paused, eff.seq,
     )
     return int(r.split()[-1])
 
 
-async def _task_close(conn: asyncpg.Connection, b: EffectBatch, eff: dict[str, Any]) -> int:
+async def _task_close(conn: asyncpg.Connection, b: EffectBatch, eff: TaskClose) -> int:
     r = await conn.execute(
         """
         UPDATE tasks SET state = $3, outcome = $4, closed_by = $5, closed_at = coalesce($7, now()), last_seq = $6
         WHERE workflow_id = $1 AND step_id = $2 AND last_seq < $6
         """,
-        b.workflow_id, eff["step_id"], eff["state"], eff["outcome"], eff["closed_by"], eff["seq"],
-        datetime.fromisoformat(eff["at"]) if eff.get("at") else None,
+        b.workflow_id, eff.step_id, eff.state, eff.outcome, eff.closed_by, eff.seq,
+        datetime.fromisoformat(eff.at) if eff.at else None,
     )
     return int(r.split()[-1])
 
@@ -185,7 +204,3 @@ async def append_audit(conn: asyncpg.Connection, regime_id: str, workflow_id: st
         datetime.fromisoformat(eff["at"]), prev, h, HMAC,
     )
     return 1
-
-
-def _d(v: str | None) -> date | None:
-    return date.fromisoformat(v) if v else None

@@ -115,10 +115,34 @@ async def test_a_nul_character_reaching_the_activity_is_parked_not_retried(stack
     assert await env.run(acts.apply_effects, batch) == 0
     # A retry of the same batch (a lost answer) parks nothing twice, and a later batch waits behind it.
     assert await env.run(acts.apply_effects, batch) == 0
-    later = batch.model_copy(update={"effects": [{**batch.effects[0], "seq": 2, "reason": "fine"}]})
+    later = batch.model_copy(update={"effects": [batch.effects[0].model_copy(update={"seq": 2, "reason": "fine"})]})
     assert await env.run(acts.apply_effects, later) == 0
     rows = await stack.pool.fetch("SELECT first_seq, parked_behind, error, batch FROM dead_letters "
                                   "WHERE workflow_id = 'regime-RDL2-x' ORDER BY id")
     assert [(r["first_seq"], r["parked_behind"] is None) for r in rows] == [(1, True), (2, False)]
     assert "\x00" not in rows[0]["error"] and EffectBatch.model_validate_json(bytes(rows[0]["batch"])) == batch
     assert await stack.pool.fetchval("SELECT count(*) FROM audit_log WHERE workflow_id = 'regime-RDL2-x'") == 0
+
+
+async def test_an_effect_of_unknown_kind_is_refused_loudly_and_parked_whole(stack):
+    """A batch from a newer worker (or a parked one edited by hand) with an effect this code cannot write: the
+    activity writes none of it (not the audit entry beside it either), parks it with an error that names the
+    kind, and operations are told; it never retries it for ever."""
+    acts = EffectActivities(stack.pool, OutboxNotifier(), stack.settings.audit_key)
+    batch = EffectBatch.model_validate({"workflow_id": "regime-RDL3-x", "regime_id": "regime-RDL3-x",
+                                        "ods_code": "RDL3", "effects": [
+        {"type": "audit", "seq": 1, "event": "improvement_plan.submit", "actor": "trust-1", "role": "trust",
+         "request_id": None, "step_id": "improvement_plan", "step_kind": "improvement_plan", "reason": "fine",
+         "detail": {}, "at": "2026-12-01T12:00:00+00:00"},
+        {"type": "funding_drawdown", "seq": 2, "amount_pence": 100}]})
+    assert type(batch.effects[1]).__name__ == "UnknownEffect" and batch.effects[1].type == "funding_drawdown"
+    assert await ActivityEnvironment().run(acts.apply_effects, batch) == 0
+    row = await stack.pool.fetchrow("SELECT first_seq, last_seq, error, batch FROM dead_letters "
+                                    "WHERE workflow_id = 'regime-RDL3-x'")
+    assert (row["first_seq"], row["last_seq"]) == (1, 2)
+    assert "UnknownEffectKind" in row["error"] and "funding_drawdown" in row["error"]
+    # Parked as it came, unknown fields included, so a worker that knows the kind can replay it.
+    assert EffectBatch.model_validate_json(bytes(row["batch"])).effects[1].model_dump()["amount_pence"] == 100
+    assert await stack.pool.fetchval("SELECT count(*) FROM audit_log WHERE workflow_id = 'regime-RDL3-x'") == 0
+    assert await stack.pool.fetchval("SELECT count(*) FROM notifications WHERE workflow_id = 'regime-RDL3-x' "
+                                     "AND rung = 'dead_letter'") == 1

@@ -17,10 +17,10 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
-from activities.clients import connect_temporal
 from domain import dates
 from domain.models import Actor, Decision, InspectionSignal, Placement, RegimeStart, Rung, Trust
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
+from infra.clients import connect_temporal
 from settings import DEFAULT_LADDER
 from tests.helpers import INADEQUATE_ENTRY, PLAN, outcome
 from workflows.common import ArchiveBatch, EffectBatch
@@ -42,7 +42,7 @@ class Effects:
         pass
 
     def opened(self) -> list[dict[str, Any]]:
-        return [e["step"] for b in self.batches for e in b.effects if e["type"] == "task_open"]
+        return [e.step.model_dump(mode="json") for b in self.batches for e in b.effects if e.type == "task_open"]
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
-    from workflows.common import BuddyStart, EffectBatch
+    from workflows.common import BuddyStart, EffectBatch, Notify, TaskClose
     from workflows.engine import StepEngine, reject, same_person
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
@@ -270,9 +270,7 @@ class BuddyPartnershipWorkflow(StepEngine):
     def open_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
               extra: dict[str, Any] | None = None) -> Step:
         st = self._new_step(kind, due, name, quarter=quarter, extra=extra)
-        self.emit({"type": "task_open", "step": {"step_id": st.id, "kind": st.kind, "title": st.title,
-                                                  "role": st.role, "due": st.due.isoformat(),
-                                                  "subject": st.subject, "paused": st.paused}})
+        self.show_task(st)
         self.audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
         self._wake = True
         return st
@@ -284,8 +282,8 @@ class BuddyPartnershipWorkflow(StepEngine):
         st.completed_by = actor.user_id
         if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
             st.late = True
-        self.emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
-                    "closed_by": actor.user_id, "at": workflow.now().isoformat()})
+        self.emit(TaskClose(step_id=st.id, state=st.status, outcome=outcome, closed_by=actor.user_id,
+                            at=workflow.now().isoformat()))
 
     def cancel(self, pred, reason: str) -> None:
         for st in self.s.steps.values():
@@ -358,10 +356,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
         self.s.payment_failures[q.number] = msg
         self.audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
-        self.emit({"type": "notify", "step_id": None, "rung": "payment_refused",
-                   "recipients": ["operations", "improvement_director"],
-                   "subject": f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} Q{q.number}",
-                   "body": msg})
+        self.emit(Notify(rung="payment_refused", recipients=["operations", "improvement_director"],
+                         subject=f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} Q{q.number}",
+                         body=msg))
 
     async def _report(self) -> None:
         summary = self.summary()

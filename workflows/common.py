@@ -2,14 +2,137 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from domain.models import Actor, Rung, Trust
 
 APPLY_EFFECTS = "apply_effects"
 ARCHIVE_STATE = "archive_state"
+
+
+# ---------------------------------------------------------------------------- effects
+# What a workflow asks to have written, one model per kind, told apart by `type`. The workflows build them; the
+# effects activity (activities/effects.py) writes the first four, and the regime workflow does the last two
+# itself (starting or ending a partnership) before it sends the batch. An effect of a kind this code does not
+# know (a batch written by a newer worker, or a parked one edited by hand) decodes as `UnknownEffect`, which
+# the activity refuses loudly: the batch is parked as a dead letter with the error, and the clocks go on.
+class TaskView(BaseModel):
+    """The task row a step opens or updates (the inbox)."""
+
+    step_id: str
+    kind: str
+    title: str
+    role: str
+    due: date
+    subject: dict[str, Any] = Field(default_factory=dict)
+    paused: bool = False
+    assignee: str | None = None
+
+
+class TaskOpen(BaseModel):
+    type: Literal["task_open"] = "task_open"
+    seq: int = 0
+    step: TaskView
+
+
+class TaskClose(BaseModel):
+    type: Literal["task_close"] = "task_close"
+    seq: int = 0
+    step_id: str
+    state: str
+    outcome: str
+    closed_by: str
+    at: str | None = None  # ISO 8601 instant
+
+
+class AuditEffect(BaseModel):
+    """One entry of the regime's audit chain. Its fields are hashed as written (`at` an ISO 8601 string, as
+    the chains already in PostgreSQL were hashed), so they stay primitive."""
+
+    type: Literal["audit"] = "audit"
+    seq: int = 0
+    event: str
+    actor: str
+    role: str
+    request_id: str | None = None
+    step_id: str | None = None
+    step_kind: str | None = None
+    reason: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+    at: str
+
+
+class Notify(BaseModel):
+    type: Literal["notify"] = "notify"
+    seq: int = 0
+    step_id: str | None = None
+    rung: str
+    recipients: list[str]
+    subject: str
+    body: str
+
+
+class StartBuddy(BaseModel):
+    type: Literal["start_buddy"] = "start_buddy"
+    seq: int = 0
+    partnership_id: str
+    request: dict[str, Any]
+
+
+class EndBuddy(BaseModel):
+    type: Literal["end_buddy"] = "end_buddy"
+    seq: int = 0
+    partnership_id: str
+    reason: str
+
+
+class UnknownEffect(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    seq: int = 0
+
+
+_KINDS = {"task_open", "task_close", "audit", "notify", "start_buddy", "end_buddy"}
+
+
+def _effect_kind(v: Any) -> str:
+    kind = v.get("type") if isinstance(v, dict) else getattr(v, "type", None)
+    return kind if kind in _KINDS else "unknown"
+
+
+Effect = Annotated[
+    Annotated[TaskOpen, Tag("task_open")] | Annotated[TaskClose, Tag("task_close")]
+    | Annotated[AuditEffect, Tag("audit")] | Annotated[Notify, Tag("notify")]
+    | Annotated[StartBuddy, Tag("start_buddy")] | Annotated[EndBuddy, Tag("end_buddy")]
+    | Annotated[UnknownEffect, Tag("unknown")],
+    Discriminator(_effect_kind),
+]
+# Effects the activity writes; the others (starting or ending a partnership) are done by the workflow itself.
+WRITTEN_EFFECTS = (TaskOpen, TaskClose, AuditEffect, Notify)
+
+
+class RegimeProjection(BaseModel):
+    """The regime's row in the operations views (table `regimes`), sent with every batch."""
+
+    regime_id: str
+    ods_code: str
+    trust_name: str
+    multi_site: bool
+    entry_date: date
+    phase: str
+    segment: int
+    next_due: date | None
+    overdue: int
+    escalation_level: int
+    buddy_count: int
+    extensions: int
+    exit_date: date | None
+    previous_regime_id: str | None
+    sos_letter: bool
+    closed: bool
 
 
 class EffectBatch(BaseModel):
@@ -22,8 +145,8 @@ class EffectBatch(BaseModel):
     workflow_id: str
     regime_id: str
     ods_code: str
-    effects: list[dict[str, Any]]
-    projection: dict[str, Any] | None = None
+    effects: list[Effect]
+    projection: RegimeProjection | None = None
 
 
 class BuddyRequest(BaseModel):

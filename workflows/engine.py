@@ -22,7 +22,16 @@ with workflow.unsafe.imports_passed_through():
     from domain import dates
     from domain.models import SYSTEM, Action, Actor, DeadlineChange, Decision, Escalation, Rung, Step
     from domain.steps import Refused, StepKind, handler_for
-    from workflows.common import ArchiveBatch, EffectBatch
+    from workflows.common import (
+        WRITTEN_EFFECTS,
+        ArchiveBatch,
+        AuditEffect,
+        Effect,
+        EffectBatch,
+        Notify,
+        TaskOpen,
+        TaskView,
+    )
 
 # Writing effects retries within one attempt window only: data PostgreSQL can never take is parked by the
 # activity itself (a dead letter, activities/effects.py), so what still fails here is the database or the
@@ -41,9 +50,6 @@ STATE_BOUND_BYTES = 256 * 1024
 # Records the rules only look at the latest of (inspections, enforcement actions, decisions): kept in state.
 RECORDS_KEPT = 20
 ARCHIVE_CHUNK_BYTES = 512 * 1024  # one activity input, well under Temporal's 2 MiB payload limit
-# Effects the activity writes; the others (starting or signalling a partnership) are done by the workflow
-# itself before the batch is sent, and are never done twice.
-WRITTEN_EFFECTS = ("audit", "task_open", "task_close", "notify")
 
 
 def reject(kind: str, message: str) -> ApplicationError:
@@ -63,7 +69,7 @@ def errors(e: ValidationError) -> str:
 
 class StepEngine:
     s: Any
-    _effects: list[dict[str, Any]]
+    _effects: list[Effect]
     _wake: bool
     _updates_this_run: int
     # The wake flag says "state changed: recompute the next wake-up". Handlers (updates, signals) set it; the
@@ -149,9 +155,9 @@ class StepEngine:
     def _audit_detail(self, detail: dict[str, Any]) -> dict[str, Any]:
         return detail
 
-    def task(self, st: Step) -> dict[str, Any]:
-        return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
-                "subject": st.subject, "paused": st.paused}
+    def task(self, st: Step) -> TaskView:
+        return TaskView(step_id=st.id, kind=st.kind, title=st.title, role=st.role, due=st.due, subject=st.subject,
+                        paused=st.paused)
 
     # ---------------------------------------------------------------- time
     def now(self) -> datetime:
@@ -195,8 +201,8 @@ class StepEngine:
                                              at=workflow.now(), due=st.due, notified=targets, reason=reason))
         self.audit("escalation", SYSTEM, step=st, reason=reason,
                     detail={"rung": rung, "level": level, "notified": targets})
-        self.emit({"type": "notify", "step_id": st.id, "rung": rung, "recipients": targets,
-                    "subject": self._notice_subject(st, rung), "body": reason})
+        self.emit(Notify(step_id=st.id, rung=rung, recipients=targets, subject=self._notice_subject(st, rung),
+                         body=reason))
 
     # ---------------------------------------------------------------- effects
     _effects_failures = 0
@@ -215,7 +221,8 @@ class StepEngine:
                                                    schedule_to_close_timeout=EFFECTS_GIVE_UP,
                                                    retry_policy=EFFECTS_RETRY)
         except ActivityError as e:
-            self._effects = [x for x in batch.effects if x["type"] in WRITTEN_EFFECTS] + self._effects
+            # Starting or ending a partnership is done before the batch is sent, and never twice.
+            self._effects = [x for x in batch.effects if isinstance(x, WRITTEN_EFFECTS)] + self._effects
             self._effects_failures += 1
             delay = min(EFFECTS_BACKOFF * 2 ** (self._effects_failures - 1), EFFECTS_BACKOFF_MAX)
             self._effects_retry_at = workflow.now() + delay
@@ -317,8 +324,8 @@ class StepEngine:
         reason = (f"the state carried to the next run is {size:,} bytes, over the bound of "
                   f"{STATE_BOUND_BYTES:,} with everything the rules allow archived")
         self.audit("state_over_bound", SYSTEM, reason=reason, detail={"bytes": size})
-        self.emit({"type": "notify", "step_id": None, "rung": "state_over_bound", "recipients": ["operations"],
-                   "subject": f"[state over bound] {wid}", "body": reason})
+        self.emit(Notify(rung="state_over_bound", recipients=["operations"], subject=f"[state over bound] {wid}",
+                         body=reason))
 
     async def _archive(self, batch: ArchiveBatch) -> None:
         # Like the effects: a few quick retries, then the state is carried whole and the loop goes on.
@@ -336,17 +343,21 @@ class StepEngine:
             self._retired_cache = retired
         return sid in retired
 
-    def emit(self, effect: dict[str, Any]) -> None:
+    def emit(self, effect: Effect) -> None:
         self.s.seq += 1
-        effect["seq"] = self.s.seq
+        effect.seq = self.s.seq
         self._effects.append(effect)
+
+    def show_task(self, st: Step) -> None:
+        """Open or update the step's task in the inbox (its due date, pause, assignee)."""
+        self.emit(TaskOpen(step=self.task(st)))
 
     def audit(self, event: str, actor: Actor, *, step: Step | None = None, reason: str | None = None,
                detail: dict[str, Any] | None = None) -> None:
-        self.emit({"type": "audit", "event": event, "actor": actor.user_id, "role": actor.role,
-                    "request_id": actor.request_id, "step_id": step.id if step else None,
-                    "step_kind": step.kind if step else None, "reason": reason,
-                    "detail": self._audit_detail(detail or {}), "at": workflow.now().isoformat()})
+        self.emit(AuditEffect(event=event, actor=actor.user_id, role=actor.role, request_id=actor.request_id,
+                              step_id=step.id if step else None, step_kind=step.kind if step else None,
+                              reason=reason, detail=self._audit_detail(detail or {}),
+                              at=workflow.now().isoformat()))
 
     # ---------------------------------------------------------------- decisions
     # The workflow's step catalogue (domain/steps.py CATALOGUE, domain/ledger.py BUDDY_STEPS): who acts, the
@@ -459,5 +470,5 @@ class StepEngine:
         st.amendments.append({"at": now.isoformat(), "by": c.actor.user_id, "reason": c.reason,
                               "old": old, "new": new})
         self.audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
-        self.emit({"type": "task_open", "step": self.task(st)})
+        self.show_task(st)
         return st

@@ -62,7 +62,18 @@ with workflow.unsafe.imports_passed_through():
         DECISION_DAYS,
         Kind,
     )
-    from workflows.common import BuddyRequest, BuddyStart, EffectBatch, buddy_workflow_id
+    from workflows.common import (
+        BuddyRequest,
+        BuddyStart,
+        Effect,
+        EffectBatch,
+        EndBuddy,
+        RegimeProjection,
+        StartBuddy,
+        TaskClose,
+        TaskView,
+        buddy_workflow_id,
+    )
     from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
@@ -237,7 +248,7 @@ class RegimeWorkflow(StepEngine):
             self.audit("step_imported", SYSTEM, step=st, reason=pre.note or "completed before go-live",
                         detail={"completed_on": pre.completed_on.isoformat(), "by": pre.by})
             return st
-        self.emit({"type": "task_open", "step": self.task(st)})
+        self.show_task(st)
         self.audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
         return st
 
@@ -248,12 +259,11 @@ class RegimeWorkflow(StepEngine):
         st.completed_by = actor.user_id
         if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
             st.late = True
-        self.emit({"type": "task_close", "step_id": st.id, "state": st.status, "outcome": outcome,
-                    "closed_by": actor.user_id, "at": workflow.now().isoformat()})
+        self.emit(TaskClose(step_id=st.id, state=st.status, outcome=outcome, closed_by=actor.user_id,
+                            at=workflow.now().isoformat()))
 
-    def task(self, st: Step) -> dict[str, Any]:
-        return {"step_id": st.id, "kind": st.kind, "title": st.title, "role": st.role, "due": st.due.isoformat(),
-                "subject": st.subject, "paused": st.paused, "assignee": self.s.assignees.get(st.role)}
+    def task(self, st: Step) -> TaskView:
+        return super().task(st).model_copy(update={"assignee": self.s.assignees.get(st.role)})
 
     def cancel_open(self, reason: str, keep: tuple[str, ...] = ()) -> None:
         for st in self.s.steps.values():
@@ -261,24 +271,22 @@ class RegimeWorkflow(StepEngine):
                 self.close_step(st, "cancelled", SYSTEM, reason)
 
     # ---------------------------------------------------------------- effects
-    def projection(self) -> dict[str, Any]:
+    def projection(self) -> RegimeProjection:
         p = self.s.placement
-        return {
-            "regime_id": p.regime_id, "ods_code": p.trust.ods_code, "trust_name": p.trust.name,
-            "multi_site": p.trust.multi_site, "entry_date": p.entry_date.isoformat(), "phase": self.s.phase,
-            "segment": self.s.segment, **self._clock_figures(),
-            "buddy_count": sum(1 for b in self.s.buddies.values() if not b.ended),
-            "extensions": len(self.s.extensions), "exit_date": _iso(self.s.exit_date),
-            "previous_regime_id": p.previous_regime_id,
-            "sos_letter": self.s.sos_letter is not None, "closed": self.s.finished,
-        }
+        return RegimeProjection(
+            regime_id=p.regime_id, ods_code=p.trust.ods_code, trust_name=p.trust.name,
+            multi_site=p.trust.multi_site, entry_date=p.entry_date, phase=self.s.phase, segment=self.s.segment,
+            **self._clock_figures(), buddy_count=sum(1 for b in self.s.buddies.values() if not b.ended),
+            extensions=len(self.s.extensions), exit_date=self.s.exit_date, previous_regime_id=p.previous_regime_id,
+            sos_letter=self.s.sos_letter is not None, closed=self.s.finished,
+        )
 
     def _clock_figures(self) -> dict[str, Any]:
         """The open steps' next due date, how many are overdue, and the highest escalation level reached."""
         open_steps = [s for s in self.s.steps.values() if s.status == "open"]
         today = self.today()
         nxt = min((s.due for s in open_steps if not s.paused), default=None)
-        return {"next_due": _iso(nxt),
+        return {"next_due": nxt,
                 "overdue": sum(1 for s in open_steps if s.due < today and not s.paused),
                 "escalation_level": max((s.next_rung for s in open_steps if s.late or s.next_rung > 0), default=0)}
 
@@ -317,25 +325,25 @@ class RegimeWorkflow(StepEngine):
         if not self.s.finished and not self._effects_pending():
             workflow.continue_as_new(RegimeStart(state=self.s))
 
-    async def _signal_partnerships(self, eff: dict[str, Any]) -> bool:
+    async def _signal_partnerships(self, eff: Effect) -> bool:
         """Start or end a partnership, the effects the workflow does itself; True when one was started."""
-        if eff["type"] == "start_buddy":
+        if isinstance(eff, StartBuddy):
             return await self._start_partnership(eff)
-        if eff["type"] == "end_buddy":
+        if isinstance(eff, EndBuddy):
             try:
-                await workflow.get_external_workflow_handle(eff["partnership_id"]).signal(
-                    BuddyPartnershipWorkflow.end_partnership, eff["reason"])
+                await workflow.get_external_workflow_handle(eff.partnership_id).signal(
+                    BuddyPartnershipWorkflow.end_partnership, eff.reason)
             except Exception as e:  # it has already ended and completed: nothing to tell it
-                workflow.logger.info("partnership %s not signalled: %s", eff["partnership_id"], e)
+                workflow.logger.info("partnership %s not signalled: %s", eff.partnership_id, e)
         return False
 
-    async def _start_partnership(self, eff: dict[str, Any]) -> bool:
-        pid = eff["partnership_id"]
+    async def _start_partnership(self, eff: StartBuddy) -> bool:
+        pid = eff.partnership_id
         try:
             await workflow.start_child_workflow(
                 BuddyPartnershipWorkflow.run,
                 BuddyStart(regime_id=self.s.placement.regime_id, parent_workflow_id=workflow.info().workflow_id,
-                           trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff["request"]),
+                           trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff.request),
                            ladder=self.s.placement.ladder,
                            continue_as_new_after_events=self.s.placement.continue_as_new_after_events),
                 id=pid,
@@ -353,14 +361,14 @@ class RegimeWorkflow(StepEngine):
 
     def _upsert_search_attributes(self) -> None:
         proj = self.projection()
-        nxt = proj["next_due"]
-        values = (self.s.placement.trust.ods_code, self.s.phase, nxt, proj["escalation_level"])
+        nxt = proj.next_due
+        values = (self.s.placement.trust.ods_code, self.s.phase, nxt, proj.escalation_level)
         if values == self._sa:
             return
         self._sa = values
         pairs = [SA_ODS.value_set(values[0]), SA_PHASE.value_set(values[1]),
                                             SA_LEVEL.value_set(values[3])]
-        pairs.append(SA_NEXT.value_set(dates.end_of_day(date.fromisoformat(nxt))) if nxt else SA_NEXT.value_unset())
+        pairs.append(SA_NEXT.value_set(dates.end_of_day(nxt)) if nxt else SA_NEXT.value_unset())
         workflow.upsert_search_attributes(pairs)
 
     # ---------------------------------------------------------------- decisions
@@ -505,7 +513,7 @@ class RegimeWorkflow(StepEngine):
     def end_buddies(self, reason: str) -> None:
         for b in self.s.buddies.values():
             if not b.ended:
-                self.emit({"type": "end_buddy", "partnership_id": b.partnership_id, "reason": reason})
+                self.emit(EndBuddy(partnership_id=b.partnership_id, reason=reason))
 
     # ---------------------------------------------------------------- deadlines
     @workflow.update
@@ -701,7 +709,7 @@ class RegimeWorkflow(StepEngine):
         self.s.buddies[pid] = summary
         self.audit("buddy_added", req.actor, reason=f"{req.buddy.name} ({req.scope})",
                     detail={"partnership_id": pid})
-        self.emit({"type": "start_buddy", "partnership_id": pid, "request": req.model_dump(mode="json")})
+        self.emit(StartBuddy(partnership_id=pid, request=req.model_dump(mode="json")))
         self._wake = True
         return summary
 
@@ -736,10 +744,6 @@ def _verdict_text(rec: InspectionRecord) -> str | None:
     if rec.verdict is None:
         return None
     return ("exit rule met: " if rec.verdict.met else "exit rule not met: ") + "; ".join(rec.verdict.reasons)
-
-
-def _iso(d: date | None) -> str | None:
-    return d.isoformat() if d else None
 
 
 def _same_decision(a: Step, b: Step) -> bool:
