@@ -117,7 +117,7 @@ async def ensure_search_attributes(address: str, namespace: str, attempts: int =
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 
-    from activities.clients import SEARCH_ATTRIBUTES, connect_temporal
+    from infra.clients import SEARCH_ATTRIBUTES, connect_temporal
 
     client = await connect_temporal(address, namespace, attempts=attempts)
     listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
@@ -236,7 +236,7 @@ class Stack:
         self.worker_metrics = s.worker_metrics_address or f"127.0.0.1:{free_port()}"
         env["WORKER_METRICS_ADDRESS"] = self.worker_metrics
 
-        from activities.db import migrate, migration_url
+        from infra.db import migrate, migration_url
 
         applied = asyncio.run(migrate(migration_url(s, url), s.database_schema, s.database_service_role))
         log.info("migrations: %s", ", ".join(applied) if applied else "up to date")

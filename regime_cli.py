@@ -30,8 +30,8 @@ def token(sub: str = typer.Argument(..., help="user id (not a name or e-mail)"),
 def migrate() -> None:
     """Apply the database migrations as the owner login (DATABASE_MIGRATION_URL, else DATABASE_URL), then
     exit: a deployment runs this once, so the API and the worker can connect with the service login only."""
-    from activities.db import database_url, migration_url
-    from activities.db import migrate as run_migrations
+    from infra.db import database_url, migration_url
+    from infra.db import migrate as run_migrations
 
     s = get_settings()
     applied = asyncio.run(run_migrations(migration_url(s, database_url(s)), s.database_schema,
@@ -43,8 +43,8 @@ def migrate() -> None:
 def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; all when omitted")) -> None:
     """Recompute the audit log's keyed hash chains in full and compare each with its latest signed checkpoint
     (AUDIT_CHECKPOINT_DIR); exit code 1 if any chain is broken or falls short of its checkpoint."""
-    from activities.checkpoints import ChainVerifier
-    from activities.db import service_pool
+    from infra.checkpoints import ChainVerifier
+    from infra.db import service_pool
 
     async def run() -> bool:
         s = get_settings()
@@ -68,8 +68,8 @@ def verify_audit(regime_id: str | None = typer.Argument(None, help="one regime; 
 def audit_checkpoint(regime_id: str | None = typer.Argument(None, help="one regime; all when omitted")) -> None:
     """Verify each audit chain and sign its head into AUDIT_CHECKPOINT_DIR and the notification outbox, so that
     removing its newest entries is detected later; exit code 1 if a chain is broken (it is not signed)."""
-    from activities.checkpoints import write_checkpoints
-    from activities.db import service_pool
+    from infra.checkpoints import write_checkpoints
+    from infra.db import service_pool
 
     async def run() -> bool:
         s = get_settings()

@@ -13,10 +13,10 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 import logs
-from activities import tracing
-from activities.clients import connect_temporal
-from activities.db import create_pool, database_url, migrate, migration_url
 from activities.effects import EffectActivities
+from infra import tracing
+from infra.clients import connect_temporal
+from infra.db import create_pool, database_url, migrate, migration_url
 from infra.notify import OutboxNotifier
 from settings import Settings, get_settings
 from workflows import WORKFLOWS
@@ -87,7 +87,7 @@ async def main(settings: Settings | None = None) -> None:
 
 async def write_checkpoints_periodically(pool: asyncpg.Pool, settings: Settings) -> None:
     """Sign every audit chain's head and export it (files and the outbox) now and then every interval."""
-    from activities.checkpoints import write_checkpoints
+    from infra.checkpoints import write_checkpoints
 
     while True:
         try:

@@ -9,11 +9,11 @@ from fastapi import Depends, FastAPI
 from temporalio.client import Client
 
 import logs
-from activities import tracing
-from activities.clients import connect_temporal
-from activities.db import create_pool, database_url, migrate, migration_url
 from api import errors, headers, metrics, requestlog, web
 from api.routes import audit, buddies, catalogue, documents, health, regimes, tasks
+from infra import tracing
+from infra.clients import connect_temporal
+from infra.db import create_pool, database_url, migrate, migration_url
 from settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
-from activities.clients import connect_temporal
 from api.auth import mint_token
+from infra.clients import connect_temporal
 from settings import Settings
 from tools import devserver
 from tools.devserver import DevServer, free_port, temporal_binary

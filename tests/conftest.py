@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.db import embedded_database_url
+from infra.db import embedded_database_url
 from tests.harness import dev_server, run_stack
 
 

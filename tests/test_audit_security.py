@@ -23,9 +23,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from activities.checkpoints import write_checkpoints
-from activities.db import MIGRATIONS, create_pool, migrate
 from infra.audit_chain import GENESIS, audit_hash
+from infra.checkpoints import write_checkpoints
+from infra.db import MIGRATIONS, create_pool, migrate
 from tests.driver import Regime
 from tests.harness import run_stack
 from tests.helpers import PLAN
@@ -57,7 +57,7 @@ async def test_the_service_login_cannot_rewrite_the_audit_log(stack):
     """The attack as the service: switch the guard off, change or remove entries. Each is refused."""
     reg = await _regime_with_history(stack, "RAU1")
     rows = await _rows(stack, reg.id)
-    # The pool exactly as the API and the worker open it (activities/db.py create_pool, DATABASE_SERVICE_ROLE).
+    # The pool exactly as the API and the worker open it (infra/db.py create_pool, DATABASE_SERVICE_ROLE).
     pool = await create_pool(stack.settings.database_url, stack.schema, role=stack.settings.database_service_role)
     try:
         async with pool.acquire() as conn:
@@ -166,8 +166,8 @@ async def test_the_owner_cutting_the_tail_is_caught_by_the_checkpoint(temporal_a
 async def test_a_chain_begun_before_the_key_still_verifies(database_url):
     """Rows chained with plain SHA-256 before migration 008 stay verifiable, and keyed rows follow them; a
     plain row written after the switch is refused."""
-    from activities.checkpoints import ChainVerifier
     from activities.effects import append_audit
+    from infra.checkpoints import ChainVerifier
     from settings import Settings
 
     schema = "s_" + uuid.uuid4().hex[:12]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activities.clients import SEARCH_ATTRIBUTES
+from infra.clients import SEARCH_ATTRIBUTES
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

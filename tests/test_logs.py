@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import jwt
 
-from activities.clients import connect_temporal
 from bench.common import Proc, Project, today
+from infra.clients import connect_temporal
 from tests.helpers import placement
 
 PERSON = "Dr Florence Lognamed"  # a display name a token may carry; no log line may hold it

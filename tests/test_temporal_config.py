@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.clients import connect_config
+from infra.clients import connect_config
 
 
 def test_tls_and_api_key_come_from_the_standard_environment(monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from activities import tracing
+from infra import tracing
 from tests.driver import Regime
 from tests.harness import run_stack
 from tests.helpers import PLAN

@@ -26,7 +26,7 @@ def list_(all_: bool = typer.Option(False, "--all", help="replayed ones too")) -
     """One JSON line per dead letter: which workflow, which effects, why; pending ones unless --all."""
 
     async def run() -> None:
-        from activities.db import service_pool
+        from infra.db import service_pool
 
         async with service_pool(get_settings()) as pool:
             rows = await pool.fetch(
@@ -46,7 +46,7 @@ def replay(workflow_id: str | None = typer.Option(None, "--workflow-id", help="o
     from infra.notify import OutboxNotifier
 
     async def run() -> bool:
-        from activities.db import service_pool
+        from infra.db import service_pool
 
         async with service_pool(get_settings()) as pool:
             who = by or os.environ.get("SUDO_USER") or getpass.getuser()

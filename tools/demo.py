@@ -120,8 +120,8 @@ async def _connect_running(api_url: str | None):
     import httpx
     from temporalio.testing import TimeSkipper, TimeSkippingConfig
 
-    from activities.clients import connect_temporal
-    from activities.db import create_pool, database_url
+    from infra.clients import connect_temporal
+    from infra.db import create_pool, database_url
     from settings import get_settings
     from tools.stack import ServiceStack
 

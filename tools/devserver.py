@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activities.clients import SEARCH_ATTRIBUTES
+from infra.clients import SEARCH_ATTRIBUTES
 
 # Per-workflow time skipping (temporalio.testing.TimeSkipper), which the tests, `regime simulate` and the demos use
 # to move a regime's clock by days. Without the first flag the server answers "The Time-Skipping feature is not

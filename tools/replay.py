@@ -230,7 +230,7 @@ def register(app: typer.Typer) -> None:
 
         async def run() -> list[Replayed]:
             if from_server:
-                from activities.clients import connect_temporal
+                from infra.clients import connect_temporal
                 from settings import get_settings
 
                 s = get_settings()

@@ -26,11 +26,11 @@ from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper, TimeSkippingConfig
 from temporalio.worker import Worker
 
-from activities.clients import connect_temporal
-from activities.db import create_pool, migrate
 from api.app import create_app
 from api.auth import mint_token
 from domain.models import RegimeState
+from infra.clients import connect_temporal
+from infra.db import create_pool, migrate
 from settings import Settings
 from tools.devserver import dev_server, free_port
 from tools.polling import eventually

@@ -10,12 +10,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from activities.checkpoints import ChainVerifier
 from api.contract import AuditPage, ChainVerdict, NotificationPage, TrustAuditPage, as_is
 from api.deps import CurrentUser, DbPool
 from api.errors import Problem
 from api.routes.regimes import regime_row, require_read
 from domain.models import ODS_PATTERN
+from infra.checkpoints import ChainVerifier
 
 router = APIRouter(tags=["audit"])
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").

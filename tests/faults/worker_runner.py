@@ -19,9 +19,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-from activities.clients import connect_temporal
-from activities.db import create_pool, database_url, migrate
 from domain.ledger import RECORD_PAYMENT
+from infra.clients import connect_temporal
+from infra.db import create_pool, database_url, migrate
 from settings import get_settings
 from worker import build_worker
 

@@ -9,7 +9,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
 
-from activities import tracing
+from infra import tracing
 
 SEARCH_ATTRIBUTES = {
     "TrustOdsCode": "Keyword",
