@@ -15,40 +15,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from domain.ledger import BUDDY_STEPS
 from domain.models import ROLES
 from domain.ratings import CoreServiceRating, KeyQuestionRatings
-from domain.steps import CATALOGUE
+from domain.steps import CATALOGUE, Kind
 
-# Steps someone does as a matter of course in a diligent regime, and how.
-ROUTINE_ACTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "improvement_plan": ("submit", {"actions": [
-        {"category": "must_do", "description": "Staff the emergency department to safe levels",
-         "owner": "Chief Nurse", "metric": "registered nurse fill rate at least 95%"},
-        {"category": "should_do", "description": "Audit sepsis screening monthly",
-         "owner": "Medical Director", "metric": "screening within 1 hour at least 90%"}]}),
-    "revised_action_plan": ("submit", {"actions": [
-        {"category": "must_do", "description": "Embed the new leadership team's governance",
-         "owner": "Chief Executive", "metric": "board assurance framework reviewed monthly"}]}),
-    "plan_review": ("agree", {}),
-    "plan_signoff_regulator": ("sign_off", {}),
-    "plan_signoff_commissioner": ("sign_off", {}),
-    "appoint_improvement_director": ("record", {"appointed_on": "today", "improvement_director_user_id": "id-1"}),
-    "board_to_board": ("record", {"meeting_date": "today"}),
-    "board_to_board_pre_inspection": ("record", {"meeting_date": "today"}),
-    "board_to_board_post_exit": ("record", {"meeting_date": "today"}),
-    "letter_to_chair": ("record", {"sent_on": "today"}),
-    "capability_review": ("record", {"completed_on": "today"}),
-    "monthly_return": ("submit", {"summary": "progress against the improvement plan"}),
-    "monthly_return_cosign": ("cosign", {}),
-    "oversight_meeting": ("record", {"meeting_date": "today"}),
-    "delivery_meeting": ("record", {"meeting_date": "today", "on_trajectory": True}),
-}
-
-# Buddy partnership steps done as a matter of course (see tools/simulate/routine.py for their payloads).
-BUDDY_ROUTINE = ("buddy_aip_regulator", "buddy_aip_buddy", "buddy_sign_regulator", "buddy_sign_trust",
-                 "buddy_sign_buddy", "buddy_support_plan", "buddy_plan_agree_regulator", "buddy_plan_agree_trust",
-                 "buddy_forecast", "buddy_confirm_id", "buddy_confirm_trust", "buddy_confirm_buddy",
-                 "buddy_authorise")
+# Steps someone does as a matter of course: the kinds whose catalogue entry has a `routine` (its action and
+# payload). Regime kinds, then a partnership's.
+ROUTINE_KINDS: tuple[str, ...] = tuple(k for k, s in CATALOGUE.items() if s.routine is not None)
+BUDDY_ROUTINE: tuple[str, ...] = tuple(k for k, s in BUDDY_STEPS.items() if s.routine is not None)
 # Keys of an add_buddy payload that tell the simulator how the partnership behaves; not sent to the API.
 BUDDY_SIM_KEYS = ("support_plan", "quarterly_pence")
 
@@ -96,7 +71,7 @@ class CompletedStepSpec(_Strict):
 class EntrySpec(_Strict):
     date: dt.date | None = Field(None, description="entry date; in the past makes a regime already under way")
     days_ago: int | None = Field(None, ge=0, le=MAX_DAYS)
-    basis: Literal["cqc_recommendation", "regulator_decision"] = "cqc_recommendation"
+    basis: Literal[Kind.cqc_recommendation, Kind.regulator_decision] = Kind.cqc_recommendation
     ratings: KeyQuestionRatings | str | None = "entry_inadequate"
     regulator_reason: str | None = None
     completed_steps: list[CompletedStepSpec] = Field(default_factory=list)
@@ -302,9 +277,12 @@ def kind_of(step_id: str) -> str | None:
     return base if base in CATALOGUE else None
 
 
-def check(sc: Scenario, today: date) -> list[tuple[tuple[Any, ...], str]]:
+Problems = list[tuple[tuple[Any, ...], str]]
+
+
+def check(sc: Scenario, today: date) -> Problems:
     """Rules a schema cannot express. Returns (path, message) pairs."""
-    out: list[tuple[tuple[Any, ...], str]] = []
+    out: Problems = []
     regimes: list[tuple[tuple[Any, ...], RegimeSpec]] = [((), sc)]
     if sc.then is not None:
         regimes.append((("then",), sc.then))
@@ -312,64 +290,8 @@ def check(sc: Scenario, today: date) -> list[tuple[tuple[Any, ...], str]]:
     for base, reg in regimes:
         e = entry_date(reg.entry, today)
         entries.append(e)
-        if e > today:
-            out.append((base + ("entry", "date"), f"{e.isoformat()} is in the future: the API refuses future "
-                                                  "entry dates (the simulation starts today)"))
-        start_day = (today - e).days
-        r = reg.entry.ratings
-        if isinstance(r, str) and r not in RATING_PRESETS:
-            out.append((base + ("entry", "ratings"), f"unknown preset {r!r}; presets are "
-                                                     + ", ".join(RATING_PRESETS) + " (or give all six ratings)"))
-        if reg.entry.basis == "regulator_decision" and not (reg.entry.regulator_reason or "").strip():
-            out.append((base + ("entry", "regulator_reason"), "a placement by regulator decision needs a reason"))
-        for i, cs in enumerate(reg.entry.completed_steps):
-            if cs.kind not in CATALOGUE:
-                out.append((base + ("entry", "completed_steps", i, "kind"), f"unknown step kind {cs.kind!r}"))
-            if cs.day > start_day:
-                out.append((base + ("entry", "completed_steps", i, "day"),
-                            f"day {cs.day} is after the simulation starts (day {start_day}); script it as a step"))
-        for k in reg.routine.skip:
-            if k not in CATALOGUE and k not in BUDDY_ROUTINE:
-                out.append((base + ("routine", "skip"), f"unknown step kind {k!r}"))
-        last = start_day
-        for i, st in enumerate(reg.steps):
-            path = base + ("steps", i)
-            if (st.day is None) == (st.date is None):
-                out.append((path + ("day",), "give day (counted from entry) or date, not both or neither"))
-                continue
-            d = step_day(st, e)
-            if d < start_day:
-                out.append((path + ("day" if st.day is not None else "date",),
-                            f"day {d} is before the simulation starts (day {start_day}, today); "
-                            "record it under entry.completed_steps instead"))
-            if d < last:
-                out.append((path + ("day" if st.day is not None else "date",),
-                            f"day {d} comes before the previous step's day {last}; list steps in time order"))
-            last = max(last, d)
-            if st.who not in ROLES:
-                out.append((path + ("who",), f"{st.who!r} is not a role; roles are {', '.join(ROLES)}"))
-            if st.do in OPERATIONS:
-                if st.who in ROLES and st.who not in OPERATIONS[st.do]:
-                    out.append((path + ("who",), f"{st.do} is done by {' or '.join(OPERATIONS[st.do])}, "
-                                                 f"not {st.who}"))
-                if st.do == "amend_deadline" and not st.step:
-                    out.append((path + ("step",), "amend_deadline needs the step whose deadline moves"))
-                out += [(path + ("payload",) + p, m) for p, m in _check_operation(st)]
-            elif st.do in STEP_ACTIONS or st.step:
-                if not st.step:
-                    out.append((path + ("step",), f"'{st.do}' is a decision: name the step it decides"))
-                    continue
-                kind = kind_of(st.step)
-                if kind is not None and st.do not in CATALOGUE[kind].actions:
-                    allowed = ", ".join(CATALOGUE[kind].actions) or "none (a CQC outcome completes it)"
-                    out.append((path + ("do",), f"'{st.do}' is not an action of {kind}; allowed: {allowed}"))
-                if kind is not None and st.who in ROLES and st.who != CATALOGUE[kind].role \
-                        and st.expect_status is None:
-                    out.append((path + ("who",), f"{kind} is for the {CATALOGUE[kind].role}, not the {st.who} "
-                                                 "(set expect_status: 403 to show a refusal)"))
-            else:
-                out.append((path + ("do",), f"unknown action {st.do!r}; use a step action "
-                                            f"({', '.join(STEP_ACTIONS)}) or one of {', '.join(OPERATIONS)}"))
+        out += _check_entry(base, reg, e, today)
+        last = _check_steps(base, reg, e, (today - e).days, out)
         if reg.until_day is not None and reg.until_day < last:
             out.append((base + ("until_day",), f"until_day {reg.until_day} is before the last step (day {last})"))
     if len(entries) == 2 and entries[0] == entries[1]:
@@ -378,42 +300,132 @@ def check(sc: Scenario, today: date) -> list[tuple[tuple[Any, ...], str]]:
     return out
 
 
-def _check_operation(st: StepSpec) -> list[tuple[tuple[Any, ...], str]]:
-    p = st.payload
-    need = {"announce_reinspection": ["inspection_date"], "publish_inspection": ["reference", "ratings"],
-            "withdraw_inspection": ["reference", "reason"], "close_regime": ["solution", "reason"],
-            "record_enforcement": ["action", "detail"], "add_buddy": ["buddy"],
-            "amend_deadline": ["reason"]}[st.do]
-    out: list[tuple[tuple[Any, ...], str]] = [((k,), "required") for k in need if k not in p]
-    if st.do == "publish_inspection":
-        r = p.get("ratings")
-        if isinstance(r, str) and r not in RATING_PRESETS:
-            out.append((("ratings",), f"unknown preset {r!r}; presets are {', '.join(RATING_PRESETS)}"))
-        elif isinstance(r, dict):
-            try:
-                KeyQuestionRatings.model_validate(r)
-            except ValidationError as e:
-                out += [(("ratings",) + tuple(x["loc"]), x["msg"]) for x in e.errors()]
-        for i, c in enumerate(p.get("core_services") or []):
-            try:
-                CoreServiceRating.model_validate(c)
-            except ValidationError as e:
-                out += [(("core_services", i) + tuple(x["loc"]), x["msg"]) for x in e.errors()]
-    if st.do == "add_buddy":
-        from domain.ledger import AgreementInPrinciple, SupportPlan
+def _check_entry(base: tuple[Any, ...], reg: RegimeSpec, e: date, today: date) -> Problems:
+    """The entry: its date, ratings, basis and the steps done before the simulation; the routine's skip list."""
+    out: Problems = []
+    if e > today:
+        out.append((base + ("entry", "date"), f"{e.isoformat()} is in the future: the API refuses future "
+                                              "entry dates (the simulation starts today)"))
+    start_day = (today - e).days
+    r = reg.entry.ratings
+    if isinstance(r, str) and r not in RATING_PRESETS:
+        out.append((base + ("entry", "ratings"), f"unknown preset {r!r}; presets are "
+                                                 + ", ".join(RATING_PRESETS) + " (or give all six ratings)"))
+    if reg.entry.basis == Kind.regulator_decision and not (reg.entry.regulator_reason or "").strip():
+        out.append((base + ("entry", "regulator_reason"), "a placement by regulator decision needs a reason"))
+    for i, cs in enumerate(reg.entry.completed_steps):
+        if cs.kind not in CATALOGUE:
+            out.append((base + ("entry", "completed_steps", i, "kind"), f"unknown step kind {cs.kind!r}"))
+        if cs.day > start_day:
+            out.append((base + ("entry", "completed_steps", i, "day"),
+                        f"day {cs.day} is after the simulation starts (day {start_day}); script it as a step"))
+    for k in reg.routine.skip:
+        if k not in CATALOGUE and k not in BUDDY_ROUTINE:
+            out.append((base + ("routine", "skip"), f"unknown step kind {k!r}"))
+    return out
 
-        for key, model in (("support_plan", SupportPlan), ("agreement_in_principle", AgreementInPrinciple)):
-            if p.get(key) is not None:
-                try:
-                    model.model_validate(p[key])
-                except ValidationError as e:
-                    out += [((key,) + tuple(x["loc"]), x["msg"]) for x in e.errors()]
-        q = p.get("quarterly_pence")
-        if q is not None and not (isinstance(q, int) and not isinstance(q, bool) and q >= 0):
-            out.append((("quarterly_pence",), "a whole number of pence, 0 or more"))
+
+def _check_steps(base: tuple[Any, ...], reg: RegimeSpec, e: date, start_day: int, out: Problems) -> int:
+    """The scripted steps, in time order from the simulation's start; returns the last step's day."""
+    last = start_day
+    for i, st in enumerate(reg.steps):
+        path = base + ("steps", i)
+        if (st.day is None) == (st.date is None):
+            out.append((path + ("day",), "give day (counted from entry) or date, not both or neither"))
+            continue
+        d = step_day(st, e)
+        where = path + ("day" if st.day is not None else "date",)
+        if d < start_day:
+            out.append((where, f"day {d} is before the simulation starts (day {start_day}, today); "
+                               "record it under entry.completed_steps instead"))
+        if d < last:
+            out.append((where, f"day {d} comes before the previous step's day {last}; list steps in time order"))
+        last = max(last, d)
+        if st.who not in ROLES:
+            out.append((path + ("who",), f"{st.who!r} is not a role; roles are {', '.join(ROLES)}"))
+        out += _check_step_action(path, st)
+    return last
+
+
+def _check_step_action(path: tuple[Any, ...], st: StepSpec) -> Problems:
+    """What a scripted step does: an operation by one of its roles, or an action of the named step's kind by the
+    role the catalogue gives it."""
+    out: Problems = []
+    if st.do in OPERATIONS:
+        if st.who in ROLES and st.who not in OPERATIONS[st.do]:
+            out.append((path + ("who",), f"{st.do} is done by {' or '.join(OPERATIONS[st.do])}, not {st.who}"))
+        if st.do == "amend_deadline" and not st.step:
+            out.append((path + ("step",), "amend_deadline needs the step whose deadline moves"))
+        return out + [(path + ("payload",) + p, m) for p, m in _check_operation(st)]
+    if not (st.do in STEP_ACTIONS or st.step):
+        return [(path + ("do",), f"unknown action {st.do!r}; use a step action "
+                                 f"({', '.join(STEP_ACTIONS)}) or one of {', '.join(OPERATIONS)}")]
+    if not st.step:
+        return [(path + ("step",), f"'{st.do}' is a decision: name the step it decides")]
+    kind = kind_of(st.step)
+    if kind is None:
+        return out
+    spec = CATALOGUE[kind]
+    if st.do not in spec.actions:
+        allowed = ", ".join(spec.actions) or "none (a CQC outcome completes it)"
+        out.append((path + ("do",), f"'{st.do}' is not an action of {kind}; allowed: {allowed}"))
+    if st.who in ROLES and st.who != spec.role and st.expect_status is None:
+        out.append((path + ("who",), f"{kind} is for the {spec.role}, not the {st.who} "
+                                     "(set expect_status: 403 to show a refusal)"))
+    return out
+
+
+# What each operation's payload must carry.
+OPERATION_NEEDS: dict[str, tuple[str, ...]] = {
+    "announce_reinspection": ("inspection_date",), "publish_inspection": ("reference", "ratings"),
+    "withdraw_inspection": ("reference", "reason"), "close_regime": ("solution", "reason"),
+    "record_enforcement": ("action", "detail"), "add_buddy": ("buddy",), "amend_deadline": ("reason",),
+}
+
+
+def _check_operation(st: StepSpec) -> Problems:
+    p = st.payload
+    out: Problems = [((k,), "required") for k in OPERATION_NEEDS[st.do] if k not in p]
+    if st.do == "publish_inspection":
+        out += _check_inspection(p)
+    if st.do == "add_buddy":
+        out += _check_buddy(p)
     for k, v in p.items():
         if isinstance(v, str) and v.startswith("day") and not DAY_REF.match(v):
             out.append(((k,), f"{v!r}: write a relative day as 'day N'"))
+    return out
+
+
+def _errors(prefix: tuple[Any, ...], model: type[BaseModel], value: Any) -> Problems:
+    try:
+        model.model_validate(value)
+    except ValidationError as e:
+        return [(prefix + tuple(x["loc"]), x["msg"]) for x in e.errors()]
+    return []
+
+
+def _check_inspection(p: dict[str, Any]) -> Problems:
+    out: Problems = []
+    r = p.get("ratings")
+    if isinstance(r, str) and r not in RATING_PRESETS:
+        out.append((("ratings",), f"unknown preset {r!r}; presets are {', '.join(RATING_PRESETS)}"))
+    elif isinstance(r, dict):
+        out += _errors(("ratings",), KeyQuestionRatings, r)
+    for i, c in enumerate(p.get("core_services") or []):
+        out += _errors(("core_services", i), CoreServiceRating, c)
+    return out
+
+
+def _check_buddy(p: dict[str, Any]) -> Problems:
+    from domain.ledger import AgreementInPrinciple, SupportPlan
+
+    out: Problems = []
+    for key, model in (("support_plan", SupportPlan), ("agreement_in_principle", AgreementInPrinciple)):
+        if p.get(key) is not None:
+            out += _errors((key,), model, p[key])
+    q = p.get("quarterly_pence")
+    if q is not None and not (isinstance(q, int) and not isinstance(q, bool) and q >= 0):
+        out.append((("quarterly_pence",), "a whole number of pence, 0 or more"))
     return out
 
 

@@ -9,6 +9,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from domain import dates
+from domain.ledger import BUDDY_STEPS
+from domain.steps import CATALOGUE
 from tools.scenario import RegimeSpec
 from tools.simulate.session import RegimeRun, Session
 
@@ -169,8 +171,6 @@ def check_expectations(spec: RegimeSpec, tl: dict[str, Any]) -> list[dict[str, A
 # ---------------------------------------------------------------------------- output
 def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     con = Console() if sys.stdout.isatty() else Console(width=160)
     for res in results:
@@ -180,61 +180,97 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
             f = reg["final"]
             con.print(f"[bold]{reg['regime_id']}[/]  entered {reg['entry_date']} (day 0)"
                       + (f", follows {f['previous_regime_id']}" if f["previous_regime_id"] else ""))
-            t = Table("step", "who", "opened", "due (day)", "done (day)", "outcome", "late", title="Milestones",
-                      title_justify="left")
-            monthly = [m for m in reg["milestones"] if m["kind"].startswith("monthly_return")
-                       or m.get("partnership") and ".q" in m["step"]]
-            for m in reg["milestones"]:
-                if m in monthly and not all_rows and not m["late"]:
-                    continue
-                t.add_row(m["step"], m["role"], m["opened"], f"{m['due']} ({m['due_day']})",
-                          f"{m['done']} ({m['done_day']})" if m["done"] else "-", m["outcome"] or m["status"],
-                          "[red]late[/]" if m["late"] else "")
-            if monthly and not all_rows:
-                on_time = sum(1 for m in monthly if m["status"] == "done" and not m["late"])
-                t.add_row(f"monthly returns, buddy quarters ({len(monthly)} steps; --all lists them)", "", "", "",
-                          "", f"{on_time} done on time", "", style="dim")
-            con.print(t)
+            con.print(_milestones_table(reg["milestones"], all_rows))
             if reg["escalations"]:
-                t = Table("day", "date", "step", "rung", "level", "notified", title="Escalations",
-                          title_justify="left")
-                for x in reg["escalations"]:
-                    t.add_row(str(x["day"]), x["date"], x["step"], x["rung"], str(x["level"]), ", ".join(x["notified"]),
-                              style="dim" if x["rung"] == "reminder" else None)
-                con.print(t)
-            t = Table("ref", "day", "safe", "effective", "caring", "responsive", "well-led", "overall",
-                      "inadequate core services", "exit rule", title="Ratings", title_justify="left")
-            for r in reg["ratings"]:
-                t.add_row(r["reference"] + ("" if r["status"] in ("entry", "current") else f" ({r['status']})"),
-                          str(r["day"]), *(_SHORT.get(r[k], r[k]) for k in
-                                           ("safe", "effective", "caring", "responsive", "well_led", "overall")),
-                          "; ".join(r["core_inadequate"]),
-                          "" if r["exit_rule_met"] is None else ("met" if r["exit_rule_met"] else "not met"))
-            con.print(t)
+                con.print(_escalations_table(reg["escalations"]))
+            con.print(_ratings_table(reg["ratings"]))
             if reg["payments"]:
-                t = Table("partnership", "quarter", "forecast", "authorised", "paid on (day)", "paid",
-                          title="Buddy payments", title_justify="left")
-                for p in reg["payments"]:
-                    for q in p["quarters"]:
-                        t.add_row(p["key"], f"Q{q['quarter']} {q['start']}..{q['end']}", _money(q["forecast_pence"]),
-                                  _money(q["authorised_pence"]),
-                                  f"{q['paid_on']} ({q['paid_day']})" if q["paid_on"] else (q["declined"] or "-"),
-                                  _money(q["paid_pence"]))
-                    t.add_row(f"[bold]{p['key']}[/]", p["stage"] + (", ended" if p["ended"] and p["stage"] != "ended" else ""),
-                              f"agreed {_money(p['agreed_level_pence'])}", "", "", f"[bold]{_money(p['paid_pence'])}[/]")
-                con.print(t)
-            runs = f["history"]
-            con.print(f"[bold]Final:[/] {f['phase']} (segment {f['segment']}) on day {f['day']} ({f['date']})"
-                      + (f"; exit on day {f['exit_day']}" if f["exit_day"] is not None else "")
-                      + (f"; {len(f['extensions'])} extension(s)" if f["extensions"] else "")
-                      + ("; letter to the Secretary of State" if f["sos_letter"] else "")
-                      + (f"; closed by {f['closure']['solution']}" if f["closure"] else "")
-                      + ("; finished" if f["finished"] else "; still running")
-                      + f"; {len(runs)} run(s), {f['history_events']} history events")
-            for c in reg["expectations"]:
-                mark = "[green]ok[/]" if c["ok"] else "[red]FAILED[/]"
-                con.print(f"  expect {escape(c['check'])}: {mark}" + (
-                    "" if c["ok"] else escape(f" expected {c['expected']!r}, got {c['actual']!r}")))
+                con.print(_payments_table(reg["payments"]))
+            _print_final(con, f, reg["expectations"])
+
+
+def _recurs(kind: str) -> bool:
+    """A kind with a step every month or quarter (its catalogue entry's `recurs`)."""
+    spec = CATALOGUE.get(kind) or BUDDY_STEPS.get(kind)
+    return spec is not None and spec.recurs is not None
+
+
+def _milestones_table(milestones: list[dict[str, Any]], all_rows: bool) -> Any:
+    """Every milestone; the steps of recurring kinds (monthly returns and meetings, buddy quarters) as one summary
+    row unless `all_rows` or late."""
+    from rich.table import Table
+
+    t = Table("step", "who", "opened", "due (day)", "done (day)", "outcome", "late", title="Milestones",
+              title_justify="left")
+    recurring = [m for m in milestones if _recurs(m["kind"])]
+    for m in milestones:
+        if m in recurring and not all_rows and not m["late"]:
+            continue
+        t.add_row(m["step"], m["role"], m["opened"], f"{m['due']} ({m['due_day']})",
+                  f"{m['done']} ({m['done_day']})" if m["done"] else "-", m["outcome"] or m["status"],
+                  "[red]late[/]" if m["late"] else "")
+    if recurring and not all_rows:
+        on_time = sum(1 for m in recurring if m["status"] == "done" and not m["late"])
+        t.add_row(f"monthly returns and meetings, buddy quarters ({len(recurring)} steps; --all lists them)", "", "",
+                  "", "", f"{on_time} done on time", "", style="dim")
+    return t
+
+
+def _escalations_table(escalations: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table("day", "date", "step", "rung", "level", "notified", title="Escalations", title_justify="left")
+    for x in escalations:
+        t.add_row(str(x["day"]), x["date"], x["step"], x["rung"], str(x["level"]), ", ".join(x["notified"]),
+                  style="dim" if x["rung"] == "reminder" else None)
+    return t
+
+
+def _ratings_table(ratings: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table("ref", "day", "safe", "effective", "caring", "responsive", "well-led", "overall",
+              "inadequate core services", "exit rule", title="Ratings", title_justify="left")
+    for r in ratings:
+        t.add_row(r["reference"] + ("" if r["status"] in ("entry", "current") else f" ({r['status']})"),
+                  str(r["day"]), *(_SHORT.get(r[k], r[k]) for k in
+                                   ("safe", "effective", "caring", "responsive", "well_led", "overall")),
+                  "; ".join(r["core_inadequate"]),
+                  "" if r["exit_rule_met"] is None else ("met" if r["exit_rule_met"] else "not met"))
+    return t
+
+
+def _payments_table(payments: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    t = Table("partnership", "quarter", "forecast", "authorised", "paid on (day)", "paid",
+              title="Buddy payments", title_justify="left")
+    for p in payments:
+        for q in p["quarters"]:
+            t.add_row(p["key"], f"Q{q['quarter']} {q['start']}..{q['end']}", _money(q["forecast_pence"]),
+                      _money(q["authorised_pence"]),
+                      f"{q['paid_on']} ({q['paid_day']})" if q["paid_on"] else (q["declined"] or "-"),
+                      _money(q["paid_pence"]))
+        t.add_row(f"[bold]{p['key']}[/]", p["stage"] + (", ended" if p["ended"] and p["stage"] != "ended" else ""),
+                  f"agreed {_money(p['agreed_level_pence'])}", "", "", f"[bold]{_money(p['paid_pence'])}[/]")
+    return t
+
+
+def _print_final(con: Any, f: dict[str, Any], expectations: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+
+    runs = f["history"]
+    con.print(f"[bold]Final:[/] {f['phase']} (segment {f['segment']}) on day {f['day']} ({f['date']})"
+              + (f"; exit on day {f['exit_day']}" if f["exit_day"] is not None else "")
+              + (f"; {len(f['extensions'])} extension(s)" if f["extensions"] else "")
+              + ("; letter to the Secretary of State" if f["sos_letter"] else "")
+              + (f"; closed by {f['closure']['solution']}" if f["closure"] else "")
+              + ("; finished" if f["finished"] else "; still running")
+              + f"; {len(runs)} run(s), {f['history_events']} history events")
+    for c in expectations:
+        mark = "[green]ok[/]" if c["ok"] else "[red]FAILED[/]"
+        con.print(f"  expect {escape(c['check'])}: {mark}" + (
+            "" if c["ok"] else escape(f" expected {c['expected']!r}, got {c['actual']!r}")))
 
 
 _SHORT = {"requires_improvement": "req. improvement"}

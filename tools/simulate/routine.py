@@ -7,13 +7,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from domain import dates, schedule
-from domain.ledger import FORECAST_LEAD_DAYS
+from domain.ledger import BUDDY_STEPS, FORECAST_LEAD_DAYS
+from domain.steps import CATALOGUE, RoutineContext
 from tools.polling import eventually
-from tools.scenario import BUDDY_ROUTINE, ROUTINE_ACTIONS, resolve_dates
+from tools.scenario import BUDDY_ROUTINE, ROUTINE_KINDS
 from tools.simulate.session import RegimeRun, Session, SimulationError, _detail, user_for
 
 BUDDY_STRIDE_DAYS = 28
-TOR = "Mentoring of the board and of the services rated inadequate; secondments by agreement."
 
 
 class RoutineWork(Session):
@@ -22,7 +22,7 @@ class RoutineWork(Session):
     # ------------------------------------------------------------------ routine work
     def _routine_kind(self, run: RegimeRun, kind: str) -> bool:
         r = run.spec.routine
-        return r.enabled and kind in ROUTINE_ACTIONS and kind not in r.skip
+        return r.enabled and kind in ROUTINE_KINDS and kind not in r.skip
 
     def _act_day(self, run: RegimeRun, s: dict[str, Any]) -> int:
         opened = (dates.london_date(datetime.fromisoformat(s["opened_at"])) - run.entry).days
@@ -41,11 +41,11 @@ class RoutineWork(Session):
                 partners = await self.partner_routine(run, state)
                 return await self.state(run.regime_id), partners
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
-                action, payload = ROUTINE_ACTIONS[s["kind"]]
-                today = run.entry + timedelta(days=run.day)
-                payload = resolve_dates(payload, run.entry, today)
-                if "improvement_director_user_id" in payload:  # appoint the director who then acts
-                    payload = {**payload, "improvement_director_user_id": user_for("improvement_director", self.ods)}
+                routine = CATALOGUE[s["kind"]].routine
+                assert routine is not None
+                action, payload, _ = routine.decision(RoutineContext(
+                    today=run.entry + timedelta(days=run.day), step=s, state=state,
+                    user=lambda role: user_for(role, self.ods)))  # e.g. appoint the director who then acts
                 r = await self.call("POST", f"/regimes/{run.regime_id}/steps/{s['id']}/decisions", role=s["role"],
                                     body={"action": action, "payload": payload, "role": s["role"],
                                           "comment": "routine"})
@@ -87,52 +87,17 @@ class RoutineWork(Session):
         out.append(run.day + BUDDY_STRIDE_DAYS)  # in case a partnership opens steps we cannot foresee
         return out
 
-    def _partner_action(self, bs: dict[str, Any], s: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
+    def _partner_action(self, run: RegimeRun, bs: dict[str, Any], s: dict[str, Any]) -> tuple[str, dict[str, Any],
+                                                                                          str | None]:
+        """The routine decision on a partnership's step (its catalogue entry's `routine`), with the scenario's
+        add_buddy settings for this partnership."""
         p = bs["p"]
-        cfg = self.partners.get((p["buddy"]["ods_code"], p["scope"]), {})
-        k = s["kind"]
-        if k == "buddy_aip_regulator":
-            return "record", cfg.get("agreement_in_principle") or {"agreed_level_pence": 20_000_000,
-                                                                     "terms_of_reference": TOR}, None
-        if k == "buddy_aip_buddy":
-            return "accept", {}, None
-        if k.startswith("buddy_sign_"):
-            return "sign", {}, None
-        if k.startswith("buddy_plan_agree_"):
-            return "agree", {}, None
-        if k.startswith("buddy_confirm_"):
-            return "confirm", {}, None
-        ledger = bs.get("ledger") or {"agreed_level_pence": 0, "quarters": []}
-        level = ledger["agreed_level_pence"]
-        if k == "buddy_support_plan":
-            return "submit", cfg.get("support_plan") or {"workstreams": [
-                {"id": "improvement-support", "name": "Improvement support", "activities": ["mentoring"],
-                 "projected_cost_pence": level}]}, None
-        plan = bs.get("plan") or {"workstreams": [{"id": "improvement-support"}]}
-        ws = plan["workstreams"][0]["id"]
-        remaining = (bs.get("ledger_totals") or {}).get("remaining_pence", 0)
-        quarters = ledger["quarters"]
-
-        def line(amount: int, what: str) -> dict[str, Any]:
-            return {"lines": [{"workstream": ws, "description": what, "amount_pence": amount}]}
-
-        if k == "buddy_forecast":
-            # Forecasts of quarters not yet settled count against what is left of the agreed level.
-            pending = sum(q["forecast_pence"] or 0 for q in quarters
-                          if q["forecast_pence"] and q["payment_id"] is None and q["declined"] is None
-                          and q["authorised_pence"] is None)
-            amount = max(0, min(cfg.get("quarterly_pence") or level // 8, remaining - pending))
-            return "sign_off", line(amount, "planned support") if amount else {}, None
-        if k == "buddy_authorise":
-            q = next(q for q in quarters if q["number"] == s["subject"]["quarter"])
-            cap = q["forecast_pence"] or 0
-            if q.get("cap_pence") is not None:
-                cap = min(cap, q["cap_pence"])
-            amount = min(cap, remaining)
-            if amount <= 0:
-                return "decline", {}, "nothing payable for this quarter"
-            return "authorise", line(amount, "support delivered"), None
-        raise AssertionError(k)
+        routine = BUDDY_STEPS[s["kind"]].routine
+        assert routine is not None, s["kind"]
+        return routine.decision(RoutineContext(
+            today=run.entry + timedelta(days=run.day), step=s, state=bs,
+            config=self.partners.get((p["buddy"]["ods_code"], p["scope"]), {}),
+            user=lambda role: user_for(role, self.ods)))
 
     async def _wait_task(self, workflow_id: str, step_id: str) -> None:
         """The API routes a decision by the task row the partnership writes; wait until it is there."""
@@ -150,7 +115,7 @@ class RoutineWork(Session):
             if not todo:
                 return partners
             pid, bs, s = min(todo, key=lambda t: (t[2]["due"], t[2]["id"]))
-            action, payload, comment = self._partner_action(bs, s)
+            action, payload, comment = self._partner_action(run, bs, s)
             await self._wait_task(pid, s["id"])
             role = s["role"]
             org = s["subject"].get("buddy_ods") if role == "buddy" else None
