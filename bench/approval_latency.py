@@ -40,6 +40,7 @@ from bench.common import (
 )
 from bench.raw import RawAct, RawUpdateWorkflow
 from domain.models import Actor, Decision
+from domain.steps import Kind
 from tests.helpers import PLAN, placement
 from tools.polling import eventually
 from workflows.regime import RegimeWorkflow
@@ -49,7 +50,8 @@ NAME = "approval_latency"
 
 def step_pair(k: int) -> tuple[str, str]:
     """Step ids of the k-th plan submission and its review (the workflow numbers repeats -2, -3, ...)."""
-    return ("improvement_plan", "plan_review") if k == 1 else (f"improvement_plan-{k}", f"plan_review-{k}")
+    plan, review = Kind.improvement_plan, Kind.plan_review
+    return (plan, review) if k == 1 else (f"{plan}-{k}", f"{review}-{k}")
 
 
 class Sequence:
@@ -80,7 +82,7 @@ async def wait_tasks(pool_http: httpx.AsyncClient, p, regime_ids: list[str]) -> 
     ops = p.auth("ops-1", "operations")
 
     async def listed() -> set[str]:
-        r = await pool_http.get("/tasks", params={"kind": "improvement_plan", "limit": 500}, headers=ops)
+        r = await pool_http.get("/tasks", params={"kind": Kind.improvement_plan, "limit": 500}, headers=ops)
         return {i["regime_id"] for i in r.json()["items"]}
 
     await eventually(listed, until=lambda have: set(regime_ids) <= have, what="the placements to reach the inbox",

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper
 
 from bench.common import Project, fast_forward
+from domain.ledger import CONFIRM_KIND, SIGN_KINDS, BuddyKind
 from tests.driver import Regime
 from tools.polling import eventually
 
@@ -225,22 +226,22 @@ class Buddies:
         k = st["kind"]
         led = s.get("ledger") or {}
         remaining = (s.get("ledger_totals") or {}).get("remaining_pence", 0)
-        if k == "buddy_aip_buddy":
+        if k == BuddyKind.buddy_aip_buddy:
             await self.decide(pid, st, "accept")
-        elif k in ("buddy_sign_regulator", "buddy_sign_trust", "buddy_sign_buddy"):
+        elif k in SIGN_KINDS:
             await self.decide(pid, st, "sign")
-        elif k == "buddy_support_plan":
+        elif k == BuddyKind.buddy_support_plan:
             await self.decide(pid, st, "submit", self.plans[pid])
-        elif k in ("buddy_plan_agree_regulator", "buddy_plan_agree_trust"):
+        elif k in (BuddyKind.buddy_plan_agree_regulator, BuddyKind.buddy_plan_agree_trust):
             await self.decide(pid, st, "agree")
-        elif k == "buddy_forecast":
+        elif k == BuddyKind.buddy_forecast:
             amount = min(self.forecast[pid], remaining)
             payload = {"lines": [{"workstream": "maternity", "description": "maternity support",
                                   "amount_pence": amount}]} if amount else {}
             await self.decide(pid, st, "sign_off", payload)
-        elif k.startswith("buddy_confirm"):
+        elif k in CONFIRM_KIND.values():
             await self.decide(pid, st, "confirm")
-        elif k == "buddy_authorise":
+        elif k == BuddyKind.buddy_authorise:
             q = next(q for q in led["quarters"] if q["number"] == st["subject"]["quarter"])
             if q.get("forecast_pence") and q["forecast_pence"] <= remaining:
                 await self.decide(pid, st, "authorise", {"lines": q["forecast_lines"]})

@@ -39,6 +39,7 @@ from bench.common import (
 )
 from bench.driver import BenchRegime, Stackish
 from bench.raw import RawAct, RawUpdateWorkflow
+from domain.steps import Kind
 from tests.helpers import PLAN
 from tools.polling import eventually
 
@@ -55,7 +56,7 @@ async def flood_project(temporal_address: str, database_url: str, tmp_path, floo
             stack = Stackish(p, http, skipper_for(client))
             ods = "F" + uuid.uuid4().hex[:3].upper()
             reg = await BenchRegime.place(stack, ods)
-            await reg.act("improvement_plan", "submit", PLAN, role="trust")
+            await reg.act(Kind.improvement_plan, "submit", PLAN, role="trust")
             handle = stack.handle(reg.id)
 
             async def written() -> bool:
@@ -72,17 +73,17 @@ async def flood_project(temporal_address: str, database_url: str, tmp_path, floo
             other_id = p.auth("id-other", "improvement_director", trusts=["ZZZ9"])
             url = f"/regimes/{reg.id}/steps"
             kinds = [  # (what, path, headers, body)
-                ("wrong role", f"{url}/plan_review/decisions", reg.users["trust"], {"action": "agree"}),
-                ("wrong role", f"{url}/plan_review/decisions", reg.users["commissioner"], {"action": "agree"}),
+                ("wrong role", f"{url}/{Kind.plan_review}/decisions", reg.users["trust"], {"action": "agree"}),
+                ("wrong role", f"{url}/{Kind.plan_review}/decisions", reg.users["commissioner"], {"action": "agree"}),
                 ("unknown step", f"{url}/no_such_step/decisions", reg.users["improvement_director"],
                  {"action": "agree"}),
-                ("step already done", f"{url}/improvement_plan/decisions", reg.users["trust"],
+                ("step already done", f"{url}/{Kind.improvement_plan}/decisions", reg.users["trust"],
                  {"action": "submit", "payload": PLAN}),
-                ("another trust's director", f"{url}/plan_review/decisions", other_id, {"action": "agree"}),
-                ("operations", f"{url}/plan_review/decisions", reg.users["operations"], {"action": "agree"}),
-                ("wrong action", f"{url}/plan_review/decisions", reg.users["improvement_director"],
+                ("another trust's director", f"{url}/{Kind.plan_review}/decisions", other_id, {"action": "agree"}),
+                ("operations", f"{url}/{Kind.plan_review}/decisions", reg.users["operations"], {"action": "agree"}),
+                ("wrong action", f"{url}/{Kind.plan_review}/decisions", reg.users["improvement_director"],
                  {"action": "sign_off"}),
-                ("reason missing", f"{url}/plan_review/decisions", reg.users["improvement_director"],
+                ("reason missing", f"{url}/{Kind.plan_review}/decisions", reg.users["improvement_director"],
                  {"action": "return"}),
             ]
             statuses: Counter = Counter()
@@ -108,17 +109,17 @@ async def flood_project(temporal_address: str, database_url: str, tmp_path, floo
 
             # 50 identical decisions at once with one key: one update, one effect.
             headers = {**reg.users["improvement_director"], "Idempotency-Key": "agree-" + uuid.uuid4().hex}
-            rs = await asyncio.gather(*[http.post(f"{url}/plan_review/decisions", headers=headers,
+            rs = await asyncio.gather(*[http.post(f"{url}/{Kind.plan_review}/decisions", headers=headers,
                                                   json={"action": "agree", "comment": "fine"}) for _ in range(50)])
             bodies = {json.dumps(r.json(), sort_keys=True) for r in rs}
             replayed = sum(1 for r in rs if r.headers.get("idempotent-replayed") == "true")
             await eventually(written, what="the effects to reach PostgreSQL", timeout=10, interval=0.05)
             hist = await handle.fetch_history()
             accepted = [e for e in hist.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
-            agreed = await conn.fetchval("SELECT count(*) FROM audit_log WHERE regime_id = $1 AND "
-                                         "event = 'plan_review.agree'", reg.id)
-            signoffs = await conn.fetchval("SELECT count(*) FROM tasks WHERE regime_id = $1 AND kind LIKE "
-                                           "'plan_signoff%'", reg.id)
+            agreed = await conn.fetchval("SELECT count(*) FROM audit_log WHERE regime_id = $1 AND event = $2",
+                                         reg.id, f"{Kind.plan_review}.agree")
+            signoffs = await conn.fetchval("SELECT count(*) FROM tasks WHERE regime_id = $1 AND kind = ANY($2)",
+                                           reg.id, [Kind.plan_signoff_regulator, Kind.plan_signoff_commissioner])
         await conn.close()
     refused = sum(n for s, n in statuses.items() if s >= 400)
     print(f"\nflood: {flood} refused decisions in {flood_s:.1f}s ({flood / flood_s:.0f}/s, {CONCURRENCY} at a time): "

@@ -53,6 +53,7 @@ from bench.driver import (
     drive_raw,
 )
 from domain.dates import add_months
+from domain.steps import Kind
 
 NAME = "lifecycle_cost"
 LIMIT = 51_200
@@ -84,12 +85,12 @@ async def drive_project(stack: Stackish, months: int, n_buddies: int) -> tuple[B
                           plan=MATERNITY_PLAN)
     await until_month(stack, reg, buddies, 11)
     await announce_and_inspect(stack, reg, buddies, f"INS-{tag}-2", STILL_INADEQUATE)
-    await reg.act(await open_step(reg, "cqc_recommendation"), "recommend_remain", comment="not improved enough")
-    await reg.act(await open_step(reg, "regulator_decision"), "extend", {"months": 6}, comment="six more months")
+    await reg.act(await open_step(reg, Kind.cqc_recommendation), "recommend_remain", comment="not improved enough")
+    await reg.act(await open_step(reg, Kind.regulator_decision), "extend", {"months": 6}, comment="six more months")
     await until_month(stack, reg, buddies, 17)
     await announce_and_inspect(stack, reg, buddies, f"INS-{tag}-3", IMPROVED)
-    await reg.act(await open_step(reg, "cqc_recommendation"), "recommend_exit", comment="sustained improvement")
-    await reg.act(await open_step(reg, "regulator_decision"), "exit", comment="exit on CQC's recommendation")
+    await reg.act(await open_step(reg, Kind.cqc_recommendation), "recommend_exit", comment="sustained improvement")
+    await reg.act(await open_step(reg, Kind.regulator_decision), "exit", comment="exit on CQC's recommendation")
     await until_month(stack, reg, buddies, months)
     st = await reg.state()
     assert st["finished"], f"the regime did not close by month {months}: {st['phase']}"

@@ -41,16 +41,17 @@ from bench.common import (
     write_results,
 )
 from bench.raw import RawUpdateWorkflow
+from domain.steps import CATALOGUE, Kind
 from tests.helpers import PLAN, placement
 
 NAME = "reads"
 INDEX_RE = re.compile(r"(?:Index(?: Only)? Scan(?: Backward)? using|Bitmap Index Scan on) (\S+)")
 PHASES = ["in_special_measures"] * 14 + ["extended"] * 3 + ["long_term_solution"] + ["exited"] * 2
-OPEN_KINDS = [("monthly_return", "trust"), ("monthly_return_cosign", "improvement_director"),
-              ("plan_signoff_regulator", "regulator"), ("plan_signoff_commissioner", "commissioner"),
-              ("reinspection", "cqc")]
-DONE_KINDS = ["monthly_return", "monthly_return_cosign", "improvement_plan", "plan_review", "board_to_board",
-              "letter_to_chair"]
+OPEN_KINDS = [(k, CATALOGUE[k].role) for k in (Kind.monthly_return, Kind.monthly_return_cosign,
+                                               Kind.plan_signoff_regulator, Kind.plan_signoff_commissioner,
+                                               Kind.reinspection)]
+DONE_KINDS = [Kind.monthly_return, Kind.monthly_return_cosign, Kind.improvement_plan, Kind.plan_review,
+              Kind.board_to_board, Kind.letter_to_chair]
 
 # The SQL the routes send (api/routes/tasks.py, api/routes/regimes.py, api/web/data.py, api/web/routes.py),
 # with the parameters each user's request produces.
@@ -74,7 +75,7 @@ QUERIES = {
                          lambda ctx: [50, 0]),
     "regime_row": ("SELECT * FROM regimes WHERE regime_id = $1", lambda ctx: [ctx["real_id"]]),
     "decision_task_lookup": ("SELECT role, subject, workflow_id FROM tasks WHERE regime_id=$1 AND step_id=$2",
-                             lambda ctx: [ctx["real_id"], "plan_review"]),
+                             lambda ctx: [ctx["real_id"], Kind.plan_review]),
     "regime_page_audit": ("SELECT * FROM audit_log WHERE regime_id = $1 ORDER BY id", lambda ctx: [ctx["real_id"]]),
 }
 
@@ -200,14 +201,14 @@ async def run(args) -> None:
                 r = await http.post("/regimes", json=placement(real_ods, today()), headers=headers["regulator"])
                 assert r.status_code == 201, r.text
                 real_id = r.json()["regime_id"]
-                r = await http.post(f"/regimes/{real_id}/steps/improvement_plan/decisions",
+                r = await http.post(f"/regimes/{real_id}/steps/{Kind.improvement_plan}/decisions",
                                     json={"action": "submit", "payload": PLAN}, headers=headers["trust"])
                 assert r.status_code == 200, r.text
                 ctx = {"real_id": real_id, "id_trusts": id_trusts, "headers": headers}
                 # One connection loads (COPY, jsonb as text); the other reads as the API's pool does.
                 loader = await asyncpg.connect(url, server_settings={"search_path": p.schema})
                 conn = await asyncpg.connect(url, server_settings={"search_path": p.schema})
-                from infra.db import _json_dumps, _json_loads
+                from activities.db import _json_dumps, _json_loads
 
                 await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
                 figures: dict = {}

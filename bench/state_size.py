@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from bench.common import parser, write_results
 from domain.dates import london_date
+from domain.steps import Kind
 from tools.stack import embedded_services
 
 NAME = "state_size"
@@ -64,13 +65,13 @@ async def run(args) -> None:
             for month in range(months):
                 try:
                     st = await reg.state()
-                    [step] = [s for s in st["open_steps"] if s["kind"] == "improvement_plan"]
+                    [step] = [s for s in st["open_steps"] if s["kind"] == Kind.improvement_plan]
                     r = await stack.http.post(f"/regimes/{reg.id}/steps/{step['id']}/decisions", content=body,
                                               headers={**reg.users["trust"], "Content-Type": "application/json"})
                     assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
-                    [review] = [s for s in (await reg.state())["open_steps"] if s["kind"] == "plan_review"]
+                    [review] = [s for s in (await reg.state())["open_steps"] if s["kind"] == Kind.plan_review]
                     await reg.act(review["id"], "return", comment=f"month {month}: not measurable")
-                    await reg.advance(30, step=15, skip=("improvement_plan", "plan_review"))
+                    await reg.advance(30, step=15, skip=(Kind.improvement_plan, Kind.plan_review))
                 except (AssertionError, Exception) as e:  # noqa: BLE001 - the regime broke: that is the figure
                     broke = f"month {month} (day {reg.day}): {type(e).__name__}: {str(e)[:300]}"
                     break
