@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
-    from workflows.common import BuddyStart, EffectBatch, Notify, TaskClose
+    from workflows.common import BuddyStart, EffectBatch, Notify
     from workflows.engine import StepEngine, reject, same_person
 
 SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
@@ -250,12 +250,7 @@ class BuddyPartnershipWorkflow(StepEngine):
     def _new_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
                   extra: dict[str, Any] | None = None) -> Step:
         spec = BUDDY_STEPS[kind]
-        sid = f"{self.s.p.key}.{name}"
-        if self._step_id_taken(sid):
-            n = 2
-            while self._step_id_taken(f"{sid}-{n}"):
-                n += 1
-            sid = f"{sid}-{n}"
+        sid = self.free_step_id(f"{self.s.p.key}.{name}")
         title = f"{spec.title}: {self.s.p.buddy.name}" + ("" if self.s.p.scope == "trust-wide" else
                                                          f" ({self.s.p.scope})")
         if quarter is not None:
@@ -270,20 +265,9 @@ class BuddyPartnershipWorkflow(StepEngine):
     def open_step(self, kind: str, due: date, name: str, *, quarter: int | None = None,
               extra: dict[str, Any] | None = None) -> Step:
         st = self._new_step(kind, due, name, quarter=quarter, extra=extra)
-        self.show_task(st)
-        self.audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
+        self.announce_opened(st)
         self._wake = True
         return st
-
-    def close_step(self, st: Step, outcome: str, actor: Actor) -> None:
-        st.status = "cancelled" if outcome == "cancelled" else "done"
-        st.outcome = outcome
-        st.completed_at = workflow.now()
-        st.completed_by = actor.user_id
-        if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
-            st.late = True
-        self.emit(TaskClose(step_id=st.id, state=st.status, outcome=outcome, closed_by=actor.user_id,
-                            at=workflow.now().isoformat()))
 
     def cancel(self, pred, reason: str) -> None:
         for st in self.s.steps.values():
@@ -416,9 +400,6 @@ class BuddyPartnershipWorkflow(StepEngine):
     @workflow.update
     def decide_step(self, d: Decision) -> BuddyStepView:
         return self._view(self.take_decision(d))
-
-    def close_decided(self, st: Step, d: Decision) -> None:
-        self.close_step(st, d.action, d.actor)
 
     @decide_step.validator
     def _validate_decision(self, d: Decision) -> None:

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Effect,
         EffectBatch,
         Notify,
+        TaskClose,
         TaskOpen,
         TaskView,
     )
@@ -432,7 +433,36 @@ class StepEngine:
         return st
 
     def close_decided(self, st: Step, d: Decision) -> None:
-        raise NotImplementedError
+        self.close_step(st, d.action, d.actor, d.comment)
+
+    # ---------------------------------------------------------------- steps
+    def free_step_id(self, sid: str) -> str:
+        """`sid`, or the first of `sid-2`, `sid-3`, ... not taken: a step id is never reused."""
+        if not self._step_id_taken(sid):
+            return sid
+        n = 2
+        while self._step_id_taken(f"{sid}-{n}"):
+            n += 1
+        return f"{sid}-{n}"
+
+    def announce_opened(self, st: Step) -> None:
+        """A step just opened: its task in the inbox, and the audit entry with its due date (in the detail,
+        which the history page reads; the reason keeps the same words for people reading the log)."""
+        self.show_task(st)
+        self.audit("step_opened", SYSTEM, step=st, reason=f"due {st.due.isoformat()}",
+                   detail={"due": st.due.isoformat()})
+
+    def close_step(self, st: Step, outcome: str, actor: Actor, comment: str | None = None) -> None:
+        """Close a step: done (late if after the end of its due day) or cancelled; its task closes too. The
+        comment is the decision's reason, which its audit entry carries."""
+        st.status = "cancelled" if outcome == "cancelled" else "done"
+        st.outcome = outcome
+        st.completed_at = workflow.now()
+        st.completed_by = actor.user_id
+        if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
+            st.late = True
+        self.emit(TaskClose(step_id=st.id, state=st.status, outcome=outcome, closed_by=actor.user_id,
+                            at=workflow.now().isoformat()))
 
     # ---------------------------------------------------------------- deadlines
     def _check_amend(self, c: DeadlineChange) -> None:

@@ -70,7 +70,6 @@ with workflow.unsafe.imports_passed_through():
         EndBuddy,
         RegimeProjection,
         StartBuddy,
-        TaskClose,
         TaskView,
         buddy_workflow_id,
     )
@@ -227,12 +226,7 @@ class RegimeWorkflow(StepEngine):
     def open_step(self, kind: str, due: date, *, step_id: str | None = None,
               subject: dict[str, Any] | None = None) -> Step:
         spec = CATALOGUE[kind]
-        sid = step_id or kind
-        if self._step_id_taken(sid):
-            n = 2
-            while self._step_id_taken(f"{sid}-{n}"):
-                n += 1
-            sid = f"{sid}-{n}"
+        sid = self.free_step_id(step_id or kind)
         st = Step(id=sid, kind=kind, title=spec.title, role=spec.role, group=spec.group, due=due,
                   opened_at=workflow.now(), subject=subject or {})
         self.s.steps[sid] = st
@@ -248,19 +242,8 @@ class RegimeWorkflow(StepEngine):
             self.audit("step_imported", SYSTEM, step=st, reason=pre.note or "completed before go-live",
                         detail={"completed_on": pre.completed_on.isoformat(), "by": pre.by})
             return st
-        self.show_task(st)
-        self.audit("step_opened", SYSTEM, step=st, reason=f"due {due.isoformat()}")
+        self.announce_opened(st)
         return st
-
-    def close_step(self, st: Step, outcome: str, actor: Actor, comment: str | None) -> None:
-        st.status = "done" if outcome != "cancelled" else "cancelled"
-        st.outcome = outcome
-        st.completed_at = workflow.now()
-        st.completed_by = actor.user_id
-        if outcome != "cancelled" and workflow.now() > dates.end_of_day(st.due):
-            st.late = True
-        self.emit(TaskClose(step_id=st.id, state=st.status, outcome=outcome, closed_by=actor.user_id,
-                            at=workflow.now().isoformat()))
 
     def task(self, st: Step) -> TaskView:
         return super().task(st).model_copy(update={"assignee": self.s.assignees.get(st.role)})
@@ -385,9 +368,6 @@ class RegimeWorkflow(StepEngine):
     @workflow.update
     def decide_step(self, d: Decision) -> StepView:
         return StepView(step=self.take_decision(d), phase=self.s.phase)
-
-    def close_decided(self, st: Step, d: Decision) -> None:
-        self.close_step(st, d.action, d.actor, d.comment)
 
     @decide_step.validator
     def _validate_decision_update(self, d: Decision) -> None:

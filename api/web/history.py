@@ -49,6 +49,11 @@ def from_audit(rows: list[Any]) -> list[Line]:
     return lines
 
 
+def _due_in_words(reason: str | None) -> str | None:
+    """Entries written before the due date went into their detail said it only in words ("due 2027-01-28")."""
+    return reason.removeprefix("due ") if reason and reason.startswith("due ") else None
+
+
 def describe_audit(event: str, step_id: str | None, step_kind: str | None, detail: dict[str, Any],
                    reason: str | None) -> tuple[str, str]:
     title = labels.step_title(step_kind, step_id) if step_kind else ""
@@ -56,7 +61,7 @@ def describe_audit(event: str, step_id: str | None, step_kind: str | None, detai
         prev = detail.get("previous_regime_id")
         return "phase", "Placed in special measures (segment 4)" + (f"; follows regime {prev}" if prev else "")
     if event == "step_opened":
-        due = reason.removeprefix("due ") if reason and reason.startswith("due ") else None
+        due = detail.get("due") or _due_in_words(reason)
         return "step", f"{title}: opened" + (f", due {labels.fmt_date(due)}" if due else "")
     if event == "step_imported":
         return "step", f"{title}: recorded as done on {labels.fmt_date(detail.get('completed_on'))}, before the " \
