@@ -208,7 +208,7 @@ async def run(args) -> None:
                 # One connection loads (COPY, jsonb as text); the other reads as the API's pool does.
                 loader = await asyncpg.connect(url, server_settings={"search_path": p.schema})
                 conn = await asyncpg.connect(url, server_settings={"search_path": p.schema})
-                from activities.db import _json_dumps, _json_loads
+                from infra.db import _json_dumps, _json_loads
 
                 await conn.set_type_codec("jsonb", encoder=_json_dumps, decoder=_json_loads, schema="pg_catalog")
                 figures: dict = {}

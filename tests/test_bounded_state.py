@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from annotated_types import MaxLen
 from pydantic import StringConstraints
 
-from api.routes.regimes import live_state
+from api.routes.regimes.service import live_state
 from domain.dates import london_date
 from domain.documents import canonical
 from domain.steps import ImprovementPlanPayload, PlanAction

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from api.contract import AuditPage, ChainVerdict, NotificationPage, TrustAuditPage, as_is
 from api.deps import CurrentUser, DbPool
 from api.errors import Problem
-from api.routes.regimes import regime_row, require_read
+from api.routes.regimes.permissions import regime_row, require_read
 from domain.models import ODS_PATTERN
 from infra.checkpoints import ChainVerifier
 

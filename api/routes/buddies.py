@@ -21,15 +21,9 @@ from api.contract import LedgerWithPayments, PartnershipPage, PartnershipView, a
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.idempotency import idempotent
-from api.routes.regimes import (
-    RegimeIdPath,
-    actor,
-    live_state,
-    regime_row,
-    require_act,
-    run_update,
-    unknown_regime,
-)
+from api.routes.regimes.bodies import RegimeIdPath
+from api.routes.regimes.permissions import actor, regime_row, require_act, unknown_regime
+from api.routes.regimes.service import live_state, run_update
 from domain.ledger import BuddyState, PartnershipEnd, PlanChange, PlanChangeRecord, SupportPlan
 from domain.models import BuddySummary
 from domain.text import text

@@ -10,7 +10,8 @@ from fastapi.responses import Response
 from api import documents
 from api.deps import CurrentUser, DbPool
 from api.errors import Problem
-from api.routes.regimes import RegimeIdPath, regime_row, require_read
+from api.routes.regimes.bodies import RegimeIdPath
+from api.routes.regimes.permissions import regime_row, require_read
 
 router = APIRouter(tags=["documents"])
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the document's canonical JSON")]

@@ -233,7 +233,7 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
                                             "detail": "Try again in a few seconds."}, status=503)
     try:
         clock = await data.clock(client, row["workflow_id"])
-        from api.routes.regimes import live_state
+        from api.routes.regimes.service import live_state
 
         # A closed regime is read from its workflow's result (no replay of its whole history).
         state: RegimeState = await live_state(client, row["workflow_id"], closed=row["closed"],

@@ -1,0 +1,113 @@
+"""What a request to the regimes routes carries: its body models and its bounded path parameters."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.ledger import AgreementInPrinciple
+from domain.models import CompletedStep, Trust
+from domain.ratings import InspectionOutcome, KeyQuestionRatings
+from domain.steps import Kind
+from domain.text import text
+
+# Path parameters are bounded like every other text the API accepts.
+RegimeIdPath = Annotated[text(200, min_length=1), Path()]
+StepIdPath = Annotated[text(200, min_length=1), Path()]
+ReferencePath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+
+
+class PlacementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "trust": {"ods_code": "RXX", "name": "Example Hospitals NHS Trust", "multi_site": False},
+        "entry_date": "2026-10-05", "basis": Kind.cqc_recommendation,
+        "ratings": {"safe": "inadequate", "effective": "requires_improvement", "caring": "good",
+                    "responsive": "requires_improvement", "well_led": "inadequate", "overall": "inadequate"}}]})
+    trust: Trust
+    entry_date: date
+    basis: Literal[Kind.cqc_recommendation, Kind.regulator_decision] = Kind.cqc_recommendation
+    ratings: KeyQuestionRatings | None = Field(None, description="the CQC ratings that triggered entry")
+    inspection: InspectionOutcome | None = Field(None, description="the full triggering inspection outcome")
+    regulator_reason: text(4000) | None = Field(None, description="required when the regulator places without "
+                                                                 "the entry rule")
+    completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
+    continue_as_new_after_events: int | None = Field(
+        None, ge=200, le=40_000, description="operational tuning (admin only): history length at which the "
+                                             "regime continues as new")
+
+    @model_validator(mode="after")
+    def _ratings(self) -> PlacementRequest:
+        if self.ratings is None and self.inspection is not None:
+            self.ratings = self.inspection.ratings
+        return self
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"action": "submit", "payload": {"actions": [
+            {"category": "must_do", "description": "Staff the emergency department to safe levels",
+             "owner": "Chief Nurse", "metric": "RN fill rate >= 95%", "target_date": "2027-03-31"}]}},
+        {"action": "agree", "payload": {}},
+        {"action": "return", "comment": "The plan does not answer CQC's finding on sepsis screening",
+         "payload": {}},
+    ]})
+    action: text(64, min_length=1) = Field(examples=["submit", "agree", "return", "sign_off"])
+    comment: text(4000) | None = None
+    # Checked in `check_payload` against the model of the step kind's action, then for its shape and text
+    # wherever the model does not reach, so every error names its exact field.
+    payload: dict[str, Any] = Field(default_factory=dict, description="what the action carries: one of the "
+                                    "payload schemas, the one of the step kind's action (`x-step-payloads` "
+                                    "on this operation, or GET /step-kinds)")
+    role: text(40) | None = Field(None, description="the role to act in, when the user holds several")
+
+
+class DeadlineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"new_due": "2027-02-15", "reason": "The trust's board meets on 10 February; agreed with the ID"},
+        {"pause": True, "reason": "Paused while the merger is consulted on"}]})
+    new_due: date | None = None
+    pause: bool | None = None
+    reason: text(2000, min_length=1)
+
+
+class AnnouncementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inspection_date: date
+
+
+class WithdrawalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: text(4000, min_length=1)
+
+
+class ClosureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
+    reason: text(4000, min_length=1)
+
+
+class EnforcementRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["conditions", "special_administration", "cancellation_of_registration", "warning_notice"]
+    detail: text(4000, min_length=1)
+
+
+class BuddyAddRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "buddy": {"ods_code": "RYY", "name": "Partner Teaching Hospitals NHS FT"}, "scope": "trust-wide",
+        "agreement_in_principle": {"agreed_level_pence": 25_000_000,
+                                   "terms_of_reference": "Mentoring of the board and the nursing directorate"}}]})
+    buddy: Trust
+    scope: str = Field("trust-wide", min_length=1, max_length=100, pattern=r"^[a-z0-9-]+$")
+    # Checked here against the model the partnership will validate it with (BuddyRequest keeps a dict).
+    agreement_in_principle: AgreementInPrinciple | None = None
+
+
+class DelegationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to_user_id: text(200, min_length=1) = Field(description="the user who covers (an improvement director of the trust)")
+    until: date = Field(description="the last day of the cover (London date)")
+    reason: text(2000, min_length=1)
