@@ -139,7 +139,12 @@ class Child:
 
 
 @dataclass
-class Stack:
+class DevStack:
+    """`make run`: the whole service on this machine (embedded Temporal and PostgreSQL unless configured
+    otherwise, migrations, worker and API) as child processes under one supervisor. Not tools.stack.ServiceStack
+    (the worker and API that tests and benchmarks run, with handles on them) nor its test subclass
+    tests.harness.TestStack."""
+
     settings: Settings
     data_dir: Path
     children: list[Child] = field(default_factory=list)
@@ -325,7 +330,7 @@ def main() -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # pgserver's runtime dir falls back to /tmp
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(settings, data_dir)
+    stack = DevStack(settings, data_dir)
 
     def on_signal(signum, _frame):
         if stack.stopping:
