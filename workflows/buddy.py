@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -63,11 +63,9 @@ with workflow.unsafe.imports_passed_through():
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
-    from workflows.common import BuddyStart, EffectBatch, Notify
+    from workflows.common import SA_ODS, SA_REGIME, BuddyStart, EffectBatch, Notify
     from workflows.engine import StepEngine, reject, same_person
 
-SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
-SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
 PRE_CYCLE = ("agreement_in_principle", "formal_agreement", "support_plan")
 
 # Recording a payment retries quickly within PAYMENT_GIVE_UP (a database restart or failover), then gives

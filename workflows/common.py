@@ -6,8 +6,16 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from temporalio.common import SearchAttributeKey
 
 from domain.models import Actor, Rung, Trust
+
+# The search attributes the workflows keep up to date (registered by infra/clients.py SEARCH_ATTRIBUTES).
+SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
+SA_PHASE = SearchAttributeKey.for_keyword("RegimePhase")
+SA_NEXT = SearchAttributeKey.for_datetime("NextDeadline")
+SA_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
+SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
 
 APPLY_EFFECTS = "apply_effects"
 ARCHIVE_STATE = "archive_state"

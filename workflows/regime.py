@@ -23,7 +23,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
@@ -63,6 +62,10 @@ with workflow.unsafe.imports_passed_through():
         Kind,
     )
     from workflows.common import (
+        SA_LEVEL,
+        SA_NEXT,
+        SA_ODS,
+        SA_PHASE,
         BuddyRequest,
         BuddyStart,
         Effect,
@@ -75,10 +78,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
 
-SA_ODS = SearchAttributeKey.for_keyword("TrustOdsCode")
-SA_PHASE = SearchAttributeKey.for_keyword("RegimePhase")
-SA_NEXT = SearchAttributeKey.for_datetime("NextDeadline")
-SA_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 
 ACTIVE_PHASES = ("in_special_measures", "extended", "long_term_solution")
 PARTY_ROLES = ("trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc")
