@@ -143,7 +143,7 @@ class RegimeWorkflow(StepEngine):
     # ---------------------------------------------------------------- entry
     def _enter(self, p: Placement) -> None:
         self.s.segment = SEGMENT_IN_SPECIAL_MEASURES
-        if p.basis == "cqc_recommendation" and p.entry_ratings is not None:
+        if p.basis == Kind.cqc_recommendation and p.entry_ratings is not None:
             verdict = entry_rule(p.entry_ratings)
             basis = "CQC recommendation; entry rule met: " + "; ".join(verdict.reasons)
         else:
@@ -624,7 +624,7 @@ class RegimeWorkflow(StepEngine):
         done = [s for s in self.s.steps.values() if s.kind == Kind.reinspection and s.data.get("reference") == w.reference]
         due = done[-1].due if done else self.today() + timedelta(days=90)
         self.open_step(Kind.reinspection, max(due, self.today() + timedelta(days=1)),
-                       step_id=f"reinspection-{self.n_reinspections() + 1}")
+                       step_id=f"{Kind.reinspection}-{self.n_reinspections() + 1}")
 
     # ---------------------------------------------------------------- closure and enforcement
     @workflow.update
