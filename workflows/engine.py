@@ -54,7 +54,7 @@ ARCHIVE_CHUNK_BYTES = 512 * 1024  # one activity input, well under Temporal's 2 
 
 
 def reject(kind: str, message: str) -> ApplicationError:
-    """Refuse a message; the type maps to an HTTP status in the API (api/routes/regimes.py)."""
+    """Refuse a message; the API answers with the HTTP status its REJECTION_STATUS gives the type."""
     return ApplicationError(message, type=kind, non_retryable=True)
 
 
