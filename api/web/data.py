@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 
 from api.auth import User
 from api.web import labels
+from domain import ladder as escalation
 from settings import Settings
 
 SORTS = ("trust", "phase", "months", "next_due", "overdue", "escalation", "buddies")
@@ -71,10 +72,7 @@ def late_rungs(settings: Settings) -> list[str]:
 
 
 def first_late_level(settings: Settings) -> int:
-    for i, r in enumerate(settings.ladder, start=1):
-        if int(r["offset_days"]) >= 0:
-            return i
-    return 1
+    return escalation.first_late_level(settings.ladder)
 
 
 def escalation_label(settings: Settings, level: int) -> str:
@@ -238,7 +236,7 @@ def row_view(r: Any, c: Clock, settings: Settings) -> dict[str, Any]:
         "days_phrase": labels.days_phrase(days_left) if days_left is not None else "",
         "overdue": r["overdue"], "escalation_level": r["escalation_level"],
         "escalation_label": escalation_label(settings, r["escalation_level"]),
-        "escalated": r["escalation_level"] >= first_late_level(settings),
+        "escalated": escalation.is_escalated(r["escalation_level"], settings.ladder),
         "buddy_count": r["buddy_count"], "extensions": r["extensions"], "exit_date": r["exit_date"],
         "sos_letter": r["sos_letter"], "closed": r["closed"], "previous_regime_id": r["previous_regime_id"],
         "today": today, "skipped": c.skipped,

@@ -61,13 +61,16 @@ async def place(req: PlacementRequest, request: Request, user: CurrentUser, pool
 
 # ------------------------------------------------------------------ reads
 @router.get("", operation_id="listRegimes", response_model=RegimePage, summary="List regimes (filter by phase, trust, overdue, escalated)")
-async def list_regimes(user: CurrentUser, pool: DbPool,
+async def list_regimes(user: CurrentUser, pool: DbPool, settings: SettingsDep,
                        phase: str | None = None, ods_code: str | None = Query(None, max_length=10),
                        q: str | None = Query(None, max_length=100), overdue_only: bool = False,
-                       escalated_only: bool = False, limit: int = Query(100, ge=1, le=1000),
+                       escalated_only: bool = Query(False, description="only regimes with an open step past its "
+                                                    "due date on the escalation ladder (at or beyond its first "
+                                                    "rung after the due date; reminders do not count)"),
+                       limit: int = Query(100, ge=1, le=1000),
                        offset: int = Query(0, ge=0, le=1_000_000)):
-    return JSONResponse(await service.list_page(user, pool, phase, ods_code, q, overdue_only, escalated_only,
-                                                limit, offset))
+    return JSONResponse(await service.list_page(user, pool, settings, phase, ods_code, q, overdue_only,
+                                                escalated_only, limit, offset))
 
 
 @router.get("/{regime_id}", operation_id="getRegime", response_model=RegimeView, summary="A regime's live state: phase, steps, escalations, inspections, buddies")

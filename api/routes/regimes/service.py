@@ -44,6 +44,7 @@ from api.routes.regimes.bodies import (
 )
 from api.routes.regimes.permissions import actor, placing_role, require_may_place, require_may_tune
 from domain import dates
+from domain import ladder as escalation
 from domain.documents import DOCUMENT_ACTIONS
 from domain.ledger import BUDDY_STEPS
 from domain.models import (
@@ -306,8 +307,9 @@ def _now():
 
 
 # ------------------------------------------------------------------ reads
-async def list_page(user: User, pool: asyncpg.Pool, phase: str | None, ods_code: str | None, q: str | None,
-                    overdue_only: bool, escalated_only: bool, limit: int, offset: int) -> dict[str, Any]:
+async def list_page(user: User, pool: asyncpg.Pool, settings: Settings, phase: str | None, ods_code: str | None,
+                    q: str | None, overdue_only: bool, escalated_only: bool, limit: int,
+                    offset: int) -> dict[str, Any]:
     clauses, args = ["TRUE"], []
     readable = user.readable_trusts()  # the rule every read of a regime checks (User.may_read_trust)
     if readable is not None:
@@ -322,8 +324,9 @@ async def list_page(user: User, pool: asyncpg.Pool, phase: str | None, ods_code:
         clauses.append(f"(trust_name ILIKE ${len(args)} OR ods_code ILIKE ${len(args)})")
     if overdue_only:
         clauses.append("overdue > 0")
-    if escalated_only:
-        clauses.append("escalation_level > 0")
+    if escalated_only:  # past a due date on the ladder, as the pages count it (domain/ladder.py)
+        args.append(escalation.first_late_level(settings.ladder))
+        clauses.append(f"escalation_level >= ${len(args)}")
     args += [limit, offset]
     rows = await pool.fetch(
         f"SELECT * FROM regimes WHERE {' AND '.join(clauses)} ORDER BY next_due NULLS LAST, regime_id "
