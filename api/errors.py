@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import metrics
+from domain.vocab import RejectionKind, kebab_case
 
 log = logging.getLogger(__name__)
 TYPE_BASE = "https://special-measures.example/problems/"
@@ -25,6 +26,17 @@ TITLES = {
 }
 
 
+# The HTTP status of each kind of refusal a workflow answers a message with (RejectionKind; the problem type
+# is the kind in kebab case, RejectionKind.problem_type). PaymentConflict never reaches a caller.
+REJECTION_STATUS: dict[RejectionKind, int] = {
+    RejectionKind.wrong_role: 403, RejectionKind.separation_of_duties: 403, RejectionKind.not_assignee: 403,
+    RejectionKind.step_not_open: 409, RejectionKind.conflict: 409, RejectionKind.duplicate: 409,
+    RejectionKind.unknown_step: 404,
+    RejectionKind.unknown_action: 422, RejectionKind.reason_required: 422, RejectionKind.invalid_payload: 422,
+    RejectionKind.rule_broken: 422,
+}
+
+
 class Problem(Exception):
     def __init__(self, status: int, kind: str, detail: str, *, title: str | None = None,
                  headers: dict[str, str] | None = None, **extra: Any) -> None:
@@ -33,6 +45,12 @@ class Problem(Exception):
         self.title = title or TITLES.get(status, "Error")
         self.headers = headers or {}
         self.extra = extra
+
+
+def rejection_problem(kind: str | None, message: str, **extra: Any) -> Problem:
+    """The answer to a workflow's refusal (an ApplicationError of type `kind`): the status REJECTION_STATUS
+    gives it (422 for a kind it does not know), the kind in kebab case as the problem type."""
+    return Problem(REJECTION_STATUS.get(kind or "", 422), kebab_case(kind or "rejected"), message, **extra)
 
 
 def problem_response(status: int, kind: str, title: str, detail: str, instance: str | None = None,

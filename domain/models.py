@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import Verdict
 from domain.text import JsonObject, text
+from domain.vocab import PARTY_ROLES, Phase, Role
 
-Role = Literal[
-    "trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc", "operations", "admin", "system"
-]
-ROLES: tuple[str, ...] = (
-    "trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc", "operations", "admin",
-)
+# The roles a token may carry (every Role but the service's own `system`).
+ROLES: tuple[Role, ...] = PARTY_ROLES
 ODS_PATTERN = r"^[A-Z0-9]{3,6}$"
+# RegimeState.phase: read as a Phase, written as its string. The workflow assigns the field directly (the
+# state has no validate_assignment), with a member or, from code not yet on Phase, the string: either is
+# written the same, without pydantic's "expected enum" warning.
+StatePhase = Annotated[Phase, PlainSerializer(str, return_type=str)]
 
 
 class Actor(BaseModel):
@@ -31,15 +32,19 @@ class Actor(BaseModel):
                                                          "duties compares people, not accounts")
 
 
-SYSTEM = Actor(user_id="system", role="system")
+SYSTEM = Actor(user_id="system", role=Role.system)
 
 # domain.steps imports SYSTEM: import its Kind only now that SYSTEM is defined (either module can come first).
 from domain.steps import Kind  # noqa: E402
 
 
 class Rung(BaseModel):
-    name: str
-    offset_days: int
+    """One rung of the escalation ladder (ESCALATION_LADDER): `offset_days` from a step's due date, and who is
+    told (`responsible`, a role, or a regulator level such as `regulator_dd`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(strict=True, min_length=1)
+    offset_days: int = Field(strict=True)
     notify: list[str] = Field(default_factory=list)
 
 
@@ -133,7 +138,7 @@ class Action(BaseModel):
 
     action: str
     by: str
-    role: str
+    role: Role
     at: datetime
     comment: str | None = None
     person: str | None = None  # Actor.person_id, when known
@@ -152,7 +157,7 @@ class Step(BaseModel):
     id: str
     kind: str
     title: str
-    role: str
+    role: Role
     group: str
     due: date
     opened_at: datetime
@@ -208,7 +213,7 @@ class BuddySummary(BaseModel):
 
 class RegimeState(BaseModel):
     placement: Placement
-    phase: str = "in_special_measures"
+    phase: StatePhase = Phase.in_special_measures
     segment: int = 4
     steps: dict[str, Step] = Field(default_factory=dict)
     escalations: list[Escalation] = Field(default_factory=list)
@@ -243,4 +248,4 @@ class RegimeStart(BaseModel):
 
 class StepView(BaseModel):
     step: Step
-    phase: str
+    phase: Phase

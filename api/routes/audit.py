@@ -15,6 +15,7 @@ from api.deps import CurrentUser, DbPool
 from api.errors import Problem
 from api.routes.regimes.permissions import regime_row, require_read
 from domain.models import ODS_PATTERN
+from domain.vocab import Role
 from infra.checkpoints import ChainVerifier
 
 router = APIRouter(tags=["audit"])
@@ -64,7 +65,7 @@ async def verify(request: Request, regime_id: str, user: CurrentUser, pool: DbPo
     """
     row = await regime_row(pool, regime_id)
     require_read(user, row)
-    if full and not user.has("operations", "regulator", "admin"):
+    if full and not user.has(Role.operations, Role.regulator, Role.admin):
         raise Problem(403, "forbidden-role", "a full recomputation is for operations, the regulator and admin")
     async with pool.acquire() as conn:
         return as_is(await _verifier(request).verify(conn, regime_id, use_cache=not full))
@@ -128,7 +129,7 @@ def _dumps(v: Any) -> str:
             summary="The notification outbox (escalation notices), newest first")
 async def notifications(user: CurrentUser, pool: DbPool, regime_id: str | None = Query(None, max_length=200),
                         unsent_only: bool = False, limit: int = Query(100, ge=1, le=1000)):
-    if not user.has("operations", "regulator", "admin"):
+    if not user.has(Role.operations, Role.regulator, Role.admin):
         raise Problem(403, "forbidden-role", "the outbox is for operations and the regulator")
     args: list[Any] = []
     clauses = ["TRUE"]
