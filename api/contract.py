@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.ledger import BuddyState, LedgerTotals, LedgerView
 from domain.models import BuddySummary, RegimeState, Step
+from workflows.common import RegimeProjection
 
 
 def as_is(body: Any) -> JSONResponse:
@@ -49,25 +50,10 @@ class Placed(Out):
     previous_regime_id: str | None = None
 
 
-class RegimeSummary(Out):
-    """A regime's row in the operational view (PostgreSQL), kept up to date by its workflow's effects."""
-    regime_id: str
+class RegimeSummary(RegimeProjection, Out):
+    """A regime's row in the operational view (PostgreSQL), kept up to date by its workflow's effects: the
+    projection each batch of effects carries (workflows/common.py), with the row's bookkeeping."""
     workflow_id: str
-    ods_code: str
-    trust_name: str
-    multi_site: bool
-    entry_date: date
-    phase: str
-    segment: int
-    next_due: date | None = None
-    overdue: int = Field(description="open steps past their due date")
-    escalation_level: int = Field(description="the highest escalation level reached by an open step (0: none)")
-    buddy_count: int
-    extensions: int
-    exit_date: date | None = None
-    sos_letter: bool
-    closed: bool
-    previous_regime_id: str | None = None
     last_seq: int
     created_at: datetime
     updated_at: datetime

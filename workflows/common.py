@@ -132,13 +132,13 @@ class RegimeProjection(BaseModel):
     entry_date: date
     phase: str
     segment: int
-    next_due: date | None
-    overdue: int
-    escalation_level: int
+    next_due: date | None = None
+    overdue: int = Field(description="open steps past their due date")
+    escalation_level: int = Field(description="the highest escalation level reached by an open step (0: none)")
     buddy_count: int
     extensions: int
-    exit_date: date | None
-    previous_regime_id: str | None
+    exit_date: date | None = None
+    previous_regime_id: str | None = None
     sos_letter: bool
     closed: bool
 
