@@ -8,6 +8,7 @@ import json
 
 import typer
 
+from domain.models import ROLES
 from settings import get_settings
 
 app = typer.Typer(help="Special measures regime orchestrator: operator and developer commands.",
@@ -16,14 +17,19 @@ app = typer.Typer(help="Special measures regime orchestrator: operator and devel
 
 @app.command()
 def token(sub: str = typer.Argument(..., help="user id (not a name or e-mail)"),
-          role: list[str] = typer.Option(..., "--role", "-r", help="role; repeat for several"),
+          role: list[str] = typer.Option(..., "--role", "-r",
+                                         help=f"role ({', '.join(ROLES)}); repeat for several"),
           trust: list[str] = typer.Option([], "--trust", "-t", help="ODS code of an assigned trust; repeatable"),
           org: str | None = typer.Option(None, help="the user's own organisation ODS code (buddy users)"),
           hours: int = typer.Option(8, help="lifetime in hours")) -> None:
     """Mint a local development token (signed with AUTH_JWT_SECRET)."""
     from api.auth import mint_token
 
-    typer.echo(mint_token(get_settings(), sub, role, trust, org, ttl_seconds=hours * 3600))
+    try:
+        minted = mint_token(get_settings(), sub, role, trust, org, ttl_seconds=hours * 3600)
+    except ValueError as e:  # an unknown role, or the service's own identity
+        raise typer.BadParameter(str(e)) from None
+    typer.echo(minted)
 
 
 @app.command()

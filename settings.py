@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_serializer, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from domain.models import Rung
 
 LOCAL_SECRET = "local-development-secret-do-not-use-in-production"
 MIN_SECRET_BYTES = 32  # HS256 keys at least as long as the hash (RFC 7518 3.2)
@@ -40,9 +43,10 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     temporal_ui_url: str | None = Field(None, description="public URL of the Temporal Web UI")
 
-    database_url: str | None = Field(None, description="PostgreSQL URL; unset = embedded pgserver")
+    # The URLs may carry a password: left out of repr, and masked in a dump (`_mask_password`).
+    database_url: str | None = Field(None, repr=False, description="PostgreSQL URL; unset = embedded pgserver")
     database_schema: str = Field("public", description="schema holding the service's tables")
-    database_migration_url: str | None = Field(None, description="PostgreSQL URL of the owner login that runs "
+    database_migration_url: str | None = Field(None, repr=False, description="PostgreSQL URL of the owner login that runs "
                                                "the migrations; unset = DATABASE_URL")
     database_service_role: str = Field("special_measures_service", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
                                        description="role the API, worker and tools act as: may only read and "
@@ -61,7 +65,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str | None = None
 
-    auth_jwt_secret: str = LOCAL_SECRET
+    auth_jwt_secret: SecretStr = Field(LOCAL_SECRET, validate_default=True, description="HS256 key of local "
+                                       "tokens; read with .get_secret_value() only where a token is signed "
+                                       "or verified")
     auth_jwks_url: str | None = None
     auth_issuer: str = "special-measures-local"
     auth_audience: str = "special-measures"
@@ -82,7 +88,11 @@ class Settings(BaseSettings):
     temporal_update_timeout_seconds: float = Field(30, gt=0, le=600, description="how long a request waits "
                                                    "for the workflow to take and answer an update")
 
-    escalation_ladder: str = Field(json.dumps(DEFAULT_LADDER), description="JSON list of rungs")
+    # NoDecode: the JSON is parsed by `_ladder_from_json` below, the same way from the environment, `.env` or
+    # a keyword argument, so bad input gets one clear message naming the variable.
+    escalation_ladder: Annotated[list[Rung], NoDecode] = Field(
+        default_factory=lambda: [Rung.model_validate(r) for r in DEFAULT_LADDER],
+        description="JSON list of rungs {name, offset_days, notify}")
     due_soon_days: int = 7
     idempotency_key_ttl_hours: float = Field(24, gt=0, le=24 * 30, description="how long an Idempotency-Key "
                                              "is remembered after its first use; then it and its answer are "
@@ -102,16 +112,25 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_from: str = "special-measures@localhost"
 
-    @field_validator("escalation_ladder")
+    @field_validator("escalation_ladder", mode="before")
     @classmethod
-    def _ladder_is_json(cls, v: str) -> str:
-        rungs = json.loads(v)
-        if not isinstance(rungs, list) or not rungs:
-            raise ValueError("ESCALATION_LADDER must be a non-empty JSON list")
-        for r in rungs:
-            if not isinstance(r.get("name"), str) or not isinstance(r.get("offset_days"), int):
-                raise ValueError("each rung needs a name and an integer offset_days")
+    def _ladder_from_json(cls, v: Any) -> Any:
+        if isinstance(v, bytes | bytearray):
+            v = v.decode()
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"ESCALATION_LADDER is not JSON ({e}); give a JSON list of rungs such as "
+                                 f"{json.dumps(DEFAULT_LADDER[:1])}") from None
+        if not isinstance(v, list) or not v:
+            raise ValueError("ESCALATION_LADDER must be a non-empty JSON list of rungs, each "
+                             '{"name": str, "offset_days": int, "notify": [str, ...]}')
         return v
+
+    @field_serializer("database_url", "database_migration_url")
+    def _mask_password(self, url: str | None) -> str | None:
+        return mask_password(url)
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -144,25 +163,27 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_weak_secret_in_production(self) -> Settings:
+        secret = self.auth_jwt_secret.get_secret_value()
         if self.environment == "local":
             # The default secret is public: a local service that listens beyond this machine is a deployment.
-            if self.auth_jwt_secret == LOCAL_SECRET and not self.auth_jwks_url and self.api_host not in LOOPBACK:
+            if secret == LOCAL_SECRET and not self.auth_jwks_url and self.api_host not in LOOPBACK:
                 raise ValueError(f"API_HOST={self.api_host} with the default AUTH_JWT_SECRET lets anyone on the "
                                  "network mint tokens: set ENVIRONMENT=production and a secret of your own, "
                                  "or listen on 127.0.0.1")
             return self
         if self.auth_jwks_url:
             return self  # tokens are verified against the identity provider's keys; the secret is unused
-        if self.auth_jwt_secret == LOCAL_SECRET:
+        if secret == LOCAL_SECRET:
             raise ValueError("AUTH_JWT_SECRET or AUTH_JWKS_URL must be set outside local use")
-        if len(self.auth_jwt_secret.encode()) < MIN_SECRET_BYTES:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"AUTH_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes outside local use "
                              "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
         return self
 
     @property
-    def ladder(self) -> list[dict]:
-        return json.loads(self.escalation_ladder)
+    def ladder(self) -> list[dict[str, Any]]:
+        """The ladder as plain dicts, for readers not yet on the typed `escalation_ladder` (list[Rung])."""
+        return [r.model_dump() for r in self.escalation_ladder]
 
     @property
     def audit_key(self) -> bytes:
@@ -179,6 +200,23 @@ class Settings(BaseSettings):
     @property
     def temporal_ui(self) -> str:
         return self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+
+def mask_password(url: str | None) -> str | None:
+    """`url` with its password replaced by asterisks (for a dump or a log line); other text unchanged."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:**********@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "**********"  # not a URL we can take apart: hide all of it rather than guess
 
 
 @lru_cache

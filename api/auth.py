@@ -22,12 +22,14 @@ from pydantic import BaseModel
 
 from api.errors import Problem
 from domain.models import ROLES, SYSTEM
+from domain.vocab import Role
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
-SCOPED_ROLES = ("trust", "improvement_director", "commissioner")
-NATIONAL_ROLES = ("regulator", "cqc", "admin")
+# Roles that act only for the trusts in the token's `trusts` claim, and roles that act for every trust.
+SCOPED_ROLES: tuple[Role, ...] = (Role.trust, Role.improvement_director, Role.commissioner)
+NATIONAL_ROLES: tuple[Role, ...] = (Role.regulator, Role.cqc, Role.admin)
 # The service writes its own audit entries as SYSTEM: no person may carry that identity or role.
 RESERVED_PREFIX = SYSTEM.user_id
 MAX_SUB_LENGTH = 200  # Actor.user_id's bound
@@ -39,15 +41,15 @@ _JWKS_TIMEOUT_SECONDS = 10
 
 class User(BaseModel):
     sub: str
-    roles: list[str]
+    roles: list[Role]
     trusts: list[str] = []
     org: str | None = None
     person: str | None = None  # the AUTH_PERSON_CLAIM claim: one person may hold several accounts
 
-    def has(self, *roles: str) -> bool:
+    def has(self, *roles: Role | str) -> bool:
         return any(r in self.roles for r in roles)
 
-    def may_act_for_trust(self, role: str, ods: str) -> bool:
+    def may_act_for_trust(self, role: Role | str, ods: str) -> bool:
         if role not in self.roles:
             return False
         if role in NATIONAL_ROLES:
@@ -58,7 +60,7 @@ class User(BaseModel):
 
     def may_act_as_buddy(self, buddy_ods: str | None) -> bool:
         """A buddy acts only with the buddy role, and only for its own organisation's partnership."""
-        return "buddy" in self.roles and bool(buddy_ods) and self.org == buddy_ods
+        return Role.buddy in self.roles and bool(buddy_ods) and self.org == buddy_ods
 
     def may_read_trust(self, ods: str) -> bool:
         """The one visibility rule for a trust's regimes, for reads and lists alike (`readable_trusts`)."""
@@ -69,7 +71,7 @@ class User(BaseModel):
         """The trusts whose regimes this user may read: None for every trust (operations and the national
         roles), else the `trusts` claim, but only with a trust-scoped role: a buddy-only token carrying
         `trusts` reads nothing by it (its partnerships are read through `may_act_as_buddy`)."""
-        if self.has("operations", *NATIONAL_ROLES):
+        if self.has(Role.operations, *NATIONAL_ROLES):
             return None
         return list(self.trusts) if self.has(*SCOPED_ROLES) else []
 
@@ -88,7 +90,7 @@ def mint_token(settings: Settings, sub: str, roles: list[str], trusts: list[str]
               "exp": now + min(ttl_seconds, settings.auth_max_token_lifetime_seconds), "jti": str(uuid.uuid4())}
     if org:
         claims["org"] = org
-    return jwt.encode(claims, settings.auth_jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, settings.auth_jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 def reserved(sub: str) -> bool:
@@ -126,7 +128,7 @@ def _claims(settings: Settings, token: str) -> dict[str, Any]:
                               settings.auth_jwks_refresh_cooldown_seconds)
         key = client.get_signing_key_from_jwt(token).key
         return jwt.decode(token, key, algorithms=["RS256", "ES256"], **common)
-    return jwt.decode(token, settings.auth_jwt_secret, algorithms=["HS256"], **common)
+    return jwt.decode(token, settings.auth_jwt_secret.get_secret_value(), algorithms=["HS256"], **common)
 
 
 def _user(settings: Settings, claims: dict[str, Any]) -> User:

@@ -112,7 +112,7 @@ async def test_no_token_expired_forged_and_unknown_roles(stack):
     s = stack.settings
     now = int(time.time())
     expired = jwt.encode({"sub": "u", "roles": ["operations"], "iss": s.auth_issuer, "aud": s.auth_audience,
-                          "iat": now - 7200, "exp": now - 3600}, s.auth_jwt_secret, algorithm="HS256")
+                          "iat": now - 7200, "exp": now - 3600}, s.auth_jwt_secret.get_secret_value(), algorithm="HS256")
     r = await stack.http.get("/regimes", headers={"Authorization": f"Bearer {expired}"})
     assert r.status_code == 401 and problem(r)["type"].endswith("token-expired")
     forged = jwt.encode({"sub": "u", "roles": ["admin"], "iss": s.auth_issuer, "aud": s.auth_audience,
@@ -120,7 +120,7 @@ async def test_no_token_expired_forged_and_unknown_roles(stack):
     r = await stack.http.get("/regimes", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401 and problem(r)["type"].endswith("token-invalid")
     odd = jwt.encode({"sub": "u", "roles": ["superuser"], "iss": s.auth_issuer, "aud": s.auth_audience,
-                      "iat": now, "exp": now + 600}, s.auth_jwt_secret, algorithm="HS256")
+                      "iat": now, "exp": now + 600}, s.auth_jwt_secret.get_secret_value(), algorithm="HS256")
     assert (await stack.http.get("/regimes", headers={"Authorization": f"Bearer {odd}"})).status_code == 401
     r = await stack.http.get("/regimes", headers={"Authorization": "Bearer not.a.jwt"})
     assert r.status_code == 401

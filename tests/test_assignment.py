@@ -23,7 +23,7 @@ def token(stack, sub: str, role: str, ods: str, **claims) -> dict[str, str]:
     now = int(time.time())
     body = {"sub": sub, "roles": [role], "trusts": [ods], "iss": s.auth_issuer, "aud": s.auth_audience,
             "iat": now, "exp": now + 3600, "jti": str(uuid.uuid4()), **claims}
-    return {"Authorization": "Bearer " + jwt.encode(body, s.auth_jwt_secret, algorithm="HS256")}
+    return {"Authorization": "Bearer " + jwt.encode(body, s.auth_jwt_secret.get_secret_value(), algorithm="HS256")}
 
 
 async def test_only_the_appointed_director_or_their_cover_acts_on_director_steps(stack):

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from domain.models import Rung
 from infra.clients import SEARCH_ATTRIBUTES
-from settings import Settings
+from settings import DEFAULT_LADDER, Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +153,8 @@ def test_compose_environment_is_a_valid_production_configuration(compose, servic
     assert s.temporal_address == "temporal:7233"
     assert s.database_url and s.database_url.startswith("postgresql://") and "@postgres:5432/" in s.database_url
     assert s.api_host == "0.0.0.0"
-    assert s.ladder and all("name" in r for r in s.ladder)
+    assert s.escalation_ladder and all(isinstance(r, Rung) and r.name for r in s.escalation_ladder)
+    assert s.ladder == [r.model_dump() for r in s.escalation_ladder]  # the accessor of readers not yet typed
 
 
 def test_api_and_worker_get_the_same_settings(compose):
@@ -239,6 +241,53 @@ def test_readme_defaults_match_settings():
             assert "unset" in shown.lower(), f"{env_name(field)}: default is unset, README says {shown}"
         elif field != "escalation_ladder":
             assert f"`{default}`" in shown, f"{env_name(field)}: default is {default!r}, README says {shown}"
+
+
+def test_escalation_ladder_is_a_typed_setting_read_from_json(monkeypatch):
+    default = Settings(_env_file=None)
+    assert default.escalation_ladder == [Rung.model_validate(r) for r in DEFAULT_LADDER]
+    assert default.ladder == DEFAULT_LADDER
+    monkeypatch.setenv("ESCALATION_LADDER", '[{"name": "breach", "offset_days": 0, "notify": ["responsible"]}, '
+                                            '{"name": "late", "offset_days": 14}]')
+    assert Settings(_env_file=None).escalation_ladder == [
+        Rung(name="breach", offset_days=0, notify=["responsible"]), Rung(name="late", offset_days=14)]
+    refused = {
+        "not json": "ESCALATION_LADDER is not JSON",
+        "[]": "ESCALATION_LADDER must be a non-empty JSON list",
+        '{"name": "breach", "offset_days": 0}': "ESCALATION_LADDER must be a non-empty JSON list",
+        '[{"offset_days": 0}]': "escalation_ladder.0.name",
+        '[{"name": "breach", "offset_days": "7"}]': "escalation_ladder.0.offset_days",
+        '[{"name": "breach", "offset_days": 1.5}]': "escalation_ladder.0.offset_days",
+        '[{"name": "breach", "offset_days": 0, "notfy": ["responsible"]}]': "escalation_ladder.0.notfy",
+    }
+    for value, message in refused.items():
+        monkeypatch.setenv("ESCALATION_LADDER", value)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Settings(_env_file=None)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Settings(_env_file=None, escalation_ladder=value)
+
+
+def test_secrets_stay_out_of_repr_and_dumps(monkeypatch):
+    secrets = {"AUTH_JWT_SECRET": "jwt-secret-" + "j" * 32, "AUDIT_HMAC_KEY": "audit-key-" + "a" * 32,
+               "DATABASE_URL": "postgresql://svc:db-password-1234@db.example:5432/regimes",
+               "DATABASE_MIGRATION_URL": "postgresql://owner:owner-password-5678@db.example:5432/regimes"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        s = get_settings()
+        shown = [repr(s), str(s), s.model_dump_json(), repr(s.model_dump()), repr(s.model_dump(mode="json"))]
+        for text in shown:
+            for hidden in ("jwt-secret-", "audit-key-", "db-password-1234", "owner-password-5678"):
+                assert hidden not in text
+        # Read where they are used, whole.
+        assert s.auth_jwt_secret.get_secret_value() == secrets["AUTH_JWT_SECRET"]
+        assert s.audit_key == secrets["AUDIT_HMAC_KEY"].encode()
+        assert s.database_url == secrets["DATABASE_URL"]
+        assert s.model_dump(mode="json")["database_url"] == "postgresql://svc:**********@db.example:5432/regimes"
+    finally:
+        get_settings.cache_clear()
 
 
 def test_run_command_starts_the_dev_server_the_tests_start(tmp_path):

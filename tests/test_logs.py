@@ -73,7 +73,7 @@ def named_token(p: Project, sub: str, *roles: str) -> str:
     s, now = p.settings, int(time.time())
     return jwt.encode({"sub": sub, "roles": list(roles), "trusts": [], "iss": s.auth_issuer, "aud": s.auth_audience,
                        "iat": now, "exp": now + 600, "name": PERSON, "given_name": PERSON.split()[1]},
-                      s.auth_jwt_secret, algorithm="HS256")
+                      s.auth_jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 async def wait_for(proc: Proc, found, timeout: float = 60.0) -> dict[str, Any]:

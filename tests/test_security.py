@@ -230,7 +230,7 @@ def hs256(s: Settings, **claims: Any) -> str:
     now = int(time.time())
     body = {"sub": "u-1", "roles": ["operations"], "iss": s.auth_issuer, "aud": s.auth_audience,
             "iat": now, "exp": now + 600, **claims}
-    return jwt.encode({k: v for k, v in body.items() if v is not ...}, s.auth_jwt_secret, algorithm="HS256")
+    return jwt.encode({k: v for k, v in body.items() if v is not ...}, s.auth_jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 async def test_token_claims_are_required_bounded_and_refused_generically(stack, caplog):
