@@ -415,3 +415,22 @@ async def test_documents_are_shown_from_postgresql_by_their_hash(stack):
     assert other.status_code == 404  # another trust's regime: as if it did not exist (issue 17, finding 9)
     missing = await get(stack, f"/web/regimes/{rid}/documents/{'0' * 64}", *OPS)
     assert missing.status_code == 404
+
+
+async def test_open_tasks_say_whether_a_deadline_is_statutory_a_service_default_or_moved(stack):
+    """domain.md: every deadline is statutory (a seed section) or a service default (a setting), and users can
+    tell which; a deadline the regulator moved says so."""
+    rid = await place(stack, "RWB1")
+    html = (await get(stack, f"/web/regimes/{rid}", *OPS)).text
+    row = re.search(r'<tr data-step="improvement_plan">(.*?)</tr>', html, re.S).group(1)
+    assert "Statutory: 28 days after entry" in unescape(row) and "seed 000 §4a" in unescape(row)
+    reg = stack.auth("reg-1", "regulator")
+    r = await stack.http.post(f"/regimes/{rid}/steps/improvement_plan/deadline", headers=reg,
+                              json={"new_due": (today() + timedelta(days=40)).isoformat(), "reason": "trust merger talks"})
+    assert r.status_code == 200, r.text
+    await stack.settle(rid)
+    html = (await get(stack, f"/web/regimes/{rid}", *OPS)).text
+    row = re.search(r'<tr data-step="improvement_plan">(.*?)</tr>', html, re.S).group(1)
+    assert "Moved by the regulator" in row and "Statutory" not in row
+    # The appointment's three months are a seed rule too; the ID's review of a plan is the service's choice.
+    assert "Statutory" in re.search(r'<tr data-step="appoint_improvement_director">(.*?)</tr>', html, re.S).group(1)

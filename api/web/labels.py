@@ -7,7 +7,7 @@ from typing import Any
 
 from domain import dates
 from domain.ledger import BUDDY_STEPS
-from domain.steps import CATALOGUE, Kind, StepKind
+from domain.steps import CATALOGUE, Kind, Statutory, StepKind
 
 PHASES: dict[str, tuple[str, str]] = {
     # phase: (label, NHS tag colour)
@@ -82,6 +82,20 @@ def humanise(s: str) -> str:
 def step_spec(kind: str | None) -> StepKind | None:
     """The catalogue entry of a regime or partnership step kind (None for a kind no catalogue has)."""
     return CATALOGUE.get(kind) or BUDDY_STEPS.get(kind) if kind else None
+
+
+def deadline_basis(kind: str | None, amended: bool = False) -> tuple[str, str]:
+    """Where a step's due date comes from, as (a short label, its explanation): a statutory clock with the seed
+    section that sets it, a service default with the setting that changes it, or the regulator's amendment."""
+    if amended:
+        return "Moved by the regulator", "the regulator amended this deadline (see the history for who and why)"
+    spec = step_spec(kind)
+    if spec is None or spec.deadline is None:
+        return "", ""
+    basis = spec.deadline.basis
+    if isinstance(basis, Statutory):
+        return "Statutory", f"{spec.deadline.rule} ({basis.section})"
+    return "Service default", f"{spec.deadline.rule}; changed by {basis.setting}"
 
 
 def step_title(kind: str | None, step_id: str | None = None) -> str:
