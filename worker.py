@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from datetime import timedelta
 
 import asyncpg
@@ -112,5 +114,19 @@ async def relay_notifications(pool: asyncpg.Pool, settings: Settings, every: flo
         await asyncio.sleep(every)
 
 
+def exit_after_clean_shutdown() -> None:
+    """End the process without the interpreter's finalization, once everything is shut down and flushed.
+
+    The SDK core (Rust) keeps threads of its own, one of which forwards its logs to ours (logs.py); if one of them
+    touches Python while the interpreter is finalizing, CPython aborts with "Fatal Python error: PyGILState_Release"
+    (temporalio/sdk-python#300), which turned a clean Ctrl-C into a crash now and then. There is nothing left to
+    finalize that matters: the worker has shut down, the pool is closed, and the logs are flushed here."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     asyncio.run(main())  # SIGINT and SIGTERM shut the worker down cleanly (main)
+    exit_after_clean_shutdown()
