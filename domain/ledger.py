@@ -41,8 +41,9 @@ from domain.steps import (
     check_in,
 )
 from domain.text import text
+from domain.vocab import AuditEvent, RejectionKind, Role, kind_event
 
-PARTIES: tuple[str, ...] = ("improvement_director", "trust", "buddy")
+PARTIES: tuple[str, ...] = (Role.improvement_director, Role.trust, Role.buddy)
 
 Pence = Annotated[StrictInt, Field(ge=0, le=10_000_000_000, description="an amount in pence")]
 PositivePence = Annotated[StrictInt, Field(gt=0, le=10_000_000_000, description="an amount in pence")]
@@ -239,7 +240,7 @@ class Ledger(BaseModel):
     # ------------------------------------------------------------------ reading
     def quarter(self, n: int) -> Quarter:
         if not 1 <= n <= len(self.quarters):
-            raise LedgerError("UnknownStep", f"there is no quarter {n}")
+            raise LedgerError(RejectionKind.unknown_step, f"there is no quarter {n}")
         return self.quarters[n - 1]
 
     @property
@@ -270,7 +271,7 @@ class Ledger(BaseModel):
     # ------------------------------------------------------------------ quarters
     def open_quarter(self, n: int, start: date, end: date) -> Quarter:
         if n != len(self.quarters) + 1:
-            raise LedgerError("RuleBroken", f"quarter {n} cannot open after quarter {len(self.quarters)}")
+            raise LedgerError(RejectionKind.rule_broken, f"quarter {n} cannot open after quarter {len(self.quarters)}")
         q = Quarter(number=n, start=start, end=end)
         self.quarters.append(q)
         return q
@@ -278,11 +279,11 @@ class Ledger(BaseModel):
     def check_forecast(self, n: int, lines: list[Line], workstreams: set[str]) -> None:
         q = self.quarter(n)
         if q.forecast_pence is not None:
-            raise LedgerError("StepNotOpen", f"quarter {n}'s forecast is already signed off")
+            raise LedgerError(RejectionKind.step_not_open, f"quarter {n}'s forecast is already signed off")
         _check_workstreams(lines, workstreams)
         amount = total(lines)
         if amount > self.remaining_pence:
-            raise LedgerError("RuleBroken", f"the forecast of {money(amount)} is above what is left of the agreed "
+            raise LedgerError(RejectionKind.rule_broken, f"the forecast of {money(amount)} is above what is left of the agreed "
                                             f"level ({money(self.remaining_pence)})")
 
     def sign_off_forecast(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> Quarter:
@@ -297,19 +298,19 @@ class Ledger(BaseModel):
     def check_confirmation(self, n: int, party: str, by: str, verdict: str = "confirmed") -> None:
         q = self.quarter(n)
         if party not in PARTIES:
-            raise LedgerError("WrongRole", f"{party} does not confirm delivery")
+            raise LedgerError(RejectionKind.wrong_role, f"{party} does not confirm delivery")
         if q.settled or q.authorised_pence is not None:
-            raise LedgerError("StepNotOpen", f"quarter {n} is already {q.stage}")
+            raise LedgerError(RejectionKind.step_not_open, f"quarter {n} is already {q.stage}")
         mine = q.confirmations.get(party)
         if mine is not None:
             what = "confirmed" if mine.verdict == "confirmed" else "disputed (awaiting the regulator's resolution)"
-            raise LedgerError("StepNotOpen", f"the {party.replace('_', ' ')} has already {what} quarter {n}")
+            raise LedgerError(RejectionKind.step_not_open, f"the {party.replace('_', ' ')} has already {what} quarter {n}")
         for other, who in q.answered_by():
             if other != party and who == by:
-                raise LedgerError("SeparationOfDuties", f"{by} already answered for the {other.replace('_', ' ')} "
+                raise LedgerError(RejectionKind.separation_of_duties, f"{by} already answered for the {other.replace('_', ' ')} "
                                                         f"on quarter {n}")
         if verdict not in ("confirmed", "disputed"):
-            raise LedgerError("UnknownAction", f"'{verdict}' is neither a confirmation nor a dispute")
+            raise LedgerError(RejectionKind.unknown_action, f"'{verdict}' is neither a confirmation nor a dispute")
 
     def confirm(self, n: int, party: str, by: str) -> Quarter:
         self.check_confirmation(n, party, by, "confirmed")
@@ -320,7 +321,7 @@ class Ledger(BaseModel):
     def dispute(self, n: int, party: str, by: str, reason: str) -> Quarter:
         self.check_confirmation(n, party, by, "disputed")
         if not reason.strip():
-            raise LedgerError("ReasonRequired", "a dispute needs a reason")
+            raise LedgerError(RejectionKind.reason_required, "a dispute needs a reason")
         q = self.quarter(n)
         q.confirmations[party] = Confirmation(party=party, by=by, verdict="disputed", reason=reason)
         q.disputes.append(Dispute(party=party, by=by, reason=reason))
@@ -330,12 +331,12 @@ class Ledger(BaseModel):
         q = self.quarter(n)
         d = q.open_dispute
         if d is None:
-            raise LedgerError("StepNotOpen", f"quarter {n} has no open dispute")
+            raise LedgerError(RejectionKind.step_not_open, f"quarter {n} has no open dispute")
         if any(who == by for _, who in q.answered_by()):
-            raise LedgerError("SeparationOfDuties", f"{by} answered for a party on quarter {n} and cannot also "
+            raise LedgerError(RejectionKind.separation_of_duties, f"{by} answered for a party on quarter {n} and cannot also "
                                                     "resolve its dispute")
         if agreed_pence is not None and agreed_pence > q.payable_cap:
-            raise LedgerError("RuleBroken", f"the agreed amount {money(agreed_pence)} is above the quarter's "
+            raise LedgerError(RejectionKind.rule_broken, f"the agreed amount {money(agreed_pence)} is above the quarter's "
                                             f"payable limit ({money(q.payable_cap)})")
         return d
 
@@ -360,30 +361,30 @@ class Ledger(BaseModel):
     def check_authorisation(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> None:
         q = self.quarter(n)
         if q.authorised_pence is not None or q.settled:
-            raise LedgerError("StepNotOpen", f"quarter {n} is already {q.stage}; it is paid at most once")
+            raise LedgerError(RejectionKind.step_not_open, f"quarter {n} is already {q.stage}; it is paid at most once")
         if q.forecast_pence is None:
-            raise LedgerError("RuleBroken", f"quarter {n}'s forecast is not signed off")
+            raise LedgerError(RejectionKind.rule_broken, f"quarter {n}'s forecast is not signed off")
         if q.open_dispute is not None:
-            raise LedgerError("RuleBroken", f"quarter {n} is disputed; nothing is paid until it is resolved")
+            raise LedgerError(RejectionKind.rule_broken, f"quarter {n} is disputed; nothing is paid until it is resolved")
         if not q.all_confirmed:
-            raise LedgerError("RuleBroken", f"quarter {n} still needs confirmation by: "
+            raise LedgerError(RejectionKind.rule_broken, f"quarter {n} still needs confirmation by: "
                                             + ", ".join(p.replace("_", " ") for p in q.outstanding))
         for party, who in q.answered_by():
-            if party != "improvement_director" and who == by:
-                raise LedgerError("SeparationOfDuties", f"{by} answered quarter {n} for the {party} and cannot "
+            if party != Role.improvement_director and who == by:
+                raise LedgerError(RejectionKind.separation_of_duties, f"{by} answered quarter {n} for the {party} and cannot "
                                                         "authorise its payment")
         if not lines:
-            raise LedgerError("InvalidPayload", "an authorisation needs at least one invoice line")
+            raise LedgerError(RejectionKind.invalid_payload, "an authorisation needs at least one invoice line")
         _check_workstreams(lines, workstreams)
         amount = total(lines)
         if amount > (q.forecast_pence or 0):
-            raise LedgerError("RuleBroken", f"{money(amount)} is above quarter {n}'s forecast "
+            raise LedgerError(RejectionKind.rule_broken, f"{money(amount)} is above quarter {n}'s forecast "
                                             f"({money(q.forecast_pence or 0)})")
         if q.cap_pence is not None and amount > q.cap_pence:
-            raise LedgerError("RuleBroken", f"{money(amount)} is above the amount agreed when the dispute was "
+            raise LedgerError(RejectionKind.rule_broken, f"{money(amount)} is above the amount agreed when the dispute was "
                                             f"resolved ({money(q.cap_pence)})")
         if amount > self.remaining_pence:
-            raise LedgerError("RuleBroken", f"{money(amount)} is above what is left of the agreed level "
+            raise LedgerError(RejectionKind.rule_broken, f"{money(amount)} is above what is left of the agreed level "
                                             f"({money(self.remaining_pence)})")
 
     def authorise(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> Quarter:
@@ -397,7 +398,7 @@ class Ledger(BaseModel):
     def check_decline(self, n: int) -> None:
         q = self.quarter(n)
         if q.authorised_pence is not None or q.settled:
-            raise LedgerError("StepNotOpen", f"quarter {n} is already {q.stage}")
+            raise LedgerError(RejectionKind.step_not_open, f"quarter {n} is already {q.stage}")
 
     def decline(self, n: int, reason: str) -> Quarter:
         self.check_decline(n)
@@ -409,13 +410,13 @@ class Ledger(BaseModel):
         """Record the payment written for quarter n. Repeating the same record is a no-op (False)."""
         q = self.quarter(n)
         if q.authorised_pence is None:
-            raise LedgerError("RuleBroken", f"quarter {n} has no authorised payment")
+            raise LedgerError(RejectionKind.rule_broken, f"quarter {n} has no authorised payment")
         if amount_pence != q.authorised_pence:
-            raise LedgerError("RuleBroken", f"payment of {money(amount_pence)} does not match the authorised "
+            raise LedgerError(RejectionKind.rule_broken, f"payment of {money(amount_pence)} does not match the authorised "
                                             f"{money(q.authorised_pence)}")
         if q.payment_id is not None:
             if q.payment_id != payment_id:
-                raise LedgerError("Conflict", f"quarter {n} is already paid by payment {q.payment_id}")
+                raise LedgerError(RejectionKind.conflict, f"quarter {n} is already paid by payment {q.payment_id}")
             return False
         q.payment_id = payment_id
         q.paid_pence = amount_pence
@@ -428,7 +429,7 @@ class Ledger(BaseModel):
 def _check_workstreams(lines: list[Line], workstreams: set[str]) -> None:
     unknown = sorted({ln.workstream for ln in lines} - workstreams)
     if unknown:
-        raise LedgerError("InvalidPayload", f"not workstreams of the support plan: {', '.join(unknown)}")
+        raise LedgerError(RejectionKind.invalid_payload, f"not workstreams of the support plan: {', '.join(unknown)}")
 
 
 def money(pence: int) -> str:
@@ -560,81 +561,81 @@ _S, _D = Statutory, ServiceDefault
 _SIX_WEEKS = _S("seed 000 §3")
 BUDDY_STEPS: dict[str, StepKind] = {
     BuddyKind.buddy_aip_regulator: StepKind(
-        "Buddy agreement in principle recorded (regulator)", "regulator", "agreement_in_principle",
+        "Buddy agreement in principle recorded (regulator)", Role.regulator, "agreement_in_principle",
         {"record": AgreementInPrinciple},
         deadline=Deadline("14 days after the partnership starts", _D("domain.ledger.AIP_DAYS")),
         routine=Routine("record", _routine_aip)),
     BuddyKind.buddy_aip_buddy: StepKind(
-        "Buddy agreement in principle accepted (buddy)", "buddy", "agreement_in_principle",
+        "Buddy agreement in principle accepted (buddy)", Role.buddy, "agreement_in_principle",
         {"accept": _E, "decline": _E}, frozenset({"decline"}),
         deadline=Deadline("14 days after the regulator records it", _D("domain.ledger.AIP_DAYS")),
         routine=Routine("accept")),
     BuddyKind.buddy_sign_regulator: StepKind(
-        "Formal buddy agreement signed by the regulator", "regulator", "formal_agreement", {"sign": _E},
+        "Formal buddy agreement signed by the regulator", Role.regulator, "formal_agreement", {"sign": _E},
         deadline=Deadline("6 weeks after the agreement in principle", _SIX_WEEKS), routine=Routine("sign")),
     BuddyKind.buddy_sign_trust: StepKind(
-        "Formal buddy agreement signed by the trust", "trust", "formal_agreement", {"sign": _E},
+        "Formal buddy agreement signed by the trust", Role.trust, "formal_agreement", {"sign": _E},
         deadline=Deadline("6 weeks after the agreement in principle", _SIX_WEEKS), routine=Routine("sign")),
     BuddyKind.buddy_sign_buddy: StepKind(
-        "Formal buddy agreement signed by the buddy", "buddy", "formal_agreement", {"sign": _E},
+        "Formal buddy agreement signed by the buddy", Role.buddy, "formal_agreement", {"sign": _E},
         deadline=Deadline("6 weeks after the agreement in principle", _SIX_WEEKS), routine=Routine("sign")),
     BuddyKind.buddy_support_plan: StepKind(
-        "Buddy support plan drafted (buddy)", "buddy", "support_plan", {"submit": SupportPlan},
+        "Buddy support plan drafted (buddy)", Role.buddy, "support_plan", {"submit": SupportPlan},
         deadline=Deadline("6 weeks after the formal agreement", _SIX_WEEKS),
         routine=Routine("submit", _routine_support_plan)),
     BuddyKind.buddy_plan_agree_regulator: StepKind(
-        "Buddy support plan agreed by the regulator", "regulator", "support_plan",
+        "Buddy support plan agreed by the regulator", Role.regulator, "support_plan",
         {"agree": _E, "return": _E}, frozenset({"return"}),
         deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
                           _SIX_WEEKS),
         routine=Routine("agree")),
     BuddyKind.buddy_plan_agree_trust: StepKind(
-        "Buddy support plan agreed by the trust", "trust", "support_plan",
+        "Buddy support plan agreed by the trust", Role.trust, "support_plan",
         {"agree": _E, "return": _E}, frozenset({"return"}),
         deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
                           _SIX_WEEKS),
         routine=Routine("agree")),
     BuddyKind.buddy_plan_change_id: StepKind(
-        "Support plan change approved by the improvement director", "improvement_director", "plan_change",
+        "Support plan change approved by the improvement director", Role.improvement_director, "plan_change",
         {"approve": _E, "reject": _E}, frozenset({"reject"}),
         deadline=Deadline("14 days after the buddy proposes the change", _D("domain.ledger.AGREE_DAYS"))),
     BuddyKind.buddy_plan_change_trust: StepKind(
-        "Support plan change approved by the trust", "trust", "plan_change",
+        "Support plan change approved by the trust", Role.trust, "plan_change",
         {"approve": _E, "reject": _E}, frozenset({"reject"}),
         deadline=Deadline("14 days after the buddy proposes the change", _D("domain.ledger.AGREE_DAYS"))),
     BuddyKind.buddy_forecast: StepKind(
-        "Quarter's delivery plan and forecast signed off (improvement director)", "improvement_director", "quarter",
+        "Quarter's delivery plan and forecast signed off (improvement director)", Role.improvement_director, "quarter",
         {"sign_off": ForecastPayload}, recurs="quarterly",
         deadline=Deadline("the day before the quarter starts (opens 28 days before); the first quarter's 14 days "
                           "after it starts", _D("domain.ledger.FORECAST_LEAD_DAYS")),
         routine=Routine("sign_off", _routine_forecast)),
     BuddyKind.buddy_confirm_id: StepKind(
-        "Quarter's support confirmed as delivered (improvement director)", "improvement_director", "quarter",
+        "Quarter's support confirmed as delivered (improvement director)", Role.improvement_director, "quarter",
         {"confirm": _E, "dispute": _E}, frozenset({"dispute"}), recurs="quarterly",
         deadline=Deadline("14 days after the quarter ends", _D("domain.ledger.CONFIRM_DAYS")),
         routine=Routine("confirm")),
     BuddyKind.buddy_confirm_trust: StepKind(
-        "Quarter's support confirmed as delivered (trust)", "trust", "quarter",
+        "Quarter's support confirmed as delivered (trust)", Role.trust, "quarter",
         {"confirm": _E, "dispute": _E}, frozenset({"dispute"}), recurs="quarterly",
         deadline=Deadline("14 days after the quarter ends", _D("domain.ledger.CONFIRM_DAYS")),
         routine=Routine("confirm")),
     BuddyKind.buddy_confirm_buddy: StepKind(
-        "Quarter's support confirmed as delivered (buddy)", "buddy", "quarter",
+        "Quarter's support confirmed as delivered (buddy)", Role.buddy, "quarter",
         {"confirm": _E, "dispute": _E}, frozenset({"dispute"}), recurs="quarterly",
         deadline=Deadline("14 days after the quarter ends", _D("domain.ledger.CONFIRM_DAYS")),
         routine=Routine("confirm")),
     BuddyKind.buddy_resolve: StepKind(
-        "Quarter's dispute resolved (regulator)", "regulator", "quarter",
+        "Quarter's dispute resolved (regulator)", Role.regulator, "quarter",
         {"resolve": ResolutionPayload, "not_payable": _E}, frozenset({"not_payable"}), recurs="quarterly",
         deadline=Deadline("14 days after the dispute", _D("domain.ledger.RESOLVE_DAYS"))),
     BuddyKind.buddy_authorise: StepKind(
-        "Quarter's buddy payment authorised (improvement director)", "improvement_director", "quarter",
+        "Quarter's buddy payment authorised (improvement director)", Role.improvement_director, "quarter",
         {"authorise": InvoicePayload, "decline": _E}, frozenset({"decline"}), recurs="quarterly",
         deadline=Deadline("14 days after all three parties confirm the quarter", _D("domain.ledger.AUTHORISE_DAYS")),
         routine=Routine("authorise", _routine_invoice, otherwise=("decline", "nothing payable for this quarter"))),
 }
-CONFIRM_KIND = {"improvement_director": BuddyKind.buddy_confirm_id, "trust": BuddyKind.buddy_confirm_trust,
-                "buddy": BuddyKind.buddy_confirm_buddy}
+CONFIRM_KIND = {Role.improvement_director: BuddyKind.buddy_confirm_id, Role.trust: BuddyKind.buddy_confirm_trust,
+                Role.buddy: BuddyKind.buddy_confirm_buddy}
 SIGN_KINDS = (BuddyKind.buddy_sign_regulator, BuddyKind.buddy_sign_trust, BuddyKind.buddy_sign_buddy)
 
 
@@ -771,7 +772,7 @@ def _signed(rt, st, d, payload) -> None:
     if {s.kind for s in signed} == set(SIGN_KINDS):
         rt.s.formal_agreement_on = today
         rt.s.stage = "support_plan"
-        rt.audit("formal_agreement.signed", SYSTEM, reason="signed by the regulator, the trust and the buddy")
+        rt.audit(AuditEvent.formal_agreement_signed, SYSTEM, reason="signed by the regulator, the trust and the buddy")
         rt.open_step(BuddyKind.buddy_support_plan, today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
 
 
@@ -803,7 +804,7 @@ def _plan_agreed(rt, st, d, payload) -> None:
 def _forecast_signed_off(rt, st, d, payload: ForecastPayload) -> None:
     n = st.subject.get("quarter")
     q = rt.require_ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, rt.workstreams())
-    rt.audit("buddy_forecast.signed_off", d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
+    rt.audit(kind_event(BuddyKind.buddy_forecast, "signed_off"), d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
     rt.maybe_open_authorisation(n)
 
 
@@ -867,7 +868,7 @@ def _plan_change_decided(rt, st, d, payload) -> None:
 def _plan_within_the_agreed_level(rt, st, d, payload: SupportPlan) -> None:
     led = rt.require_ledger()
     if payload.projected_total_pence > led.agreed_level_pence:
-        raise LedgerError("RuleBroken", f"projected costs of {money(payload.projected_total_pence)} are "
+        raise LedgerError(RejectionKind.rule_broken, f"projected costs of {money(payload.projected_total_pence)} are "
                                         f"above the agreed level ({money(led.agreed_level_pence)})")
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from domain.dates import add_months
 from domain.rules import SEGMENT_AFTER_QUALITY_EXIT
 from domain.text import text
+from domain.vocab import Phase, RejectionKind, Role, decision_event, kind_event
 
 
 class PlanAction(BaseModel):
@@ -247,115 +248,115 @@ def _copy(payload: dict[str, Any]) -> Callable[[RoutineContext], dict[str, Any]]
 
 
 def _appointment(ctx: RoutineContext) -> dict[str, Any]:
-    return {"appointed_on": ctx.today.isoformat(), "improvement_director_user_id": ctx.user("improvement_director")}
+    return {"appointed_on": ctx.today.isoformat(), "improvement_director_user_id": ctx.user(Role.improvement_director)}
 
 
 _E = EmptyPayload
 _S, _D = Statutory, ServiceDefault
 CATALOGUE: dict[str, StepKind] = {
     Kind.improvement_plan: StepKind(
-        "Improvement plan submitted", "trust", "improvement_plan", {"submit": ImprovementPlanPayload},
+        "Improvement plan submitted", Role.trust, "improvement_plan", {"submit": ImprovementPlanPayload},
         short_title="Improvement plan",
         deadline=Deadline("28 days after entry (14 days after it is returned, if later)",
                           _S("seed 000 §4a(iv)")),
         routine=Routine("submit", _copy(ROUTINE_PLAN))),
     Kind.plan_review: StepKind(
-        "Improvement plan agreed by the improvement director", "improvement_director", "improvement_plan",
+        "Improvement plan agreed by the improvement director", Role.improvement_director, "improvement_plan",
         {"agree": _E, "return": _E}, frozenset({"return"}),
         short_title="Plan agreed by the ID",
         deadline=Deadline("7 days after the plan is submitted, not before the plan's own due date",
                           _D("domain.steps.REVIEW_DAYS")),
         routine=Routine("agree")),
     Kind.plan_signoff_regulator: StepKind(
-        "Improvement plan signed off by the regulator", "regulator", "improvement_plan",
+        "Improvement plan signed off by the regulator", Role.regulator, "improvement_plan",
         {"sign_off": _E, "return": _E}, frozenset({"return"}),
         short_title="Plan sign-off: regulator",
         deadline=Deadline("14 days after the improvement director agrees the plan", _D("domain.steps.SIGNOFF_DAYS")),
         routine=Routine("sign_off")),
     Kind.plan_signoff_commissioner: StepKind(
-        "Improvement plan signed off by the commissioner", "commissioner", "improvement_plan",
+        "Improvement plan signed off by the commissioner", Role.commissioner, "improvement_plan",
         {"sign_off": _E, "return": _E}, frozenset({"return"}),
         short_title="Plan sign-off: commissioner",
         deadline=Deadline("14 days after the improvement director agrees the plan", _D("domain.steps.SIGNOFF_DAYS")),
         routine=Routine("sign_off")),
     Kind.appoint_improvement_director: StepKind(
-        "Improvement director appointed", "regulator", "appointment", {"record": AppointmentPayload},
+        "Improvement director appointed", Role.regulator, "appointment", {"record": AppointmentPayload},
         short_title="Improvement director appointed",
         deadline=Deadline("3 months after entry (months 1-3)", _S("seed 000 §4c")),
         routine=Routine("record", _appointment)),
     Kind.board_to_board: StepKind(
-        "Board-to-board meeting (within 3 months of entry)", "regulator", "board_to_board", {"record": MeetingPayload},
+        "Board-to-board meeting (within 3 months of entry)", Role.regulator, "board_to_board", {"record": MeetingPayload},
         short_title="Board-to-board (3 months)",
         deadline=Deadline("3 months after entry", _S("seed 000 §4b(i)")),
         routine=Routine("record", dated("meeting_date"))),
     Kind.board_to_board_pre_inspection: StepKind(
-        "Board-to-board before the CQC re-inspection", "regulator", "board_to_board", {"record": MeetingPayload},
+        "Board-to-board before the CQC re-inspection", Role.regulator, "board_to_board", {"record": MeetingPayload},
         short_title="Board-to-board before re-inspection",
         deadline=Deadline("the day before the announced re-inspection", _S("seed 000 §4b(i)")),
         routine=Routine("record", dated("meeting_date"))),
     Kind.board_to_board_post_exit: StepKind(
-        "Board-to-board within 6 months of exit", "regulator", "board_to_board", {"record": MeetingPayload},
+        "Board-to-board within 6 months of exit", Role.regulator, "board_to_board", {"record": MeetingPayload},
         short_title="Board-to-board after exit",
         deadline=Deadline("6 months after exit", _S("seed 000 §4d")),
         routine=Routine("record", dated("meeting_date"))),
     Kind.letter_to_chair: StepKind(
-        "Follow-up letter to the chair", "regulator", "board_to_board", {"record": LetterPayload},
+        "Follow-up letter to the chair", Role.regulator, "board_to_board", {"record": LetterPayload},
         short_title="Letter to the chair",
         deadline=Deadline("14 days after the board-to-board", _D("domain.steps.LETTER_DAYS")),
         routine=Routine("record", dated("sent_on"))),
     Kind.capability_review: StepKind(
-        "Board capability review completed", "regulator", "capability_review", {"record": CompletionPayload},
+        "Board capability review completed", Role.regulator, "capability_review", {"record": CompletionPayload},
         short_title="Board capability review",
         deadline=Deadline("3 months after it is commissioned", _D("domain.steps.CAPABILITY_REVIEW_MONTHS")),
         routine=Routine("record", dated("completed_on"))),
     Kind.monthly_return: StepKind(
-        "Monthly progress return and public update (trust)", "trust", "monthly_return",
+        "Monthly progress return and public update (trust)", Role.trust, "monthly_return",
         {"submit": MonthlyReturnPayload},
         short_title="Monthly returns (trust)", recurs="monthly",
         deadline=Deadline("the 3rd Monday of every month", _S("seed 000 §4a(v)")),
         routine=Routine("submit", _copy({"summary": "progress against the improvement plan"}))),
     Kind.monthly_return_cosign: StepKind(
-        "Monthly progress return co-signed (improvement director)", "improvement_director", "monthly_return",
+        "Monthly progress return co-signed (improvement director)", Role.improvement_director, "monthly_return",
         {"cosign": _E, "return": _E}, frozenset({"return"}),
         short_title="Monthly returns co-signed (ID)", recurs="monthly",
         deadline=Deadline("the return's 3rd Monday, at least 3 days after the trust submits it",
                           _S("seed 000 §4a(v)")),
         routine=Routine("cosign")),
     Kind.oversight_meeting: StepKind(
-        "Oversight and Assurance Group held (monthly)", "regulator", "oversight", {"record": OversightMeetingPayload},
+        "Oversight and Assurance Group held (monthly)", Role.regulator, "oversight", {"record": OversightMeetingPayload},
         short_title="Oversight and Assurance Group (monthly)", recurs="monthly",
         deadline=Deadline("the last day of every month (the seed says monthly; the day is the service's)",
                           _D("domain.schedule.monthly_steps")),
         routine=Routine("record", dated("meeting_date"))),
     Kind.delivery_meeting: StepKind(
-        "Integrated Delivery Meeting held (monthly)", "regulator", "oversight", {"record": DeliveryMeetingPayload},
+        "Integrated Delivery Meeting held (monthly)", Role.regulator, "oversight", {"record": DeliveryMeetingPayload},
         short_title="Integrated Delivery Meeting (monthly)", recurs="monthly",
         deadline=Deadline("the last day of every month (the seed says monthly; the day is the service's)",
                           _D("domain.schedule.monthly_steps")),
         routine=Routine("record", dated("meeting_date", on_trajectory=True))),
     Kind.reinspection: StepKind(
-        "CQC re-inspection published", "cqc", "reinspection", {},
+        "CQC re-inspection published", Role.cqc, "reinspection", {},
         short_title="CQC re-inspection", numbered=True,
         deadline=Deadline("12 months after entry; then at the end of each extension (usually 6 months), and 6 months "
                           "after the letter to the Secretary of State", _S("seed 000 §1; seed 002"))),
     Kind.cqc_recommendation: StepKind(
-        "CQC recommendation after re-inspection", "cqc", "exit_decision",
+        "CQC recommendation after re-inspection", Role.cqc, "exit_decision",
         {"recommend_exit": _E, "recommend_remain": _E}, frozenset({"recommend_remain"}),
         short_title="CQC recommendation",
         deadline=Deadline("14 days after the re-inspection report is published", _D("domain.steps.DECISION_DAYS"))),
     Kind.regulator_decision: StepKind(
-        "Regulator's decision after re-inspection", "regulator", "exit_decision",
+        "Regulator's decision after re-inspection", Role.regulator, "exit_decision",
         {"exit": ExitDecisionPayload, "extend": ExtendPayload, "refer_to_secretary_of_state": _E},
         frozenset({"extend", "refer_to_secretary_of_state"}),
         short_title="Regulator's decision",
         deadline=Deadline("14 days after CQC's recommendation", _D("domain.steps.DECISION_DAYS"))),
     Kind.revised_action_plan: StepKind(
-        "Revised action plan published (extension)", "trust", "improvement_plan", {"submit": ImprovementPlanPayload},
+        "Revised action plan published (extension)", Role.trust, "improvement_plan", {"submit": ImprovementPlanPayload},
         short_title="Revised action plan",
         deadline=Deadline("28 days after the extension is decided", _D("domain.steps.REVISED_PLAN_DAYS")),
         routine=Routine("submit", _copy(ROUTINE_REVISED_PLAN))),
     Kind.secretary_of_state_letter: StepKind(
-        "Chief Inspector's letter to the Secretary of State", "cqc", "secretary_of_state", {"send": LetterPayload},
+        "Chief Inspector's letter to the Secretary of State", Role.cqc, "secretary_of_state", {"send": LetterPayload},
         short_title="Letter to the Secretary of State",
         deadline=Deadline("14 days after the regulator refers the trust", _D("domain.steps.LETTER_DAYS"))),
 }
@@ -428,15 +429,15 @@ def _plan_signed(rt, st, d, payload) -> None:
     if all(o.status == "done" and o.outcome == "sign_off" for o in rt.s.steps.values()
            if o.kind.startswith("plan_signoff") and o.subject.get("plan_step") == plan.id):
         plan.data["signed_off_on"] = rt.today().isoformat()
-        rt.audit("improvement_plan.signed_off", SYSTEM, step=plan,
+        rt.audit(kind_event(Kind.improvement_plan, "signed_off"), SYSTEM, step=plan,
                  reason="agreed by the improvement director; signed off by regulator and commissioner")
 
 
 @after(Kind.appoint_improvement_director)
 def _director_appointed(rt, st, d, payload: AppointmentPayload) -> None:
-    rt.s.assignees["improvement_director"] = payload.improvement_director_user_id
+    rt.s.assignees[Role.improvement_director] = payload.improvement_director_user_id
     for o in rt.s.steps.values():
-        if o.status == "open" and o.role == "improvement_director":
+        if o.status == "open" and o.role == Role.improvement_director:
             rt.show_task(o)
 
 
@@ -457,7 +458,7 @@ def _letter_sent(rt, st, d, payload: LetterPayload) -> None:
 
 @after(Kind.board_to_board_post_exit)
 def _post_exit_boards_met(rt, st, d, payload) -> None:
-    rt.finish("exited", "post-exit board-to-board held")
+    rt.finish(Phase.exited, "post-exit board-to-board held")
 
 
 @after(Kind.monthly_return)
@@ -479,7 +480,7 @@ def _oversight_held(rt, st, d, payload: OversightMeetingPayload) -> None:
     if idm is not None and idm.status == "open":
         why = "held together with the Oversight and Assurance Group"
         idm.data.update({"meeting_date": d.payload["meeting_date"], "held_with": st.id})
-        rt.audit("delivery_meeting.record", d.actor, step=idm, reason=why)
+        rt.audit(decision_event(Kind.delivery_meeting, "record"), d.actor, step=idm, reason=why)
         rt.close_step(idm, "record", d.actor, why)
 
 
@@ -497,7 +498,7 @@ def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
     rt.cancel_open("regime exited special measures")
     rt.s.next_monthly = None
     support = rt.s.continued_support
-    rt.set_phase("exited", d.actor, "exit on CQC's recommendation" +
+    rt.set_phase(Phase.exited, d.actor, "exit on CQC's recommendation" +
                  (f"; continued support: {', '.join(support)}" if support else ""))
     rt.open_step(Kind.board_to_board_post_exit, add_months(today, 6))
     rt.end_buddies("the trust exited special measures")
@@ -510,8 +511,8 @@ def _extension_decided(rt, st, d, payload: ExtendPayload) -> None:
     end = add_months(today, months)
     rt.s.extensions.append({"number": len(rt.s.extensions) + 1, "decided_on": today.isoformat(),
                             "months": months, "ends": end.isoformat(), "reason": d.comment})
-    if rt.s.phase != "long_term_solution":
-        rt.set_phase("extended", d.actor, f"extended by {months} months to {end.isoformat()}")
+    if rt.s.phase != Phase.long_term_solution:
+        rt.set_phase(Phase.extended, d.actor, f"extended by {months} months to {end.isoformat()}")
     rt.open_step(Kind.revised_action_plan, today + timedelta(days=REVISED_PLAN_DAYS))
     rt.open_step(Kind.reinspection, end, step_id=f"reinspection-{rt.n_reinspections() + 1}")
 
@@ -526,7 +527,7 @@ def _referral_decided(rt, st, d, payload) -> None:
 @after(Kind.secretary_of_state_letter)
 def _letter_to_secretary_of_state_sent(rt, st, d, payload) -> None:
     rt.s.sos_letter = {**(rt.s.sos_letter or {}), "sent_on": d.payload.get("sent_on"), "sent_by": d.actor.user_id}
-    rt.set_phase("long_term_solution", d.actor, "Chief Inspector wrote to the Secretary of State")
+    rt.set_phase(Phase.long_term_solution, d.actor, "Chief Inspector wrote to the Secretary of State")
     rt.open_step(Kind.reinspection, add_months(rt.today(), 6), step_id=f"reinspection-{rt.n_reinspections() + 1}")
 
 
@@ -557,10 +558,10 @@ check = partial(check_in, CATALOGUE)
 @check(Kind.regulator_decision)
 def _decision_follows_the_recommendation(rt, st, d, payload) -> None:
     if d.action == "exit" and rt.latest_recommendation() != "recommend_exit":
-        raise Refused("RuleBroken", "the regulator takes a trust out of special measures only on CQC's "
+        raise Refused(RejectionKind.rule_broken, "the regulator takes a trust out of special measures only on CQC's "
                                     "recommendation to exit")
-    if d.action == "refer_to_secretary_of_state" and rt.s.phase != "extended":
-        raise Refused("RuleBroken", "the Chief Inspector writes to the Secretary of State only at the end of "
+    if d.action == "refer_to_secretary_of_state" and rt.s.phase != Phase.extended:
+        raise Refused(RejectionKind.rule_broken, "the Chief Inspector writes to the Secretary of State only at the end of "
                                     "an extension")
 
 
@@ -569,9 +570,9 @@ def _meeting_held_this_month(rt, st, d, payload) -> None:
     held = date.fromisoformat(str(d.payload["meeting_date"]))
     month = date.fromisoformat(st.subject["month"] + "-01")
     if held > rt.today():
-        raise Refused("RuleBroken", "a meeting is recorded once it has been held, not in advance")
+        raise Refused(RejectionKind.rule_broken, "a meeting is recorded once it has been held, not in advance")
     if held < month:
-        raise Refused("RuleBroken", f"a meeting held on {held.isoformat()} is not this month's "
+        raise Refused(RejectionKind.rule_broken, f"a meeting held on {held.isoformat()} is not this month's "
                                     f"({st.subject['month']})")
 
 
@@ -580,5 +581,5 @@ def _exit_against_the_rule_needs_a_reason(rt, st, d, payload) -> None:
     if d.action == "recommend_exit":
         verdict = st.data.get("verdict") or {}
         if verdict.get("met") is False and not (d.comment and d.comment.strip()):
-            raise Refused("ReasonRequired", "the exit rule is not met on this outcome; recommending exit "
+            raise Refused(RejectionKind.reason_required, "the exit rule is not met on this outcome; recommending exit "
                                             "anyway needs CQC's reason")

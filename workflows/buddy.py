@@ -34,7 +34,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-
     from activities.payments import PaymentActivities
     from domain import dates, schedule
     from domain.ledger import (
@@ -63,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
+    from domain.vocab import AuditEvent, RejectionKind, Role
     from workflows.common import SA_ODS, SA_REGIME, BuddyStart, EffectBatch, Notify
     from workflows.engine import StepEngine, reject, same_person
 
@@ -123,7 +123,7 @@ class BuddyPartnershipWorkflow(StepEngine):
     # ---------------------------------------------------------------- start
     def _begin(self, start: BuddyStart) -> None:
         req = start.request
-        self.audit("partnership_started", req.actor, reason=f"{req.buddy.name} ({req.scope})",
+        self.audit(AuditEvent.partnership_started, req.actor, reason=f"{req.buddy.name} ({req.scope})",
                     detail={"partnership_id": self.s.p.partnership_id, "buddy_ods": req.buddy.ods_code,
                             "scope": req.scope})
         aip_due = self.today() + timedelta(days=AIP_DAYS)
@@ -315,7 +315,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                     PaymentActivities.record_payment, ins, start_to_close_timeout=timedelta(seconds=30),
                     schedule_to_close_timeout=PAYMENT_GIVE_UP, retry_policy=_PAYMENT_RETRY)
             except ActivityError as e:
-                if not (isinstance(e.cause, ApplicationError) and e.cause.type == "PaymentConflict"):
+                if not (isinstance(e.cause, ApplicationError) and e.cause.type == RejectionKind.payment_conflict):
                     # The store was unavailable for the whole attempt window: the quarter stays authorised
                     # and unpaid in the ledger (which continue-as-new carries), and is tried again later.
                     # The payment row is keyed by partnership and quarter, so a retry never pays twice.
@@ -326,7 +326,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                 self._payment_refused(q, e)
                 continue
             led.record_payment(q.number, rec.payment_id, rec.amount_pence)
-            self.audit("buddy_payment_recorded", SYSTEM,
+            self.audit(AuditEvent.buddy_payment_recorded, SYSTEM,
                         reason=f"Q{q.number}: {money(rec.amount_pence)} (payment {rec.payment_id})",
                         detail={"quarter": q.number, "payment_id": rec.payment_id,
                                 "amount_pence": rec.amount_pence, "first_write": rec.created,
@@ -337,8 +337,8 @@ class BuddyPartnershipWorkflow(StepEngine):
         """A conflicting row (the same quarter with another amount): people must look."""
         msg = str(e.cause.message if isinstance(e.cause, ApplicationError) else e.cause or e)
         self.s.payment_failures[q.number] = msg
-        self.audit("buddy_payment_refused", SYSTEM, reason=msg, detail={"quarter": q.number})
-        self.emit(Notify(rung="payment_refused", recipients=["operations", "improvement_director"],
+        self.audit(AuditEvent.buddy_payment_refused, SYSTEM, reason=msg, detail={"quarter": q.number})
+        self.emit(Notify(rung="payment_refused", recipients=[Role.operations, Role.improvement_director],
                          subject=f"[payment refused] {self.s.p.trust.ods_code} buddy {self.s.p.key} Q{q.number}",
                          body=msg))
 
@@ -407,15 +407,15 @@ class BuddyPartnershipWorkflow(StepEngine):
         """One person never acts for two parties of the same decision (agreement, plan, change, quarter)."""
         key = (st.group, st.subject.get("quarter"), st.subject.get("change"))
         proposer = st.subject.get("proposed_by")
-        if proposer == actor.user_id and actor.role != "buddy":
-            raise reject("SeparationOfDuties", f"{actor.user_id} proposed this change for the buddy and cannot "
+        if proposer == actor.user_id and actor.role != Role.buddy:
+            raise reject(RejectionKind.separation_of_duties, f"{actor.user_id} proposed this change for the buddy and cannot "
                                                f"also approve it as {actor.role.replace('_', ' ')}")
         for other in self.s.steps.values():
             if (other.group, other.subject.get("quarter"), other.subject.get("change")) != key:
                 continue
             for a in other.actions:
                 if same_person(a, actor) and a.role != actor.role:
-                    raise reject("SeparationOfDuties",
+                    raise reject(RejectionKind.separation_of_duties,
                                  f"{actor.user_id} already acted as {a.role.replace('_', ' ')} on "
                                  f"'{other.title}' and cannot also act as {actor.role.replace('_', ' ')}")
 
@@ -443,7 +443,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.s.plan_version = 1
         self.s.plan_agreed_on = self.today()
         self.s.stage = "quarterly_cycle"
-        self.audit("support_plan.agreed", SYSTEM, reason="agreed by the regulator and the trust",
+        self.audit(AuditEvent.support_plan_agreed, SYSTEM, reason="agreed by the regulator and the trust",
                     detail={"projected_total_pence": self.s.plan.projected_total_pence,
                             "workstreams": sorted(self.s.plan.workstream_ids())})
         self._open_quarter(1)
@@ -471,7 +471,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         rec = PlanChangeRecord(number=len(self.s.plan_changes) + 1, plan=c.plan, reason=c.reason,
                                proposed_by=c.actor.user_id, proposed_at=workflow.now())
         self.s.plan_changes.append(rec)
-        self.audit("support_plan.change_proposed", c.actor, reason=c.reason,
+        self.audit(AuditEvent.support_plan_change_proposed, c.actor, reason=c.reason,
                     detail={"change": rec.number, "projected_total_pence": c.plan.projected_total_pence})
         due = self.today() + timedelta(days=AGREE_DAYS)
         extra = {"change": rec.number, "proposed_by": c.actor.user_id}
@@ -482,21 +482,21 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     @propose_plan_change.validator
     def _validate_plan_change(self, c: PlanChange) -> None:
-        if c.actor.role != "buddy":
-            raise reject("WrongRole", "the buddy proposes changes to its support plan")
+        if c.actor.role != Role.buddy:
+            raise reject(RejectionKind.wrong_role, "the buddy proposes changes to its support plan")
         if self.s.stage != "quarterly_cycle" or self.s.plan is None:
-            raise reject("StepNotOpen", f"the partnership is at stage '{self.s.stage}'; only an agreed plan "
+            raise reject(RejectionKind.step_not_open, f"the partnership is at stage '{self.s.stage}'; only an agreed plan "
                                         "of a running partnership changes")
         if any(r.status == "pending" for r in self.s.plan_changes):
-            raise reject("Conflict", "a change to the support plan is already awaiting approval")
+            raise reject(RejectionKind.conflict, "a change to the support plan is already awaiting approval")
         led = self.require_ledger()
         if c.plan.projected_total_pence > led.agreed_level_pence:
-            raise reject("RuleBroken", f"projected costs of {money(c.plan.projected_total_pence)} are above the "
+            raise reject(RejectionKind.rule_broken, f"projected costs of {money(c.plan.projected_total_pence)} are above the "
                                        f"agreed level ({money(led.agreed_level_pence)})")
         keep = c.plan.workstream_ids()
         for q in led.quarters:
             if not q.settled and any(ln.workstream not in keep for ln in q.forecast_lines):
-                raise reject("RuleBroken", f"Q{q.number}'s signed-off forecast uses workstreams this change "
+                raise reject(RejectionKind.rule_broken, f"Q{q.number}'s signed-off forecast uses workstreams this change "
                                            "removes")
 
     def plan_change_decided(self, st: Step, d: Decision) -> None:
@@ -506,7 +506,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         if d.action == "reject":
             rec.status = "rejected"
             self.cancel(lambda s: s.subject.get("change") == rec.number, "change rejected")
-            self.audit("support_plan.change_rejected", d.actor, reason=d.comment, detail={"change": rec.number})
+            self.audit(AuditEvent.support_plan_change_rejected, d.actor, reason=d.comment, detail={"change": rec.number})
             return
         both = [s for s in self.s.steps.values() if s.subject.get("change") == rec.number]
         if all(s.status == "done" and s.outcome == "approve" for s in both):
@@ -514,7 +514,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             assert rec.plan is not None  # a pending change's plan is never archived
             self.s.plan = rec.plan
             self.s.plan_version += 1
-            self.audit("support_plan.changed", SYSTEM, reason=rec.reason,
+            self.audit(AuditEvent.support_plan_changed, SYSTEM, reason=rec.reason,
                         detail={"change": rec.number, "version": self.s.plan_version,
                                 "projected_total_pence": rec.plan.projected_total_pence})
 
@@ -529,12 +529,12 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     @end_early.validator
     def _validate_end(self, e: PartnershipEnd) -> None:
-        if e.actor.role != "regulator":
-            raise reject("WrongRole", "the regulator ends a buddy partnership")
+        if e.actor.role != Role.regulator:
+            raise reject(RejectionKind.wrong_role, "the regulator ends a buddy partnership")
         if self.s.finished or self.s.ending is not None:
-            raise reject("StepNotOpen", f"the partnership is already {self.s.stage}")
+            raise reject(RejectionKind.step_not_open, f"the partnership is already {self.s.stage}")
         if not e.reason.strip():
-            raise reject("ReasonRequired", "ending a partnership early needs a reason")
+            raise reject(RejectionKind.reason_required, "ending a partnership early needs a reason")
 
     @workflow.signal
     def end_partnership(self, reason: str) -> None:
@@ -545,7 +545,7 @@ class BuddyPartnershipWorkflow(StepEngine):
     def _begin_end(self, reason: str, actor: Actor) -> None:
         today = self.today()
         self.s.ending = {"reason": reason, "by": actor.user_id, "role": actor.role, "on": today.isoformat()}
-        self.audit("partnership_ending", actor, reason=reason)
+        self.audit(AuditEvent.partnership_ending, actor, reason=reason)
         if self.s.stage in PRE_CYCLE:
             self.finish_early(reason, actor)
             return
@@ -567,7 +567,7 @@ class BuddyPartnershipWorkflow(StepEngine):
                     continue
                 q.end = today
                 self._open_review(q.number)
-                self.audit("buddy_quarter_cut_short", actor, reason=reason,
+                self.audit(AuditEvent.buddy_quarter_cut_short, actor, reason=reason,
                             detail={"quarter": q.number, "end": today.isoformat()})
 
     def _drop_quarter(self, q: Quarter, why: str) -> None:
@@ -578,7 +578,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.cancel(lambda s: True, reason)
         self.s.stage = "ended"
         self.s.finished = True
-        self.audit("partnership_ended", actor, reason=reason)
+        self.audit(AuditEvent.partnership_ended, actor, reason=reason)
 
     def _check_settled(self) -> None:
         if self.s.stage != "settling" or self.s.finished:
@@ -590,5 +590,5 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.s.stage = "ended"
         self.s.finished = True
         totals = self.require_ledger().totals()
-        self.audit("partnership_ended", SYSTEM, reason=(self.s.ending or {}).get("reason"),
+        self.audit(AuditEvent.partnership_ended, SYSTEM, reason=(self.s.ending or {}).get("reason"),
                     detail={"paid_pence": totals.paid_pence, "remaining_pence": totals.remaining_pence})

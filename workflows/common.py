@@ -171,7 +171,6 @@ def buddy_workflow_id(regime_id: str, buddy_ods: str, scope: str) -> str:
     return base if scope == "trust-wide" else f"{base}-{scope}"
 
 
-Phase = Literal["in_special_measures", "extended", "long_term_solution", "exited", "closed_structural"]
 
 
 class BuddyStart(BaseModel):

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import dates
     from domain.models import SYSTEM, Action, Actor, DeadlineChange, Decision, Escalation, Rung, Step
     from domain.steps import Refused, StepKind, handler_for
+    from domain.vocab import AuditEvent, RejectionKind, Role
     from workflows.common import (
         WRITTEN_EFFECTS,
         ArchiveBatch,
@@ -200,7 +201,7 @@ class StepEngine:
         targets = [st.role if n == "responsible" else n for n in notify]
         self.s.escalations.append(Escalation(step_id=st.id, step_title=st.title, rung=rung, level=level,
                                              at=workflow.now(), due=st.due, notified=targets, reason=reason))
-        self.audit("escalation", SYSTEM, step=st, reason=reason,
+        self.audit(AuditEvent.escalation, SYSTEM, step=st, reason=reason,
                     detail={"rung": rung, "level": level, "notified": targets})
         self.emit(Notify(step_id=st.id, rung=rung, recipients=targets, subject=self._notice_subject(st, rung),
                          body=reason))
@@ -324,8 +325,8 @@ class StepEngine:
         wid = workflow.info().workflow_id
         reason = (f"the state carried to the next run is {size:,} bytes, over the bound of "
                   f"{STATE_BOUND_BYTES:,} with everything the rules allow archived")
-        self.audit("state_over_bound", SYSTEM, reason=reason, detail={"bytes": size})
-        self.emit(Notify(rung="state_over_bound", recipients=["operations"], subject=f"[state over bound] {wid}",
+        self.audit(AuditEvent.state_over_bound, SYSTEM, reason=reason, detail={"bytes": size})
+        self.emit(Notify(rung="state_over_bound", recipients=[Role.operations], subject=f"[state over bound] {wid}",
                          body=reason))
 
     async def _archive(self, batch: ArchiveBatch) -> None:
@@ -367,7 +368,7 @@ class StepEngine:
 
     def check_role(self, actor: Actor, st: Step) -> None:
         if actor.role != st.role:
-            raise reject("WrongRole", f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
+            raise reject(RejectionKind.wrong_role, f"'{st.title}' is for the {st.role.replace('_', ' ')}, "
                                       f"not the {actor.role.replace('_', ' ')}")
 
     def check_parties(self, actor: Actor, st: Step) -> None:
@@ -388,21 +389,21 @@ class StepEngine:
         step and the typed payload."""
         st = self.s.steps.get(d.step_id)
         if st is None:
-            raise reject("UnknownStep", f"no step '{d.step_id}' in {self._where()}")
+            raise reject(RejectionKind.unknown_step, f"no step '{d.step_id}' in {self._where()}")
         self.check_role(d.actor, st)
         if st.status != "open":
-            raise reject("StepNotOpen", f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
+            raise reject(RejectionKind.step_not_open, f"'{st.title}' is {st.status} ({st.outcome}); nothing to decide")
         self.check_parties(d.actor, st)
         spec = self.CATALOGUE[st.kind]
         if d.action not in spec.actions:
             allowed = ", ".join(spec.actions) or "none (completed by a CQC outcome)"
-            raise reject("UnknownAction", f"'{d.action}' is not an action of '{st.title}'; allowed: {allowed}")
+            raise reject(RejectionKind.unknown_action, f"'{d.action}' is not an action of '{st.title}'; allowed: {allowed}")
         if d.action in spec.needs_reason and not (d.comment and d.comment.strip()):
-            raise reject("ReasonRequired", f"'{d.action}' needs a reason")
+            raise reject(RejectionKind.reason_required, f"'{d.action}' needs a reason")
         try:
             payload = self.payload_model(st, d).model_validate(d.payload)
         except ValidationError as e:
-            raise reject("InvalidPayload", errors(e)) from None
+            raise reject(RejectionKind.invalid_payload, errors(e)) from None
         self.check_parties_after_payload(d.actor, st)
         for rule in spec.checks:
             try:
@@ -449,7 +450,7 @@ class StepEngine:
         """A step just opened: its task in the inbox, and the audit entry with its due date (in the detail,
         which the history page reads; the reason keeps the same words for people reading the log)."""
         self.show_task(st)
-        self.audit("step_opened", SYSTEM, step=st, reason=f"due {st.due.isoformat()}",
+        self.audit(AuditEvent.step_opened, SYSTEM, step=st, reason=f"due {st.due.isoformat()}",
                    detail={"due": st.due.isoformat()})
 
     def close_step(self, st: Step, outcome: str, actor: Actor, comment: str | None = None) -> None:
@@ -468,17 +469,17 @@ class StepEngine:
     def _check_amend(self, c: DeadlineChange) -> None:
         st = self.s.steps.get(c.step_id)
         if st is None:
-            raise reject("UnknownStep", f"no step '{c.step_id}' in {self._where()}")
+            raise reject(RejectionKind.unknown_step, f"no step '{c.step_id}' in {self._where()}")
         if st.status != "open":
-            raise reject("StepNotOpen", f"'{st.title}' is {st.status}; its deadline cannot change")
-        if c.actor.role != "regulator":
-            raise reject("WrongRole", "only the regulator moves deadlines")
+            raise reject(RejectionKind.step_not_open, f"'{st.title}' is {st.status}; its deadline cannot change")
+        if c.actor.role != Role.regulator:
+            raise reject(RejectionKind.wrong_role, "only the regulator moves deadlines")
         if c.new_due is None and c.pause is None:
-            raise reject("InvalidPayload", "give new_due, pause, or both")
+            raise reject(RejectionKind.invalid_payload, "give new_due, pause, or both")
         if c.new_due is not None and c.new_due < self.today():
-            raise reject("RuleBroken", f"new due date {c.new_due.isoformat()} is in the past")
+            raise reject(RejectionKind.rule_broken, f"new due date {c.new_due.isoformat()} is in the past")
         if not c.reason.strip():
-            raise reject("ReasonRequired", "a reason is required")
+            raise reject(RejectionKind.reason_required, "a reason is required")
 
     def _amend(self, c: DeadlineChange) -> Step:
         """Move a due date or pause a clock; the ladder follows the new date at once."""
@@ -499,6 +500,6 @@ class StepEngine:
         new = {"due": st.due.isoformat(), "paused": st.paused}
         st.amendments.append({"at": now.isoformat(), "by": c.actor.user_id, "reason": c.reason,
                               "old": old, "new": new})
-        self.audit("deadline_amended", c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
+        self.audit(AuditEvent.deadline_amended, c.actor, step=st, reason=c.reason, detail={"old": old, "new": new})
         self.show_task(st)
         return st

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         DECISION_DAYS,
         Kind,
     )
+    from domain.vocab import ACTIVE_PHASES, AuditEvent, Phase, RejectionKind, Role
     from workflows.common import (
         SA_LEVEL,
         SA_NEXT,
@@ -79,8 +80,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
 
 
-ACTIVE_PHASES = ("in_special_measures", "extended", "long_term_solution")
-PARTY_ROLES = ("trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc")
+PARTY_ROLES = (Role.trust, Role.improvement_director, Role.regulator, Role.commissioner, Role.buddy, Role.cqc)
 # Patch ids (docs/versioning.md). Each guards a behaviour change that regimes already running must not see
 # while they replay the path they took before it.
 FOLLOWUPS_FROM_MEETING_DATE = "followups-from-meeting-date"
@@ -150,7 +150,7 @@ class RegimeWorkflow(StepEngine):
             basis = f"regulator decision without CQC recommendation: {p.regulator_reason}"
         if p.entry_outcome is not None:
             self.s.inspections.append(InspectionRecord(outcome=p.entry_outcome, received_at=workflow.now()))
-        self.audit("regime_entered", p.placed_by, reason=basis, detail={
+        self.audit(AuditEvent.regime_entered, p.placed_by, reason=basis, detail={
             "trust": p.trust.model_dump(), "entry_date": p.entry_date.isoformat(), "segment": 4,
             "previous_regime_id": p.previous_regime_id,
         })
@@ -238,7 +238,7 @@ class RegimeWorkflow(StepEngine):
             st.completed_by = pre.by
             st.late = pre.completed_on > due
             st.data["imported_from"] = kind + pre.completed_on.isoformat()
-            self.audit("step_imported", SYSTEM, step=st, reason=pre.note or "completed before go-live",
+            self.audit(AuditEvent.step_imported, SYSTEM, step=st, reason=pre.note or "completed before go-live",
                         detail={"completed_on": pre.completed_on.isoformat(), "by": pre.by})
             return st
         self.announce_opened(st)
@@ -335,7 +335,7 @@ class RegimeWorkflow(StepEngine):
             return True
         except WorkflowAlreadyStartedError:
             # An ended partnership still settling its last quarter holds the id.
-            self.audit("buddy_start_refused", SYSTEM, reason=f"{pid} is still settling; add it again once it "
+            self.audit(AuditEvent.buddy_start_refused, SYSTEM, reason=f"{pid} is still settling; add it again once it "
                        "has ended", detail={"partnership_id": pid})
             if pid in self.s.buddies:
                 self.s.buddies[pid] = self.s.buddies[pid].model_copy(update={"stage": "start_refused", "ended": True})
@@ -360,7 +360,7 @@ class RegimeWorkflow(StepEngine):
             if other.group != step.group or other.role == step.role:
                 continue
             if _same_decision(other, step) and any(same_person(a, actor) for a in other.actions):
-                raise reject("SeparationOfDuties",
+                raise reject(RejectionKind.separation_of_duties,
                              f"{actor.user_id} already acted as {other.role.replace('_', ' ')} on "
                              f"'{other.title}' and cannot also act as {step.role.replace('_', ' ')}")
 
@@ -386,7 +386,7 @@ class RegimeWorkflow(StepEngine):
         if any(g.get("role") == role and g.get("to_user_id") == actor.user_id
                and date.fromisoformat(g["until"]) >= today for g in self.s.delegations):
             return
-        raise reject("NotAssignee", f"the appointed {role.replace('_', ' ')} is {assignee}; {actor.user_id} may act "
+        raise reject(RejectionKind.not_assignee, f"the appointed {role.replace('_', ' ')} is {assignee}; {actor.user_id} may act "
                                     "only with a delegation recorded by the regulator or by them")
 
     # ---------------------------------------------------------------- delegation
@@ -395,7 +395,7 @@ class RegimeWorkflow(StepEngine):
         """Cover for the appointed improvement director until a date (a new handler: nothing replays it)."""
         self._updates_this_run += 1
         self._validate_delegate(g)
-        role = "improvement_director"
+        role = Role.improvement_director
         today = self.today()
         # Expired delegations leave the state (they are in the audit log): the list stays short.
         self.s.delegations = [x for x in self.s.delegations if date.fromisoformat(x["until"]) >= today]
@@ -403,27 +403,27 @@ class RegimeWorkflow(StepEngine):
                  "until": g.until.isoformat(), "reason": g.reason, "by": g.actor.user_id,
                  "at": workflow.now().isoformat()}
         self.s.delegations.append(entry)
-        self.audit("delegation_recorded", g.actor, reason=g.reason, detail={
+        self.audit(AuditEvent.delegation_recorded, g.actor, reason=g.reason, detail={
             k: entry[k] for k in ("role", "from_user_id", "to_user_id", "until")})
         self._wake = True
         return entry
 
     @delegate.validator
     def _validate_delegate(self, g: Delegation) -> None:
-        role = "improvement_director"
+        role = Role.improvement_director
         assignee = self.s.assignees.get(role)
         if assignee is None:
-            raise reject("RuleBroken", "no improvement director has been appointed: there is nobody to cover for")
-        if not (g.actor.role == "regulator" or (g.actor.role == role and g.actor.user_id == assignee)):
-            raise reject("WrongRole", "the regulator, or the appointed improvement director, records cover")
+            raise reject(RejectionKind.rule_broken, "no improvement director has been appointed: there is nobody to cover for")
+        if not (g.actor.role == Role.regulator or (g.actor.role == role and g.actor.user_id == assignee)):
+            raise reject(RejectionKind.wrong_role, "the regulator, or the appointed improvement director, records cover")
         if g.until < self.today():
-            raise reject("RuleBroken", f"the cover ends on {g.until.isoformat()}, in the past")
+            raise reject(RejectionKind.rule_broken, f"the cover ends on {g.until.isoformat()}, in the past")
         if g.to_user_id == assignee:
-            raise reject("RuleBroken", f"{assignee} is the appointed improvement director")
+            raise reject(RejectionKind.rule_broken, f"{assignee} is the appointed improvement director")
         if self.s.finished:
-            raise reject("StepNotOpen", "the regime is closed")
+            raise reject(RejectionKind.step_not_open, "the regime is closed")
         if len(self.s.delegations) >= 50:
-            raise reject("Conflict", "50 delegations are current; let some end first")
+            raise reject(RejectionKind.conflict, "50 delegations are current; let some end first")
 
     def payload_model(self, st: Step, d: Decision) -> type[BaseModel]:
         """The step's typed payload, or a document reference where the payload is a document (the API stores
@@ -481,12 +481,12 @@ class RegimeWorkflow(StepEngine):
 
     def set_phase(self, phase: str, actor: Actor, reason: str) -> None:
         old, self.s.phase = self.s.phase, phase
-        self.audit("phase_changed", actor, reason=reason, detail={"from": old, "to": phase,
+        self.audit(AuditEvent.phase_changed, actor, reason=reason, detail={"from": old, "to": phase,
                                                                    "segment": self.s.segment})
 
     def finish(self, how: str, reason: str) -> None:
         self.cancel_open(reason)
-        self.audit("regime_closed", SYSTEM, reason=reason, detail={"how": how})
+        self.audit(AuditEvent.regime_closed, SYSTEM, reason=reason, detail={"how": how})
         self.s.finished = True
 
     def end_buddies(self, reason: str) -> None:
@@ -515,19 +515,19 @@ class RegimeWorkflow(StepEngine):
         st = self._open_reinspection()
         assert st is not None
         st.data["announced_date"] = a.inspection_date.isoformat()
-        self.audit("reinspection_announced", a.actor, step=st, reason=f"inspection on {a.inspection_date}")
+        self.audit(AuditEvent.reinspection_announced, a.actor, step=st, reason=f"inspection on {a.inspection_date}")
         b2b = self.open_step(Kind.board_to_board_pre_inspection, max(self.today(), a.inspection_date - timedelta(days=1)))
         self._wake = True
         return StepView(step=b2b, phase=self.s.phase)
 
     @announce_reinspection.validator
     def _validate_announce(self, a: ReinspectionAnnouncement) -> None:
-        if a.actor.role not in ("cqc", "regulator"):
-            raise reject("WrongRole", "re-inspections are announced by CQC or the regulator")
+        if a.actor.role not in (Role.cqc, Role.regulator):
+            raise reject(RejectionKind.wrong_role, "re-inspections are announced by CQC or the regulator")
         if self._open_reinspection() is None:
-            raise reject("StepNotOpen", "no re-inspection is pending")
+            raise reject(RejectionKind.step_not_open, "no re-inspection is pending")
         if a.inspection_date < self.today():
-            raise reject("RuleBroken", "the inspection date is in the past")
+            raise reject(RejectionKind.rule_broken, "the inspection date is in the past")
 
     def _open_reinspection(self) -> Step | None:
         return next((s for s in self.s.steps.values() if s.kind == Kind.reinspection and s.status == "open"), None)
@@ -542,7 +542,7 @@ class RegimeWorkflow(StepEngine):
         o = sig.outcome
         same = [r for r in self.s.inspections if r.outcome.reference == o.reference]
         if same and o.kind == "published":
-            self.audit("inspection_duplicate_ignored", sig.actor, reason=f"{o.reference} already recorded")
+            self.audit(AuditEvent.inspection_duplicate_ignored, sig.actor, reason=f"{o.reference} already recorded")
             return
         rec = InspectionRecord(outcome=o, received_at=workflow.now())
         if self._older_than_current(rec, sig.actor):
@@ -551,9 +551,10 @@ class RegimeWorkflow(StepEngine):
             r.status = "superseded"
             r.notes.append(f"corrected on {self.today().isoformat()}")
         entry = self._entry_ratings()
-        rec.verdict = exit_rule(entry, o) if entry is not None and self.s.phase != "exited" else None
+        rec.verdict = exit_rule(entry, o) if entry is not None and self.s.phase != Phase.exited else None
         self.s.inspections.append(rec)
-        self.audit("inspection_recorded" if o.kind == "published" else "inspection_corrected", sig.actor,
+        self.audit(AuditEvent.inspection_recorded if o.kind == "published" else AuditEvent.inspection_corrected,
+                   sig.actor,
                    reason=_verdict_text(rec),
                    detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json")})
         self._after_inspection(rec, correction=bool(same))
@@ -568,7 +569,7 @@ class RegimeWorkflow(StepEngine):
         rec.status = "older_ignored"
         rec.notes.append(f"older than {newer[-1].outcome.reference}; kept for the record, not acted on")
         self.s.inspections.append(rec)
-        self.audit("inspection_older_ignored", actor, reason=rec.notes[-1], detail={"reference": o.reference})
+        self.audit(AuditEvent.inspection_older_ignored, actor, reason=rec.notes[-1], detail={"reference": o.reference})
         return True
 
     def _entry_ratings(self) -> KeyQuestionRatings | None:
@@ -602,13 +603,13 @@ class RegimeWorkflow(StepEngine):
     def withdraw_inspection(self, w: Withdrawal) -> None:
         hits = [r for r in self.s.inspections if r.outcome.reference == w.reference and r.status == "current"]
         if not hits:
-            self.audit("inspection_withdrawal_ignored", w.actor, reason=f"no current outcome {w.reference}")
+            self.audit(AuditEvent.inspection_withdrawal_ignored, w.actor, reason=f"no current outcome {w.reference}")
             self._wake = True
             return
         for r in hits:
             r.status = "withdrawn"
             r.notes.append(f"withdrawn: {w.reason}")
-        self.audit("inspection_withdrawn", w.actor, reason=w.reason, detail={"reference": w.reference})
+        self.audit(AuditEvent.inspection_withdrawn, w.actor, reason=w.reason, detail={"reference": w.reference})
         self._reopen_reinspection(w)
         self._wake = True
 
@@ -633,7 +634,7 @@ class RegimeWorkflow(StepEngine):
         self._validate_close(c)
         self.s.closure = {"solution": c.solution, "reason": c.reason, "by": c.actor.user_id,
                           "on": self.today().isoformat()}
-        self.set_phase("closed_structural", c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
+        self.set_phase(Phase.closed_structural, c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
         self.s.next_monthly = None
         self.end_buddies("regime closed by a structural solution")
         self.finish("structural_solution", c.reason)
@@ -642,10 +643,10 @@ class RegimeWorkflow(StepEngine):
 
     @close_regime.validator
     def _validate_close(self, c: Closure) -> None:
-        if c.actor.role != "regulator":
-            raise reject("WrongRole", "only the regulator closes a regime")
+        if c.actor.role != Role.regulator:
+            raise reject(RejectionKind.wrong_role, "only the regulator closes a regime")
         if self.s.finished:
-            raise reject("StepNotOpen", "the regime is already closed")
+            raise reject(RejectionKind.step_not_open, "the regime is already closed")
 
     @workflow.update
     def record_enforcement(self, e: Enforcement) -> int:
@@ -653,7 +654,7 @@ class RegimeWorkflow(StepEngine):
         self._check_enforcement(e)
         self.s.enforcement.append({"action": e.action, "detail": e.detail, "by": e.actor.user_id,
                                    "on": self.today().isoformat()})
-        self.audit("enforcement_recorded", e.actor, reason=e.detail, detail={"action": e.action})
+        self.audit(AuditEvent.enforcement_recorded, e.actor, reason=e.detail, detail={"action": e.action})
         self._wake = True
         return len(self.s.enforcement)
 
@@ -669,13 +670,13 @@ class RegimeWorkflow(StepEngine):
             if (rec.get("action"), rec.get("detail"), rec.get("by"), rec.get("on")) == \
                     (e.action, e.detail, e.actor.user_id, today):
                 raise ApplicationError(f"this enforcement action was already recorded today (number {n})",
-                                       {"number": n, "record": rec}, type="Duplicate", non_retryable=True)
+                                       {"number": n, "record": rec}, type=RejectionKind.duplicate, non_retryable=True)
 
     def _check_enforcement(self, e: Enforcement) -> None:
-        if e.actor.role != "cqc":
-            raise reject("WrongRole", "enforcement actions are CQC's")
+        if e.actor.role != Role.cqc:
+            raise reject(RejectionKind.wrong_role, "enforcement actions are CQC's")
         if self.s.finished:
-            raise reject("StepNotOpen", "the regime is closed")
+            raise reject(RejectionKind.step_not_open, "the regime is closed")
 
     # ---------------------------------------------------------------- buddies
     @workflow.update
@@ -686,7 +687,7 @@ class RegimeWorkflow(StepEngine):
         summary = BuddySummary(partnership_id=pid, buddy_ods=req.buddy.ods_code, buddy_name=req.buddy.name,
                                scope=req.scope, stage="starting")
         self.s.buddies[pid] = summary
-        self.audit("buddy_added", req.actor, reason=f"{req.buddy.name} ({req.scope})",
+        self.audit(AuditEvent.buddy_added, req.actor, reason=f"{req.buddy.name} ({req.scope})",
                     detail={"partnership_id": pid})
         self.emit(StartBuddy(partnership_id=pid, request=req.model_dump(mode="json")))
         self._wake = True
@@ -694,20 +695,20 @@ class RegimeWorkflow(StepEngine):
 
     @add_buddy.validator
     def _validate_add_buddy(self, req: BuddyRequest) -> None:
-        if req.actor.role != "regulator":
-            raise reject("WrongRole", "the regulator agrees buddy arrangements")
+        if req.actor.role != Role.regulator:
+            raise reject(RejectionKind.wrong_role, "the regulator agrees buddy arrangements")
         if self.s.phase not in ACTIVE_PHASES:
-            raise reject("StepNotOpen", f"the regime is {self.s.phase}")
+            raise reject(RejectionKind.step_not_open, f"the regime is {self.s.phase}")
         pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
         if pid in self.s.buddies and not self.s.buddies[pid].ended:
-            raise reject("Conflict", f"{pid} already exists")
+            raise reject(RejectionKind.conflict, f"{pid} already exists")
         if req.buddy.ods_code == self.s.placement.trust.ods_code:
-            raise reject("RuleBroken", "a trust cannot be its own buddy")
+            raise reject(RejectionKind.rule_broken, "a trust cannot be its own buddy")
         if req.agreement_in_principle is not None:
             try:
                 AgreementInPrinciple.model_validate(req.agreement_in_principle)
             except ValidationError as e:
-                raise reject("InvalidPayload", "agreement_in_principle: " + errors(e)) from None
+                raise reject(RejectionKind.invalid_payload, "agreement_in_principle: " + errors(e)) from None
 
     @workflow.signal
     def buddy_changed(self, summary: BuddySummary) -> None:
