@@ -118,11 +118,8 @@ def test_every_literal_kind_of_refusal_is_a_rejection_kind():
 
 def test_every_kind_of_refusal_has_its_http_status():
     from api.errors import REJECTION_STATUS, rejection_problem
-    from api.routes import regimes
 
     assert set(REJECTION_STATUS) == set(RejectionKind) - {RejectionKind.payment_conflict}
-    # api/routes/regimes.py keeps its own table until it answers with api.errors.rejection_problem: the same.
-    assert dict(REJECTION_STATUS) == regimes.REJECTION_STATUS
     p = rejection_problem("SeparationOfDuties", "no", step_id="s")
     assert (p.status, p.kind, p.detail, p.extra) == (403, "separation-of-duties", "no", {"step_id": "s"})
     assert (rejection_problem("Unheard", "x").status, rejection_problem(None, "x").kind) == (422, "rejected")

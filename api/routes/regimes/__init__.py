@@ -2,6 +2,5 @@
 request carries (bodies.py)."""
 
 from api.routes.regimes.router import router
-from api.routes.regimes.service import REJECTION_STATUS  # tests/test_vocab.py compares it with the workflows'
 
-__all__ = ["REJECTION_STATUS", "router"]
+__all__ = ["router"]

@@ -30,7 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import documents, idempotency
 from api.auth import User
-from api.errors import Problem, stuck_problem, temporal_problem, workflow_task_failing
+from api.errors import Problem, rejection_problem, stuck_problem, temporal_problem, workflow_task_failing
 from api.routes.regimes.bodies import (
     AnnouncementRequest,
     BuddyAddRequest,
@@ -69,11 +69,6 @@ from settings import Settings
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest
 from workflows.regime import RegimeWorkflow
-
-REJECTION_STATUS = {
-    "WrongRole": 403, "SeparationOfDuties": 403, "NotAssignee": 403, "StepNotOpen": 409, "Conflict": 409, "UnknownStep": 404,
-    "UnknownAction": 422, "ReasonRequired": 422, "InvalidPayload": 422, "RuleBroken": 422, "Duplicate": 409,
-}
 
 
 def regime_id_for(ods: str, entry: date) -> str:
@@ -163,9 +158,8 @@ async def run_update(handle: WorkflowHandle, update: Any, arg: Any, settings: Se
     except WorkflowUpdateFailedError as e:
         cause = e.cause
         if isinstance(cause, ApplicationError):
-            status = REJECTION_STATUS.get(cause.type or "", 422)
             extra = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-            raise Problem(status, _kebab(cause.type or "rejected"), cause.message, **extra) from None
+            raise rejection_problem(cause.type, cause.message, **extra) from None
         raise Problem(409, "rejected", str(cause or e)) from None
     except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
         raise await _not_taken(handle, wait) from None
@@ -188,10 +182,6 @@ async def _not_taken(handle: WorkflowHandle, wait: float) -> Problem:
                    "task (the worker may be down or overloaded). It is not recorded now, but Temporal may still "
                    "apply it when a worker runs: read the step before sending it again, or resend it with the "
                    "same Idempotency-Key", headers={"Retry-After": "30"})
-
-
-def _kebab(s: str) -> str:
-    return "".join("-" + c.lower() if c.isupper() else c for c in s).lstrip("-")
 
 
 def as_json(model: BaseModel) -> Any:
