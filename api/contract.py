@@ -118,7 +118,9 @@ class Closed(Out):
 # ------------------------------------------------------------------ partnerships
 class PartnershipItem(BuddySummary):
     model_config = ConfigDict(extra="allow")
-    share_used: float = Field(description="paid / agreed level, 0..1 (for display only)")
+    paid_share: float = Field(description="paid / agreed level, 0..1 (for display only)")
+    share_used: float = Field(description="deprecated: the same figure as paid_share, whose name says what it is",
+                              json_schema_extra={"deprecated": True})
 
 
 class PartnershipPage(Out):

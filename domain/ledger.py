@@ -25,7 +25,16 @@ from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from domain.models import SYSTEM, Actor, BuddySummary, Escalation, Rung, Step, Trust
 from domain.steps import (
@@ -224,7 +233,16 @@ class LedgerTotals(BaseModel):
     authorised_pence: int
     paid_pence: int
     remaining_pence: int
-    used_share: float = Field(description="authorised / agreed level, 0..1 (for display only)")
+    # Called used_share before; the old name still reads (states and payloads recorded with it) and is still
+    # written beside it for readers of the API that use it.
+    authorised_share: float = Field(validation_alias=AliasChoices("authorised_share", "used_share"),
+                                    description="authorised / agreed level, 0..1 (for display only)")
+
+    @computed_field(json_schema_extra={"deprecated": True},
+                    description="deprecated: the same figure as authorised_share, whose name says what it is")
+    @property
+    def used_share(self) -> float:
+        return self.authorised_share
 
 
 class Ledger(BaseModel):
@@ -265,7 +283,7 @@ class Ledger(BaseModel):
             authorised_pence=auth,
             paid_pence=self.paid_pence,
             remaining_pence=self.remaining_pence,
-            used_share=round(auth / self.agreed_level_pence, 4) if self.agreed_level_pence else 0.0,
+            authorised_share=round(auth / self.agreed_level_pence, 4) if self.agreed_level_pence else 0.0,
         )
 
     # ------------------------------------------------------------------ quarters

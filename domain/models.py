@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import Verdict
@@ -205,7 +205,14 @@ class BuddySummary(BaseModel):
     authorised_pence: int = 0
     paid_pence: int = 0
     remaining_pence: int = 0
-    used_share: float = Field(0.0, description="authorised / agreed level, for display only")
+    authorised_share: float = Field(0.0, validation_alias=AliasChoices("authorised_share", "used_share"),
+                                    description="authorised / agreed level, 0..1 (for display only)")
+
+    @computed_field(json_schema_extra={"deprecated": True},
+                    description="deprecated: the same figure as authorised_share, whose name says what it is")
+    @property
+    def used_share(self) -> float:
+        return self.authorised_share
     current_quarter: int | None = None
     confirmations_outstanding: list[str] = Field(default_factory=list)
     ended: bool = False

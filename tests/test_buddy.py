@@ -184,7 +184,8 @@ class World:
     async def drive(self, forecasts: dict[str, int]) -> None:
         """Everyone acts on every open partnership step (and on the steps that opens), on the same day.
 
-        Forecasts are the partnership's standard amount, or what is left of its agreed level."""
+        Forecasts are the partnership's standard amount, or what is left of its agreed level once the forecasts
+        of quarters not yet settled are counted (domain/ledger.py Ledger.forecastable_pence)."""
         acted = True
         while acted:
             acted = False
@@ -192,7 +193,7 @@ class World:
                 for sid, st in sorted((await self.open_steps(pid)).items()):
                     led = (await self.state(pid)).ledger
                     if st.kind == "buddy_forecast":
-                        amount = min(forecasts[pid], led.remaining_pence)
+                        amount = min(forecasts[pid], led.forecastable_pence())
                         await self.decide(sid, "sign_off", payload=lines(("maternity", amount)) if amount else {})
                     elif st.kind.startswith("buddy_confirm"):
                         await self.decide(sid, "confirm")
@@ -255,8 +256,10 @@ async def test_two_buddies_over_18_months_ledgers_right_at_every_quarter(stack):
     await w.regime_sees(a, paid_pence=24_000_000)
     await w.regime_sees(b, paid_pence=10_000_000, agreed_level_pence=10_000_000)
     st = (await w.stack.http.get(f"/regimes/{w.rid}/buddies", headers=w.ops)).json()
-    shares = {i["partnership_id"]: i["share_used"] for i in st["items"]}
+    shares = {i["partnership_id"]: i["paid_share"] for i in st["items"]}
     assert shares == {a: 0.8, b: 1.0}
+    assert all(i["share_used"] == i["paid_share"] for i in st["items"])  # the deprecated name, same figure
+    assert {i["partnership_id"]: i["authorised_share"] for i in st["items"]} == {a: 0.8, b: 1.0}
     # Nobody acted late in this scenario, so no partnership step escalated beyond a reminder.
     for pid in w.pids:
         assert {e.rung for e in (await w.state(pid)).escalations} <= {"reminder"}

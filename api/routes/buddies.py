@@ -86,14 +86,15 @@ def _json(m: BaseModel) -> Any:
 
 
 @router.get("/{regime_id}/buddies", operation_id="listPartnerships", response_model=PartnershipPage,
-            summary="A regime's buddy partnerships: stage, quarter, share of the level used")
+            summary="A regime's buddy partnerships: stage, quarter, shares of the level authorised and paid")
 async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
     items = []
     for b in state.buddies.values():
         item = _json(b)
-        item["share_used"] = round(b.paid_pence / b.agreed_level_pence, 4) if b.agreed_level_pence else 0.0
+        item["paid_share"] = round(b.paid_pence / b.agreed_level_pence, 4) if b.agreed_level_pence else 0.0
+        item["share_used"] = item["paid_share"]  # deprecated name of the same figure
         items.append(item)
     return as_is({"regime_id": regime_id, "items": items})
 

@@ -363,7 +363,7 @@ async def _buddies(client: Client, state: RegimeState, pool: Any) -> list[dict[s
     dates and quarterly ledger. A partnership that does not answer still shows its summary."""
     out = []
     for b in state.buddies.values():
-        item: dict[str, Any] = {"b": b, "share": (b.paid_pence / b.agreed_level_pence) if b.agreed_level_pence
+        item: dict[str, Any] = {"b": b, "paid_share": (b.paid_pence / b.agreed_level_pence) if b.agreed_level_pence
                                 else None, "ledger": None, "detail": None}
         handle = client.get_workflow_handle(b.partnership_id)
         try:
