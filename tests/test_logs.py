@@ -7,7 +7,6 @@ LOG_FORMAT=console writes lines for people instead."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -23,6 +22,7 @@ import jwt
 from bench.common import Proc, Project, today
 from infra.clients import connect_temporal
 from tests.helpers import placement
+from tools.polling import eventually
 
 PERSON = "Dr Florence Lognamed"  # a display name a token may carry; no log line may hold it
 
@@ -77,14 +77,13 @@ def named_token(p: Project, sub: str, *roles: str) -> str:
 
 
 async def wait_for(proc: Proc, found, timeout: float = 60.0) -> dict[str, Any]:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for rec in records(proc):
-            if found(rec):
-                return rec
+    """The first log record of `proc` that `found` accepts, once it has been written (the process must stay up)."""
+    def first() -> dict[str, Any] | None:
         assert proc.alive(), "\n".join(lines(proc)[-30:])
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no such line from {proc.name}:\n" + "\n".join(lines(proc)[-30:]))
+        return next((rec for rec in records(proc) if found(rec)), None)
+
+    return await eventually(first, what=f"a matching line from {proc.name}", timeout=timeout, interval=0.2,
+                            error=lambda msg: AssertionError(msg + "\n" + "\n".join(lines(proc)[-30:])))
 
 
 async def test_api_and_worker_write_json_lines_with_each_requests_context(temporal_address, database_url,
@@ -157,9 +156,8 @@ async def test_console_format_is_for_people(temporal_address, database_url, tmp_
         async with httpx.AsyncClient(base_url=p.base_url, timeout=60) as http:
             r = await http.get("/health/live", headers={"X-Request-ID": "lg-console"})
             assert r.status_code == 200 and r.headers["x-request-id"] == "lg-console"
-        end = time.monotonic() + 30
-        while not [ln for ln in lines(p.api) if "request_id=lg-console" in ln] and time.monotonic() < end:
-            await asyncio.sleep(0.2)
+        await eventually(lambda: [ln for ln in lines(p.api) if "request_id=lg-console" in ln],
+                         what="the access line of the request", timeout=30, interval=0.2)
     text = lines(p.api)
     access = [ln for ln in text if "request_id=lg-console" in ln]
     assert access and "GET /health/live 200" in access[0] and "[uvicorn.access]" in access[0], text
