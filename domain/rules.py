@@ -31,10 +31,12 @@ def entry_rule(ratings: KeyQuestionRatings) -> Verdict:
     return Verdict(met="well_led" in inadequate and bool(others), reasons=reasons)
 
 
-def exit_rule(entry: KeyQuestionRatings, outcome: InspectionOutcome) -> Verdict:
+def exit_rule(entry: KeyQuestionRatings | None, outcome: InspectionOutcome) -> Verdict:
     """Sufficient improvement as CQC usually finds it.
 
-    1. every key question inadequate at entry, and the overall rating, now at least requires improvement;
+    1. every key question inadequate at entry, and the overall rating, now at least requires improvement
+       (a regime placed without ratings, as the 2013 cohort was, has no entry ratings: then every key question
+       is judged on the re-inspection's own ratings);
     2. single major site: no core service inadequate;
     3. multi-site: no core service inadequate, or exceptionally some are with significant evidence
        of a continuing trajectory of improvement.
@@ -42,8 +44,11 @@ def exit_rule(entry: KeyQuestionRatings, outcome: InspectionOutcome) -> Verdict:
     now = outcome.ratings
     reasons: list[str] = []
     met = True
+    if entry is None:
+        reasons.append("placed without entry ratings: judged on this inspection's own ratings")
     # Inadequate at entry or now: a question that has fallen to inadequate has not improved either.
-    watched = sorted(set(entry.inadequate_questions()) | set(now.inadequate_questions()), key=KEY_QUESTIONS.index)
+    at_entry = set(entry.inadequate_questions()) if entry is not None else set()
+    watched = sorted(at_entry | set(now.inadequate_questions()), key=KEY_QUESTIONS.index)
     for q in watched:
         r: Rating = getattr(now, q)
         if r.rank < Rating.requires_improvement.rank:

@@ -76,6 +76,20 @@ def test_exit_rule_never_passes_an_inadequate_question(r, multi):
         assert not v.met
 
 
+def test_exit_rule_without_entry_ratings_judges_the_outcome_on_its_own():
+    """The 2013 cohort was placed before CQC's ratings: its re-inspection is judged on its own ratings."""
+    v = exit_rule(None, outcome(kq(well_led="inadequate", overall="requires_improvement")))
+    assert not v.met and "well_led is still inadequate" in v.reasons
+    assert "placed without entry ratings: judged on this inspection's own ratings" in v.reasons
+    assert exit_rule(None, outcome(kq(well_led="requires_improvement", overall="requires_improvement"))).met
+
+
+@given(st.fixed_dictionaries({q: ratings_st for q in (*KEY_QUESTIONS, "overall")}), st.booleans())
+def test_exit_rule_without_entry_ratings_never_passes_an_inadequate_question(r, multi):
+    v = exit_rule(None, outcome(KeyQuestionRatings.model_validate(r), multi_site=multi))
+    assert v.met == (not any(r[q] is Rating.inadequate for q in (*KEY_QUESTIONS, "overall")))
+
+
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2060, 1, 1)))
 def test_london_offset_matches_tzdata(naive):
     instant = naive.replace(tzinfo=UTC)

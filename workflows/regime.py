@@ -54,8 +54,8 @@ with workflow.unsafe.imports_passed_through():
         StepView,
         Withdrawal,
     )
-    from domain.ratings import KeyQuestionRatings
-    from domain.rules import SEGMENT_IN_SPECIAL_MEASURES, entry_rule, exit_rule
+    from domain.ratings import InspectionOutcome, KeyQuestionRatings
+    from domain.rules import SEGMENT_IN_SPECIAL_MEASURES, Verdict, entry_rule, exit_rule
     from domain.steps import (
         CATALOGUE,
         DECISION_DAYS,
@@ -96,6 +96,10 @@ MONTHLY_OVERSIGHT_MEETINGS = "monthly-oversight-meetings"
 # With this patch the flush only asks, and the run loop continues as new at its next safe point like any other
 # continue-as-new (StepEngine._run_loop).
 HAND_OFF_FROM_RUN_LOOP = "hand-off-from-run-loop"
+# Issue 14 item 5: a regime placed without entry ratings (the 2013 cohort) had no exit verdict on its
+# re-inspection, so CQC could recommend exit with no reason whatever the ratings; now the re-inspection is judged
+# on its own ratings. Asked only when such a regime records an outcome.
+EXIT_RULE_WITHOUT_ENTRY_RATINGS = "exit-rule-without-entry-ratings"
 # Closed steps of these kinds stay in the state: the rules look back at them (withdrawn outcomes, the latest
 # recommendation, the number of re-inspections), and there are a few a year at most.
 LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.regulator_decision,
@@ -550,8 +554,7 @@ class RegimeWorkflow(StepEngine):
         for r in same:
             r.status = "superseded"
             r.notes.append(f"corrected on {self.today().isoformat()}")
-        entry = self._entry_ratings()
-        rec.verdict = exit_rule(entry, o) if entry is not None and self.s.phase != Phase.exited else None
+        rec.verdict = self._exit_verdict(o)
         self.s.inspections.append(rec)
         self.audit(AuditEvent.inspection_recorded if o.kind == "published" else AuditEvent.inspection_corrected,
                    sig.actor,
@@ -571,6 +574,17 @@ class RegimeWorkflow(StepEngine):
         self.s.inspections.append(rec)
         self.audit(AuditEvent.inspection_older_ignored, actor, reason=rec.notes[-1], detail={"reference": o.reference})
         return True
+
+    def _exit_verdict(self, o: InspectionOutcome) -> Verdict | None:
+        """The exit rule on an outcome, while the regime has not exited. A regime placed without ratings (the
+        2013 cohort) is judged on the outcome's own ratings; before EXIT_RULE_WITHOUT_ENTRY_RATINGS it was not
+        judged at all, and runs that recorded an outcome that way keep it."""
+        if self.s.phase == Phase.exited:
+            return None
+        entry = self._entry_ratings()
+        if entry is None and not workflow.patched(EXIT_RULE_WITHOUT_ENTRY_RATINGS):
+            return None
+        return exit_rule(entry, o)
 
     def _entry_ratings(self) -> KeyQuestionRatings | None:
         p = self.s.placement
