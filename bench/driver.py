@@ -21,7 +21,7 @@ from temporalio.service import RPCError
 from temporalio.testing import TimeSkipper
 
 from bench.common import Project, fast_forward
-from domain.ledger import CONFIRM_KIND, SIGN_KINDS, BuddyKind
+from domain.ledger import CONFIRM_KIND, SIGN_KINDS, BuddyKind, Ledger
 from tests.driver import Regime
 from tools.polling import eventually
 
@@ -235,7 +235,8 @@ class Buddies:
         elif k in (BuddyKind.buddy_plan_agree_regulator, BuddyKind.buddy_plan_agree_trust):
             await self.decide(pid, st, "agree")
         elif k == BuddyKind.buddy_forecast:
-            amount = min(self.forecast[pid], remaining)
+            # Within what is left once the quarters not yet settled are counted (domain/ledger.py, issue 14).
+            amount = min(self.forecast[pid], Ledger.model_validate(led).forecastable_pence() if led else 0)
             payload = {"lines": [{"workstream": "maternity", "description": "maternity support",
                                   "amount_pence": amount}]} if amount else {}
             await self.decide(pid, st, "sign_off", payload)

@@ -6,7 +6,8 @@ integer pence everywhere (`StrictInt`: a float or a string is refused, never rou
 
 The rules (seed 000 §3 and §4a(ii)):
 - the improvement director signs off each quarter's delivery plan and forecast, never above what is
-  left of the agreed level;
+  left of the agreed level once the forecasts of quarters not yet settled are counted (forecasts never
+  total more than what is left; issue 14);
 - the improvement director, the trust and the buddy each confirm that the quarter's support was
   delivered, or dispute it with a reason; a dispute blocks payment until the regulator records a
   resolution (which may lower what is payable) and the disputing party confirms;
@@ -48,6 +49,7 @@ from domain.steps import (
     StepKind,
     after_in,
     check_in,
+    where_a_decision_arrives,
 )
 from domain.text import text
 from domain.vocab import AuditEvent, RejectionKind, Role, kind_event
@@ -274,6 +276,17 @@ class Ledger(BaseModel):
         """What may still be committed: the agreed level less everything authorised (paid or not)."""
         return self.agreed_level_pence - self.authorised_pence
 
+    def unsettled_forecast_pence(self, *, besides: int | None = None) -> int:
+        """What the quarters signed off but not yet authorised, paid or declined may still pay (each one's
+        forecast, lowered by any resolved amount), leaving out quarter `besides`."""
+        return sum(q.payable_cap for q in self.quarters
+                   if q.number != besides and q.forecast_pence is not None and q.authorised_pence is None
+                   and not q.settled)
+
+    def forecastable_pence(self, *, besides: int | None = None) -> int:
+        """What a new forecast may be: what is left of the agreed level less the forecasts still to settle."""
+        return max(0, self.remaining_pence - self.unsettled_forecast_pence(besides=besides))
+
     def totals(self) -> LedgerTotals:
         auth = self.authorised_pence
         return LedgerTotals(
@@ -294,7 +307,11 @@ class Ledger(BaseModel):
         self.quarters.append(q)
         return q
 
-    def check_forecast(self, n: int, lines: list[Line], workstreams: set[str]) -> None:
+    def check_forecast(self, n: int, lines: list[Line], workstreams: set[str], *, count_unsettled: bool = True) -> None:
+        """Forecasts never total more than what is left: the new one plus those of the quarters not yet settled
+        stay within the agreed level less what is authorised. `count_unsettled=False` is the rule before issue
+        14 (authorised money only), which the partnership's update handler keeps so that a forecast a recorded
+        history accepted replays accepted (the validator applies the whole rule; docs/versioning.md)."""
         q = self.quarter(n)
         if q.forecast_pence is not None:
             raise LedgerError(RejectionKind.step_not_open, f"quarter {n}'s forecast is already signed off")
@@ -303,9 +320,16 @@ class Ledger(BaseModel):
         if amount > self.remaining_pence:
             raise LedgerError(RejectionKind.rule_broken, f"the forecast of {money(amount)} is above what is left of the agreed "
                                             f"level ({money(self.remaining_pence)})")
+        pending = self.unsettled_forecast_pence(besides=n)
+        if count_unsettled and amount > self.remaining_pence - pending:
+            raise LedgerError(RejectionKind.rule_broken,
+                              f"the forecast of {money(amount)} and the {money(pending)} forecast for quarters not yet "
+                              f"settled are above what is left of the agreed level ({money(self.remaining_pence)}); "
+                              f"at most {money(self.forecastable_pence(besides=n))} may be forecast")
 
-    def sign_off_forecast(self, n: int, lines: list[Line], by: str, workstreams: set[str]) -> Quarter:
-        self.check_forecast(n, lines, workstreams)
+    def sign_off_forecast(self, n: int, lines: list[Line], by: str, workstreams: set[str], *,
+                          count_unsettled: bool = True) -> Quarter:
+        self.check_forecast(n, lines, workstreams, count_unsettled=count_unsettled)
         q = self.quarter(n)
         q.forecast_lines = list(lines)
         q.forecast_pence = total(lines)
@@ -821,7 +845,10 @@ def _plan_agreed(rt, st, d, payload) -> None:
 @buddy_after(BuddyKind.buddy_forecast)
 def _forecast_signed_off(rt, st, d, payload: ForecastPayload) -> None:
     n = st.subject.get("quarter")
-    q = rt.require_ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, rt.workstreams())
+    # The validator checked the forecast against the unsettled ones too (_forecast_within_what_is_left); here,
+    # replayed, the rule a recorded history was taken under: a forecast accepted then is recorded again.
+    q = rt.require_ledger().sign_off_forecast(n, payload.lines, d.actor.user_id, rt.workstreams(),
+                                              count_unsettled=False)
     rt.audit(kind_event(BuddyKind.buddy_forecast, "signed_off"), d.actor, step=st, reason=f"Q{n}: {money(q.forecast_pence or 0)}")
     rt.maybe_open_authorisation(n)
 
@@ -893,7 +920,10 @@ def _plan_within_the_agreed_level(rt, st, d, payload: SupportPlan) -> None:
 @buddy_check(BuddyKind.buddy_forecast)
 def _forecast_within_what_is_left(rt, st, d, payload: ForecastPayload) -> None:
     assert rt.s.plan is not None
-    rt.require_ledger().check_forecast(st.subject.get("quarter"), payload.lines, rt.s.plan.workstream_ids())
+    # Forecasts of quarters not yet settled count only where the decision arrives (issue 14): the handler runs
+    # this check again on replay, where a forecast accepted before the rule must be accepted again.
+    rt.require_ledger().check_forecast(st.subject.get("quarter"), payload.lines, rt.s.plan.workstream_ids(),
+                                       count_unsettled=where_a_decision_arrives())
 
 
 @buddy_check(*CONFIRM_KIND.values())

@@ -394,7 +394,10 @@ async def test_payment_above_forecast_and_above_the_agreed_level_refused(stack):
     await w.decide("BZ5.q1.forecast", "sign_off", payload=lines(("governance", 5_000_001)), expect=422)
     await w.decide("BZ5.q1.forecast", "sign_off", payload=lines(("governance", 4_000_000)))
     await w.advance(70)  # Q2's forecast opens four weeks before Q2; nothing is authorised yet
-    await w.decide("BZ5.q2.forecast", "sign_off", payload=lines(("maternity", 2_500_000)))
+    # Forecasts never total more than what is left (issue 14): Q1's £40,000 is signed off and not yet settled.
+    r = await w.decide("BZ5.q2.forecast", "sign_off", payload=lines(("maternity", 2_500_000)), expect=422)
+    assert "not yet settled" in r.json()["detail"] and "at most £10,000.00" in r.json()["detail"]
+    await w.decide("BZ5.q2.forecast", "sign_off", payload=lines(("maternity", 1_000_000)))
     await w.advance(25)
     await w.confirm_all(pid, 1)
     for bad, why in ((lines(("governance", 4_000_001)), "forecast"),
@@ -406,23 +409,18 @@ async def test_payment_above_forecast_and_above_the_agreed_level_refused(stack):
     await w.decide("BZ5.q1.authorise", "authorise", payload=lines(("governance", 4_000_000)))
     assert (await w.ledger(pid))["totals"]["remaining_pence"] == 1_000_000
     await w.advance(92)  # Q3's forecast opens; Q2 has ended
-    await w.decide("BZ5.q3.forecast", "sign_off", payload=lines(("governance", 1_000_001)), expect=422)
-    await w.decide("BZ5.q3.forecast", "sign_off", payload=lines(("governance", 1_000_000)))
+    # What is left (£10,000) is Q2's, forecast and not yet settled: Q3 can plan nothing more.
+    r = await w.decide("BZ5.q3.forecast", "sign_off", payload=lines(("governance", 1)), expect=422)
+    assert "at most £0.00" in r.json()["detail"]
+    await w.decide("BZ5.q3.forecast", "sign_off", payload={})
     await w.confirm_all(pid, 2)
-    r = await w.decide("BZ5.q2.authorise", "authorise", payload=lines(("maternity", 2_500_000)), expect=422)
-    assert "left of the agreed level" in r.json()["detail"]
+    r = await w.decide("BZ5.q2.authorise", "authorise", payload=lines(("maternity", 1_000_001)), expect=422)
+    assert "forecast" in r.json()["detail"]
     await w.decide("BZ5.q2.authorise", "authorise", payload=lines(("maternity", 1_000_000)))
     led = await w.ledger(pid)
     assert (led["totals"]["paid_pence"], led["totals"]["remaining_pence"]) == (5_000_000, 0)
     await w.regime_sees(pid, paid_pence=5_000_000)
-    await w.advance(92)
-    await w.confirm_all(pid, 3)
-    r = await w.decide("BZ5.q3.authorise", "authorise", payload=lines(("governance", 1)), expect=422)
-    assert "left of the agreed level (£0.00)" in r.json()["detail"]
-    await w.decide("BZ5.q3.authorise", "decline", comment="the agreed level is used up")
-    led = await w.ledger(pid)
-    assert led["totals"]["paid_pence"] == 5_000_000 and len(led["payments"]) == 2
-    assert led["quarters"][2]["declined"] == "the agreed level is used up"
+    assert led["totals"]["forecast_pence"] == 5_000_000 and len(led["payments"]) == 2
 
 
 # ---------------------------------------------------------------------------- exactly once

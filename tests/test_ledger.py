@@ -3,7 +3,8 @@
 For any sequence of forecasts, confirmations, disputes, resolutions, authorisations and payment records,
 whatever the ledger accepts keeps: paid <= authorised <= agreed level, each quarter paid at most once,
 nothing authorised without three confirmations by three different people and no open dispute, nothing
-authorised above the quarter's forecast or resolved amount.
+authorised above the quarter's forecast or resolved amount, and the forecasts of quarters not yet settled
+never above what is left of the agreed level.
 """
 
 from __future__ import annotations
@@ -56,6 +57,70 @@ def test_authorisation_capped_by_forecast_then_by_remaining():
     assert "left of the agreed level" in e.value.message
     t = led.totals()
     assert (t.authorised_pence, t.paid_pence, t.remaining_pence) == (50_000, 50_000, 10_000)
+
+
+def test_forecasts_never_total_more_than_what_is_left():
+    """Issue 14, item 9: £200k of forecasts were accepted against a £150k level, because a forecast was checked
+    against authorised money only. Quarters signed off and not yet settled now count against it."""
+    led = Ledger(agreed_level_pence=15_000_000)
+    for n in (1, 2, 3):
+        led.open_quarter(n, date(2026, 3 * n - 2, 1), date(2026, 3 * n, 28))
+    led.sign_off_forecast(1, lines(10_000_000), "id-1", WS)
+    assert (led.unsettled_forecast_pence(), led.forecastable_pence()) == (10_000_000, 5_000_000)
+    with pytest.raises(LedgerError) as e:
+        led.check_forecast(2, lines(6_000_000, 4_000_000), WS)
+    assert e.value.kind == "RuleBroken"
+    assert "£100,000.00 forecast for quarters not yet settled" in e.value.message
+    assert "at most £50,000.00 may be forecast" in e.value.message
+    with pytest.raises(LedgerError):
+        led.sign_off_forecast(2, lines(5_000_001), "id-1", WS)
+    assert led.quarter(2).forecast_pence is None  # a refused forecast changes nothing
+    led.sign_off_forecast(2, lines(5_000_000), "id-1", WS)
+    assert led.forecastable_pence() == 0
+    with pytest.raises(LedgerError, match="not yet settled"):
+        led.check_forecast(3, lines(1), WS)
+    led.check_forecast(3, [], WS)  # an empty forecast (nothing planned) is always allowed
+    # Quarter 1 is paid less than its forecast: what it did not use is free again.
+    for party, user in zip(PARTIES, ("id-1", "trust-1", "buddy-1"), strict=True):
+        led.confirm(1, party, user)
+    led.authorise(1, lines(8_000_000), "id-1", WS)
+    assert (led.remaining_pence, led.unsettled_forecast_pence(), led.forecastable_pence()) == (
+        7_000_000, 5_000_000, 2_000_000)
+    led.check_forecast(3, lines(2_000_000), WS)
+    with pytest.raises(LedgerError):
+        led.check_forecast(3, lines(2_000_001), WS)
+
+
+def test_a_quarter_settled_without_payment_or_resolved_lower_frees_its_forecast():
+    led = Ledger(agreed_level_pence=100_000)
+    for n in (1, 2, 3):
+        led.open_quarter(n, date(2026, 1, 1), date(2026, 3, 31))
+    led.sign_off_forecast(1, lines(60_000), "id-1", WS)
+    led.sign_off_forecast(2, lines(40_000), "id-1", WS)
+    assert led.forecastable_pence() == 0
+    led.decline(1, "the buddy sent no invoice")
+    assert led.forecastable_pence() == 60_000  # quarter 1 settled with nothing to pay
+    led.confirm(2, "improvement_director", "id-1")
+    led.dispute(2, "trust", "trust-1", "half the sessions happened")
+    led.resolve(2, "reg-1", "half is payable", agreed_pence=20_000)
+    assert led.unsettled_forecast_pence() == 20_000  # what quarter 2 may still pay, not its forecast
+    led.sign_off_forecast(3, lines(80_000), "id-1", WS)
+    assert led.forecastable_pence() == 0
+
+
+def test_the_handler_path_keeps_the_rule_recorded_histories_were_taken_under():
+    """`count_unsettled=False` is what the partnership's update handler uses, replayed on histories recorded
+    before the rule: a forecast they accepted above the unsettled ones is accepted again; authorised money
+    still bounds it."""
+    led = Ledger(agreed_level_pence=15_000_000)
+    for n in (1, 2):
+        led.open_quarter(n, date(2026, 1, 1), date(2026, 3, 31))
+    led.sign_off_forecast(1, lines(10_000_000), "id-1", WS)
+    led.sign_off_forecast(2, lines(10_000_000), "id-1", WS, count_unsettled=False)
+    assert led.totals().forecast_pence == 20_000_000
+    led.open_quarter(3, date(2026, 4, 1), date(2026, 6, 30))
+    with pytest.raises(LedgerError, match="above what is left of the agreed level"):
+        led.sign_off_forecast(3, lines(15_000_001), "id-1", WS, count_unsettled=False)
 
 
 def test_dispute_blocks_until_resolved_and_the_party_confirms_again():
@@ -200,6 +265,9 @@ def test_ledger_never_pays_wrongly(level: int, script: list[tuple]):
                 assert all(c.verdict == "confirmed" for c in q.confirmations.values())
         t = led.totals()
         assert t.paid_pence <= t.authorised_pence <= level
+        # Forecasts never total more than what is left (issue 14): what unsettled quarters may still pay and
+        # what is authorised stay within the agreed level.
+        assert t.authorised_pence + led.unsettled_forecast_pence() <= level
         assert t.remaining_pence == level - t.authorised_pence >= 0
         assert t.confirmed_pence <= t.forecast_pence or t.forecast_pence == 0
     assert Ledger.model_validate_json(led.model_dump_json()) == led
