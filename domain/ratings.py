@@ -6,7 +6,7 @@ from datetime import date
 from enum import IntEnum, StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.text import text
 
@@ -76,8 +76,20 @@ class InspectionOutcome(BaseModel):
         None,
         description="CQC's evidence of a continuing trajectory of improvement (multi-site exceptional route)",
     )
-    recommendation: Literal["enter", "exit", "remain", "none"] = "none"
+    # Deprecated (issue 14): never read. CQC's recommendation is a decision of its own, the
+    # `cqc_recommendation` step (recommend_exit / recommend_remain), and entry on CQC's recommendation is the
+    # placement's `basis`. Outcomes recorded in workflow histories and states carry "recommendation": "none",
+    # and the model forbids unknown fields, so the field stays to decode them; whatever it holds is dropped.
+    recommendation: Literal["enter", "exit", "remain", "none"] | None = Field(
+        None, deprecated=True,
+        description="deprecated and ignored: CQC recommends through the cqc_recommendation step "
+                    "(POST /regimes/{regime_id}/steps/{step_id}/decisions), not with the outcome")
     kind: Literal["published", "correction"] = "published"
+
+    @field_validator("recommendation", mode="after")
+    @classmethod
+    def _dropped(cls, v: str | None) -> None:
+        return None
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> InspectionOutcome:

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from temporalio import workflow
 
 from domain.dates import add_months
 from domain.rules import SEGMENT_AFTER_QUALITY_EXIT
@@ -92,9 +93,17 @@ class ExitDecisionPayload(BaseModel):
     continued_support: list[text(200, min_length=1)] = Field(default_factory=list, max_length=50)
 
 
+# An extension is "up to a further 6 months" (seed 000 §1) or "usually 6 months" (seed 002, "Removing trusts").
+EXTENSION_GUIDANCE_MONTHS = 6
+
+
 class ExtendPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    months: int = Field(6, ge=1, le=24)
+    months: int = Field(6, ge=1, le=24, description=f"up to {EXTENSION_GUIDANCE_MONTHS} as the guidance has it; "
+                        "longer only with beyond_guidance_reason")
+    beyond_guidance_reason: text(2000, min_length=1) | None = Field(
+        None, description=f"why the extension is longer than the guidance's {EXTENSION_GUIDANCE_MONTHS} months; "
+                          f"required when months is above {EXTENSION_GUIDANCE_MONTHS}, refused otherwise")
 
 
 class EmptyPayload(BaseModel):
@@ -509,8 +518,13 @@ def _extension_decided(rt, st, d, payload: ExtendPayload) -> None:
     today = rt.decision_recorded(d)
     months = payload.months
     end = add_months(today, months)
-    rt.s.extensions.append({"number": len(rt.s.extensions) + 1, "decided_on": today.isoformat(),
-                            "months": months, "ends": end.isoformat(), "reason": d.comment})
+    record = {"number": len(rt.s.extensions) + 1, "decided_on": today.isoformat(),
+              "months": months, "ends": end.isoformat(), "reason": d.comment}
+    if months > EXTENSION_GUIDANCE_MONTHS and payload.beyond_guidance_reason:
+        # Only decisions taken since the rule carry the reason, so a recorded history (no such field) records
+        # the same extension on replay as it did; the regime page marks any extension above 6 months.
+        record.update(beyond_guidance=True, beyond_guidance_reason=payload.beyond_guidance_reason)
+    rt.s.extensions.append(record)
     if rt.s.phase != Phase.long_term_solution:
         rt.set_phase(Phase.extended, d.actor, f"extended by {months} months to {end.isoformat()}")
     rt.open_step(Kind.revised_action_plan, today + timedelta(days=REVISED_PLAN_DAYS))
@@ -563,6 +577,29 @@ def _decision_follows_the_recommendation(rt, st, d, payload) -> None:
     if d.action == "refer_to_secretary_of_state" and rt.s.phase != Phase.extended:
         raise Refused(RejectionKind.rule_broken, "the Chief Inspector writes to the Secretary of State only at the end of "
                                     "an extension")
+
+
+def where_a_decision_arrives() -> bool:
+    """True where a rule added while regimes run may refuse a decision: an update's validator (read-only, never
+    replayed) and code outside a workflow (unit tests). False in the update handler, which runs the checks
+    again and IS replayed: there a decision a recorded history accepted before the rule must be accepted
+    again, so a new rule asks this first (docs/versioning.md, "Changes made without a patch")."""
+    return not workflow.in_workflow() or workflow.unsafe.is_read_only()
+
+
+@check(Kind.regulator_decision)
+def _extension_beyond_guidance_says_why(rt, st, d, payload) -> None:
+    if d.action != "extend" or not isinstance(payload, ExtendPayload) or not where_a_decision_arrives():
+        return
+    if payload.months > EXTENSION_GUIDANCE_MONTHS and not (payload.beyond_guidance_reason or "").strip():
+        raise Refused(RejectionKind.reason_required,
+                      f"an extension of {payload.months} months is longer than the {EXTENSION_GUIDANCE_MONTHS} the "
+                      "guidance gives (up to a further 6 months, seed 000; usually 6 months, seed 002): say why in "
+                      "beyond_guidance_reason")
+    if payload.months <= EXTENSION_GUIDANCE_MONTHS and payload.beyond_guidance_reason is not None:
+        raise Refused(RejectionKind.invalid_payload,
+                      f"beyond_guidance_reason is for an extension longer than {EXTENSION_GUIDANCE_MONTHS} months; "
+                      f"this one is {payload.months}")
 
 
 @check(Kind.oversight_meeting, Kind.delivery_meeting)

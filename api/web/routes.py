@@ -24,7 +24,7 @@ from api.errors import Problem
 from api.web import charts, data, history, labels, timeline
 from api.web.session import COOKIE, Forbidden, SignInRequired, optional_user, sees_all, viewer
 from domain.models import RegimeState
-from domain.steps import Kind
+from domain.steps import EXTENSION_GUIDANCE_MONTHS, Kind
 from settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -273,6 +273,7 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "decisions": state.decisions,
         "documents": _documents(state),
         "on_recommendation": state.placement.basis == Kind.cqc_recommendation,
+        "extensions": extension_rows(state.extensions),
     }
     return page(request, "regime.html", ctx)
 
@@ -328,6 +329,20 @@ def _open_steps(state: RegimeState, today, soon: int) -> list[dict[str, Any]]:
         out.append({"step": st, "title": labels.step_title(st.kind, st.id), "full_title": st.title,
                     "state": s, "days": (st.due - today).days, "who": labels.role_label(st.role),
                     "rung": st.next_rung})
+    return out
+
+
+def extension_rows(extensions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each extension for the summary: its length and end, and whether it is longer than the guidance's 6 months
+    (seed 000 §1 "up to a further 6 months"; seed 002 "usually 6 months") with the regulator's reason. Extensions
+    decided before issue 14 carry no `beyond_guidance` key: their length says it."""
+    out = []
+    for x in extensions:
+        months = int(x.get("months") or 0)
+        out.append({"number": x.get("number"), "months": months, "ends": x.get("ends"),
+                    "beyond_guidance": bool(x.get("beyond_guidance")) or months > EXTENSION_GUIDANCE_MONTHS,
+                    "guidance_months": EXTENSION_GUIDANCE_MONTHS,
+                    "beyond_guidance_reason": x.get("beyond_guidance_reason")})
     return out
 
 
