@@ -85,6 +85,22 @@ class InspectionOutcome(BaseModel):
         description="deprecated and ignored: CQC recommends through the cqc_recommendation step "
                     "(POST /regimes/{regime_id}/steps/{step_id}/decisions), not with the outcome")
     kind: Literal["published", "correction"] = "published"
+    # What kind of inspection it was, and whether CQC made it the special-measures re-inspection (issue 14 item
+    # 1; seed 002: CQC monitors quality throughout and may inspect at any time, and only the re-inspection, which
+    # assesses well-led, leads to the exit decision). Outcomes recorded before these fields have them None and
+    # keep the rule they were recorded under: any outcome while a re-inspection is open was taken as it.
+    inspection_type: Literal["comprehensive", "focused", "targeted"] | None = Field(
+        None, description="comprehensive, focused or targeted (CQC's own terms)")
+    well_led_assessed: bool | None = Field(None, description="the inspection assessed the well-led key question")
+    special_measures_reinspection: bool | None = Field(
+        None, description="CQC made this inspection the special-measures re-inspection: only that one leads to "
+                          "CQC's recommendation and the regulator's exit decision; any other outcome is recorded "
+                          "and shown, and can lead to a Quality Summit and to enforcement")
+
+    @property
+    def typed(self) -> bool:
+        """The outcome says what kind of inspection it was (recorded since issue 14)."""
+        return self.special_measures_reinspection is not None
 
     @field_validator("recommendation", mode="after")
     @classmethod

@@ -27,9 +27,12 @@ def placement(ods: str, entry: date, name: str = "Example Hospitals NHS Trust", 
 
 def outcome(ref: str, start: date, ratings: dict[str, str], core: list[dict] | None = None,
             multi_site: bool = False, **extra: Any) -> dict[str, Any]:
+    """A published outcome as CQC sends it: by default the special-measures re-inspection (comprehensive,
+    well-led assessed); `extra` overrides any field."""
     return {"reference": ref, "inspection_start": start.isoformat(), "inspection_end": start.isoformat(),
             "published": start.isoformat(), "ratings": ratings, "core_services": core or [],
-            "multi_site": multi_site, **extra}
+            "multi_site": multi_site, "inspection_type": "comprehensive", "well_led_assessed": True,
+            "special_measures_reinspection": True, **extra}
 
 
 IMPROVED = {"safe": "requires_improvement", "effective": "good", "caring": "good",

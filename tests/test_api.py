@@ -102,7 +102,8 @@ async def test_role_matrix_refusals_change_nothing(stack):
 def outcome_body(ref: str = "INS-1") -> dict:
     d = today() - timedelta(days=2)
     return {"reference": ref, "inspection_start": str(d), "inspection_end": str(d), "published": str(d),
-            "ratings": IMPROVED}
+            "ratings": IMPROVED, "inspection_type": "comprehensive", "well_led_assessed": True,
+            "special_measures_reinspection": True}
 
 
 async def test_no_token_expired_forged_and_unknown_roles(stack):

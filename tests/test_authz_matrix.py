@@ -50,7 +50,8 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("POST", "/regimes/{regime_id}/inspections"): ({"cqc"}, {"cqc"}, lambda: {
             "reference": "INS-MX-" + ctx.pop_code(), "inspection_start": str(d - timedelta(days=400)),
             "inspection_end": str(d - timedelta(days=400)), "published": str(d - timedelta(days=380)),
-            "ratings": IMPROVED}),
+            "ratings": IMPROVED, "inspection_type": "focused", "well_led_assessed": False,
+            "special_measures_reinspection": False}),
         ("POST", "/regimes/{regime_id}/inspections/{reference}/withdrawal"): (
             {"cqc"}, {"cqc"}, lambda: {"reason": "matrix"}),
         ("POST", "/regimes/{regime_id}/reinspection"): ({"cqc", "regulator"}, {"cqc", "regulator"},

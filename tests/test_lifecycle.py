@@ -312,7 +312,8 @@ async def test_duplicated_older_and_withdrawn_cqc_outcomes(stack):
     r = await stack.http.post(f"/regimes/{reg.id}/inspections", headers=reg.users["cqc"], json={
         "reference": "INS-RLA-1", "inspection_start": (reg.today - timedelta(days=90)).isoformat(),
         "inspection_end": (reg.today - timedelta(days=89)).isoformat(),
-        "published": (reg.today - timedelta(days=60)).isoformat(), "ratings": IMPROVED})
+        "published": (reg.today - timedelta(days=60)).isoformat(), "ratings": IMPROVED,
+        "inspection_type": "comprehensive", "well_led_assessed": True, "special_measures_reinspection": True})
     assert r.status_code == 202
     await reg.stack.settle(reg.id)
     st = await reg.state()

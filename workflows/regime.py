@@ -559,7 +559,9 @@ class RegimeWorkflow(StepEngine):
         self.audit(AuditEvent.inspection_recorded if o.kind == "published" else AuditEvent.inspection_corrected,
                    sig.actor,
                    reason=_verdict_text(rec),
-                   detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json")})
+                   detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json"),
+                           **({"inspection_type": o.inspection_type, "well_led_assessed": o.well_led_assessed,
+                               "special_measures_reinspection": self._is_the_reinspection(o)} if o.typed else {})})
         self._after_inspection(rec, correction=bool(same))
 
     def _older_than_current(self, rec: InspectionRecord, actor: Actor) -> bool:
@@ -579,12 +581,20 @@ class RegimeWorkflow(StepEngine):
         """The exit rule on an outcome, while the regime has not exited. A regime placed without ratings (the
         2013 cohort) is judged on the outcome's own ratings; before EXIT_RULE_WITHOUT_ENTRY_RATINGS it was not
         judged at all, and runs that recorded an outcome that way keep it."""
-        if self.s.phase == Phase.exited:
+        if self.s.phase == Phase.exited or not self._is_the_reinspection(o):
             return None
         entry = self._entry_ratings()
         if entry is None and not workflow.patched(EXIT_RULE_WITHOUT_ENTRY_RATINGS):
             return None
         return exit_rule(entry, o)
+
+    def _is_the_reinspection(self, o: InspectionOutcome) -> bool:
+        """Whether an outcome is the special-measures re-inspection, the one that leads to CQC's recommendation
+        and the exit decision: CQC says so, and the inspection ended on or after entry (seed 002). An outcome
+        recorded before outcomes said so is taken as it, as it was then, if a re-inspection is open."""
+        if not o.typed:
+            return True
+        return bool(o.special_measures_reinspection) and o.inspection_end >= self.s.placement.entry_date
 
     def _entry_ratings(self) -> KeyQuestionRatings | None:
         p = self.s.placement
@@ -593,11 +603,13 @@ class RegimeWorkflow(StepEngine):
         return p.entry_outcome.ratings if p.entry_outcome else None
 
     def _after_inspection(self, rec: InspectionRecord, correction: bool) -> None:
-        if self.s.phase not in ACTIVE_PHASES:
+        """The re-inspection's outcome closes the open re-inspection and asks CQC for its recommendation; any
+        other outcome (a focused or targeted inspection, a comprehensive one CQC did not make the re-inspection)
+        is recorded and shown, and leaves the re-inspection and its clock as they are."""
+        if self.s.phase not in ACTIVE_PHASES or not self._is_the_reinspection(rec.outcome):
             return
         verdict = rec.verdict.model_dump() if rec.verdict else None
-        pending_rec = next((s for s in self.s.steps.values()
-                            if s.kind in (Kind.cqc_recommendation, Kind.regulator_decision) and s.status == "open"), None)
+        pending_rec = self._pending_exit_decision()
         if correction and pending_rec is not None:
             pending_rec.data["verdict"] = verdict
             return
@@ -612,6 +624,11 @@ class RegimeWorkflow(StepEngine):
         rs = self.open_step(Kind.cqc_recommendation, self.today() + timedelta(days=DECISION_DAYS),
                             subject={"reference": rec.outcome.reference})
         rs.data["verdict"] = verdict
+
+    def _pending_exit_decision(self) -> Step | None:
+        """CQC's recommendation or the regulator's decision, while one waits on a re-inspection's outcome."""
+        return next((s for s in self.s.steps.values()
+                     if s.kind in (Kind.cqc_recommendation, Kind.regulator_decision) and s.status == "open"), None)
 
     @workflow.signal
     def withdraw_inspection(self, w: Withdrawal) -> None:

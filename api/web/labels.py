@@ -84,6 +84,14 @@ def step_spec(kind: str | None) -> StepKind | None:
     return CATALOGUE.get(kind) or BUDDY_STEPS.get(kind) if kind else None
 
 
+def inspection_label(o: Any, n: int | None = None) -> str:
+    """What an outcome was: "Re-inspection 2" for the special-measures re-inspection (or an outcome recorded
+    before outcomes said what they were), else its type, e.g. "Focused inspection"."""
+    if o.special_measures_reinspection is False:
+        return f"{(o.inspection_type or 'other').capitalize()} inspection"
+    return f"Re-inspection {n}" if n else "Re-inspection"
+
+
 def deadline_basis(kind: str | None, amended: bool = False) -> tuple[str, str]:
     """Where a step's due date comes from, as (a short label, its explanation): a statutory clock with the seed
     section that sets it, a service default with the setting that changes it, or the regulator's amendment."""

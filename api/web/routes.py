@@ -363,9 +363,9 @@ def _ratings(state: RegimeState) -> dict[str, Any]:
     for rec in state.inspections:
         if entry_ref and rec.outcome.reference == entry_ref and rec.verdict is None:
             continue
-        n += 1
         o = rec.outcome
-        cols.append({"heading": f"Re-inspection {n}" if rec.status != "older_ignored" else "Older report",
+        n += o.special_measures_reinspection is not False
+        cols.append({"heading": labels.inspection_label(o, n) if rec.status != "older_ignored" else "Older report",
                      "sub": labels.fmt_date(o.published), "reference": o.reference,
                      "ratings": o.ratings.model_dump(mode="json"), "verdict": rec.verdict, "status": rec.status,
                      "core": [c.model_dump(mode="json") for c in o.core_services], "notes": rec.notes,

@@ -105,7 +105,8 @@ def build(state: RegimeState, today: date, soon_days: int = 7) -> Timeline:
     for rec in state.inspections:
         o = rec.outcome
         if o.published >= entry and rec.status != "older_ignored":
-            markers.append({"date": o.published, "label": f"CQC report {o.reference}", "kind": "inspection",
+            what = "" if o.special_measures_reinspection is not False else f" ({labels.inspection_label(o).lower()})"
+            markers.append({"date": o.published, "label": f"CQC report {o.reference}{what}", "kind": "inspection",
                             "status": rec.status})
     if state.exit_date:
         markers.append({"date": state.exit_date, "label": "Exited special measures", "kind": "exit"})

@@ -208,8 +208,12 @@ class Simulation(RoutineWork, Timeline):
         out = {"reference": p["reference"], "inspection_start": p.get("inspection_start") or end,
                "inspection_end": end, "published": p.get("published") or today.isoformat(),
                "ratings": ratings(p["ratings"]), "core_services": p.get("core_services") or [],
-               "multi_site": self.sc.trust.multi_site}
-        for k in ("trajectory_evidence", "recommendation", "kind"):
+               "multi_site": self.sc.trust.multi_site,
+               # A scenario's published outcome is the special-measures re-inspection unless it says otherwise
+               # (inspection_type, well_led_assessed, special_measures_reinspection).
+               "inspection_type": "comprehensive", "well_led_assessed": True, "special_measures_reinspection": True}
+        for k in ("trajectory_evidence", "kind", "inspection_type", "well_led_assessed",
+                  "special_measures_reinspection"):
             if k in p:
                 out[k] = p[k]
         return out

@@ -111,3 +111,29 @@ class DelegationRequest(BaseModel):
     to_user_id: text(200, min_length=1) = Field(description="the user who covers (an improvement director of the trust)")
     until: date = Field(description="the last day of the cover (London date)")
     reason: text(2000, min_length=1)
+
+
+class InspectionReport(InspectionOutcome):
+    """A published CQC outcome as CQC sends it: it must say what kind of inspection it was, whether it assessed
+    well-led, and whether CQC made it the special-measures re-inspection (the only one that leads to CQC's
+    recommendation and the exit decision; seed 002). Other outcomes are recorded and shown."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "reference": "INS-RXX-2", "inspection_start": "2027-09-13", "inspection_end": "2027-09-16",
+        "published": "2027-10-20", "inspection_type": "comprehensive", "well_led_assessed": True,
+        "special_measures_reinspection": True,
+        "ratings": {"safe": "requires_improvement", "effective": "good", "caring": "good",
+                    "responsive": "requires_improvement", "well_led": "requires_improvement",
+                    "overall": "requires_improvement"}}]})
+    inspection_type: Literal["comprehensive", "focused", "targeted"]
+    well_led_assessed: bool
+    special_measures_reinspection: bool = Field(
+        description="CQC made this inspection the special-measures re-inspection (it assessed well-led and "
+                    "ended on or after entry)")
+
+    @model_validator(mode="after")
+    def _reinspection_assesses_well_led(self) -> InspectionReport:
+        if self.special_measures_reinspection and not self.well_led_assessed:
+            raise ValueError("the special-measures re-inspection assesses well-led (seed 002): set "
+                             "well_led_assessed, or special_measures_reinspection false for another inspection")
+        return self

@@ -30,6 +30,7 @@ from api.routes.regimes.bodies import (
     DecisionRequest,
     DelegationRequest,
     EnforcementRequest,
+    InspectionReport,
     PlacementRequest,
     ReferencePath,
     RegimeIdPath,
@@ -45,7 +46,6 @@ from api.routes.regimes.permissions import (
 )
 from api.routes.regimes.service import as_json
 from domain.models import BuddySummary, StepView
-from domain.ratings import InspectionOutcome
 
 router = APIRouter(prefix="/regimes", tags=["regimes"])
 
@@ -109,7 +109,7 @@ async def amend(regime_id: RegimeIdPath, step_id: StepIdPath, req: DeadlineReque
 # ------------------------------------------------------------------ CQC
 @router.post("/{regime_id}/inspections", status_code=202, operation_id="recordInspection",
              response_model=InspectionAccepted, summary="Record a published CQC inspection outcome")
-async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionOutcome, request: Request, user: CurrentUser,
+async def record_inspection(regime_id: RegimeIdPath, outcome: InspectionReport, request: Request, user: CurrentUser,
                             pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await regime_row(pool, regime_id, user)
     require_act(user, "cqc", row["ods_code"])

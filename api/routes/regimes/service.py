@@ -373,11 +373,15 @@ def check_inspection(row: asyncpg.Record, outcome: InspectionOutcome) -> None:
     if row["multi_site"] != outcome.multi_site:
         raise Problem(422, "rule-broken", f"trust {row['ods_code']} is "
                       f"{'multi-site' if row['multi_site'] else 'single-site'}; the outcome says otherwise")
+    if outcome.special_measures_reinspection and outcome.inspection_end < row["entry_date"]:
+        raise Problem(422, "rule-broken", f"an inspection that ended on {outcome.inspection_end.isoformat()}, "
+                      f"before the trust entered special measures on {row['entry_date'].isoformat()}, cannot be "
+                      "its special-measures re-inspection")
 
 
 async def record_inspection(client: Any, settings: Settings, user: User, rid: str, regime_id: str,
                             outcome: InspectionOutcome) -> tuple[int, Any]:
-    sig = InspectionSignal(outcome=outcome, actor=actor(user, "cqc", rid))
+    sig = InspectionSignal(outcome=InspectionOutcome.model_validate(outcome.model_dump()), actor=actor(user, "cqc", rid))
     check_message_size(sig, settings)
     await client.get_workflow_handle(regime_id).signal(RegimeWorkflow.record_inspection, sig)
     return 202, {"accepted": outcome.reference, "regime_id": regime_id}
