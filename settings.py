@@ -15,6 +15,15 @@ from pydantic import Field, SecretStr, ValidationInfo, field_serializer, field_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from domain.models import Rung
+from domain.policy import (
+    BASELINE,
+    BoardToBoardTiming,
+    BuddyPackageAgreedBy,
+    CapabilityReview,
+    EntryRule,
+    Policy,
+    SecretaryOfStateLetter,
+)
 
 LOCAL_SECRET = "local-development-secret-do-not-use-in-production"
 MIN_SECRET_BYTES = 32  # HS256 keys at least as long as the hash (RFC 7518 3.2)
@@ -108,6 +117,17 @@ class Settings(BaseSettings):
                                                   "console: aligned lines for people (logs.py)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="the least severe level logged (any case)")
+    # The regime's policy where its sources disagree (domain/policy.py, docs/regime.md): recorded in each regime
+    # when it is placed, so a change here applies to regimes placed afterwards, never to running ones.
+    policy_version: str = Field(BASELINE.version, min_length=1, max_length=40, description="name of the set of "
+                                "POLICY_* choices below; give a new one whenever a choice changes")
+    policy_secretary_of_state_letter: SecretaryOfStateLetter = BASELINE.secretary_of_state_letter
+    policy_extension_guidance_months: int = Field(BASELINE.extension_guidance_months, ge=1, le=24)
+    policy_capability_review: CapabilityReview = BASELINE.capability_review
+    policy_buddy_package_agreed_by: BuddyPackageAgreedBy = BASELINE.buddy_package_agreed_by
+    policy_board_to_board_timing: BoardToBoardTiming = BASELINE.board_to_board_timing
+    policy_entry_rule: EntryRule = BASELINE.entry_rule
+
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "special-measures@localhost"
@@ -184,6 +204,11 @@ class Settings(BaseSettings):
     def ladder(self) -> list[dict[str, Any]]:
         """The ladder as plain dicts, for readers not yet on the typed `escalation_ladder` (list[Rung])."""
         return [r.model_dump() for r in self.escalation_ladder]
+
+    @property
+    def policy(self) -> Policy:
+        """The policy a regime placed now records (Placement.policy)."""
+        return Policy.model_validate({f: getattr(self, f"policy_{f}") for f in Policy.model_fields})
 
     @property
     def audit_key(self) -> bytes:

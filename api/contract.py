@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.ledger import BuddyState, LedgerTotals, LedgerView
 from domain.models import BuddySummary, RegimeState, Step
+from domain.policy import Policy
 from workflows.common import RegimeProjection
 
 
@@ -48,6 +49,7 @@ class Placed(Out):
     workflow_id: str
     phase: str
     previous_regime_id: str | None = None
+    policy: Policy | None = Field(None, description="the policy the regime was placed under (POLICY_* settings)")
 
 
 class RegimeSummary(RegimeProjection, Out):
@@ -65,13 +67,35 @@ class RegimePage(Out):
     offset: int
 
 
+class DeadlineBasis(Out):
+    """Where a step's due date comes from: a statutory clock (the guidance sets it), a service default (the
+    service chose it where the guidance sets no date), or the regulator's amendment of either."""
+    kind: Literal["statutory", "service_default", "amended"]
+    source: str = Field(description="statutory: the guidance section (e.g. 'seed 000 §4a(iv)'); service_default: "
+                                    "the setting or constant that changes it (e.g. 'domain.steps.REVIEW_DAYS'); "
+                                    "amended: who moved the date, when and why")
+    rule: str = Field(description="the catalogue's rule for the kind, in words (before any amendment)")
+    amended_from: DeadlineSpec | None = Field(None, description="amended: the rule's own basis, which the "
+                                                                "amendment replaced")
+
+
+class StepWithBasis(Step):
+    model_config = ConfigDict(extra="allow")
+    deadline_basis: DeadlineBasis | None = Field(
+        None, description="where the due date comes from; null for a kind no catalogue has (never for steps the "
+                          "service opens)")
+
+
 class RegimeView(RegimeState):
     """The regime's live state as its workflow holds it (with what it archived merged back in), its open
-    steps, and its operational row."""
+    steps, and its operational row. Every step carries its `deadline_basis`."""
     model_config = ConfigDict(extra="allow")
     regime_id: str
-    open_steps: list[Step]
+    steps: dict[str, StepWithBasis] = Field(default_factory=dict)
+    open_steps: list[StepWithBasis]
     projection: RegimeSummary
+    policy: Policy = Field(description="the policy the regime runs under, as recorded when it was placed "
+                                       "(the same as placement.policy; docs/regime.md)")
 
 
 class StepDecided(Out):
@@ -130,7 +154,8 @@ class PartnershipPage(Out):
 
 class PartnershipView(BuddyState):
     model_config = ConfigDict(extra="allow")
-    open_steps: list[Step]
+    steps: dict[str, StepWithBasis] = Field(default_factory=dict)
+    open_steps: list[StepWithBasis]
     ledger_totals: LedgerTotals | None = None
 
 
@@ -177,6 +202,7 @@ class Task(Out):
     overdue_days: int
     paused: bool
     status: Literal["red", "amber", "green"]
+    deadline_basis: DeadlineBasis | None = Field(None, description="where the due date comes from")
 
 
 class TaskPage(Out):
@@ -308,6 +334,37 @@ def deadline_spec(deadline: Any) -> DeadlineSpec:
     if isinstance(deadline.basis, Statutory):
         return DeadlineSpec(rule=deadline.rule, basis="statutory", source=deadline.basis.section)
     return DeadlineSpec(rule=deadline.rule, basis="service_default", source=deadline.basis.setting)
+
+
+def deadlines_markdown() -> str:
+    """The table of every step kind's deadline rule and basis in docs/regime.md ("Statutory clocks and service
+    defaults"), generated from the catalogues (tests/test_deadline_basis.py keeps the two the same)."""
+    lines = ["| step | workflow | due | basis | source |", "| --- | --- | --- | --- | --- |"]
+    for s in step_kinds():
+        basis = "statutory" if s.deadline.basis == "statutory" else "service default"
+        lines.append(f"| `{s.kind}` ({s.short_title}) | {s.workflow} | {s.deadline.rule} | {basis} | "
+                     f"`{s.deadline.source}` |")
+    return "\n".join(lines)
+
+
+def deadline_basis(kind: str | None, amendments: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """A step's `DeadlineBasis` as JSON, computed from its kind's catalogue entry (never stored in workflow
+    state) and its amendments: `amended` once the regulator has moved its due date (a pause alone leaves the
+    date, and so its basis, as it was). None for a kind no catalogue has."""
+    from domain.ledger import BUDDY_STEPS
+    from domain.steps import CATALOGUE
+
+    spec = (CATALOGUE.get(kind) or BUDDY_STEPS.get(kind)) if kind else None
+    if spec is None or spec.deadline is None:
+        return None
+    own = deadline_spec(spec.deadline)
+    moved = [a for a in amendments or [] if (a.get("old") or {}).get("due") != (a.get("new") or {}).get("due")]
+    if not moved:
+        return {"kind": own.basis, "source": own.source, "rule": own.rule}
+    last = moved[-1]
+    when = str(last.get("at") or "")[:10]
+    source = f"moved to {(last.get('new') or {}).get('due')} by {last.get('by')} on {when}: {last.get('reason')}"
+    return {"kind": "amended", "source": source, "rule": own.rule, "amended_from": own.model_dump()}
 
 
 def publish_step_payloads(doc: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
+from domain.policy import BASELINE, Policy
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import Verdict
 from domain.text import JsonObject, text
@@ -80,6 +81,9 @@ class Placement(BaseModel):
     ladder: list[Rung]
     placed_by: Actor
     continue_as_new_after_events: int = 8000
+    # The policy the regime runs under (domain/policy.py), from the POLICY_* settings when it was placed. A
+    # placement recorded before regimes recorded one decodes to BASELINE, the choices the service made then.
+    policy: Policy = Field(default_factory=lambda: BASELINE)
 
 
 class Decision(BaseModel):

@@ -173,7 +173,11 @@ async def test_a_generated_client_drives_the_first_slice_through_its_typed_model
         assert isinstance(state.projection, models.RegimeSummary) and state.projection.entry_date == entry
         open_kinds = {s.kind for s in state.open_steps}
         assert "plan_review" not in open_kinds and "plan_signoff_regulator" in open_kinds
-        assert all(isinstance(s, models.Step) for s in state.open_steps)
+        # Each step comes with where its due date comes from (issue 14, item 11), typed by the contract.
+        assert all(isinstance(s, models.StepWithBasis) for s in state.open_steps)
+        assert all(isinstance(s.deadline_basis, models.DeadlineBasis) for s in state.open_steps)
+        assert {s.deadline_basis.kind for s in state.open_steps} <= {"statutory", "service_default", "amended"}
+        assert state.policy.version == "2026-12" and placed.policy.version == "2026-12"
         assert isinstance(log, models.AuditPage)
         events = [e.event for e in log.items]
         assert events[0] == "regime_entered", events

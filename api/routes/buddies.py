@@ -23,7 +23,7 @@ from api.errors import Problem
 from api.idempotency import idempotent
 from api.routes.regimes.bodies import RegimeIdPath
 from api.routes.regimes.permissions import actor, regime_row, require_act, unknown_regime
-from api.routes.regimes.service import live_state, run_update
+from api.routes.regimes.service import live_state, run_update, with_deadline_basis
 from domain.ledger import BuddyState, PartnershipEnd, PlanChange, PlanChangeRecord, SupportPlan
 from domain.models import BuddySummary
 from domain.text import text
@@ -108,6 +108,7 @@ async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipId
 
     s = await partnership_with_archive(pool, partnership_id, s)  # after the check: archived rows read once allowed
     out = _json(s)
+    with_deadline_basis(out["steps"])
     out["open_steps"] = [st for st in out["steps"].values() if st["status"] == "open"]
     out["ledger_totals"] = _json(s.ledger.totals()) if s.ledger else None
     return JSONResponse(out)

@@ -10,10 +10,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 
 from api.auth import NATIONAL_ROLES, SCOPED_ROLES
-from api.contract import TaskPage, as_is
+from api.contract import TaskPage, as_is, deadline_basis
 from api.deps import CurrentUser, DbPool, SettingsDep
 from api.errors import Problem
 from domain import dates
+from domain.vocab import AuditEvent
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -32,6 +33,24 @@ def _uncursor(c: str) -> tuple[date, str, str]:
         return date.fromisoformat(due), str(wf), str(step)
     except Exception:
         raise Problem(400, "bad-cursor", "the paging cursor is not one this API gave out") from None
+
+
+async def _amendments(pool: Any, rows: list[Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The deadline amendments of the listed steps, oldest first, as the step's `amendments` hold them, read
+    from the audit log (the task rows do not carry them)."""
+    if not rows:
+        return {}
+    found = await pool.fetch(
+        "SELECT workflow_id, step_id, actor, reason, at, detail FROM audit_log WHERE workflow_id = ANY($1) "
+        "AND step_id = ANY($2) AND event = $3 ORDER BY id",
+        list({r["workflow_id"] for r in rows}), list({r["step_id"] for r in rows}), AuditEvent.deadline_amended)
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for a in found:
+        detail = a["detail"] if isinstance(a["detail"], dict) else json.loads(a["detail"] or "{}")
+        out.setdefault((a["workflow_id"], a["step_id"]), []).append(
+            {"at": a["at"].isoformat(), "by": a["actor"], "reason": a["reason"], "old": detail.get("old"),
+             "new": detail.get("new")})
+    return out
 
 
 @router.get("", operation_id="listTasks", response_model=TaskPage, summary="My open tasks (by my roles and assignments), soonest due first")
@@ -93,6 +112,7 @@ async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
     rows = await pool.fetch(
         f"""SELECT t.*, r.trust_name FROM tasks t JOIN regimes r USING (regime_id)
             WHERE {' AND '.join(clauses)} ORDER BY t.due, t.workflow_id, t.step_id LIMIT ${len(args)}""", *args)
+    moved = await _amendments(pool, rows[:limit])
     items = []
     for r in rows[:limit]:
         left = (r["due"] - today).days
@@ -102,6 +122,7 @@ async def inbox(user: CurrentUser, pool: DbPool, settings: SettingsDep,
             "trust": {"ods_code": r["ods_code"], "name": r["trust_name"]}, "subject": r["subject"],
             "due": r["due"].isoformat(), "days_left": left, "overdue_days": max(0, -left),
             "paused": r["paused"], "status": rag(left, soon),
+            "deadline_basis": deadline_basis(r["kind"], moved.get((r["workflow_id"], r["step_id"]))),
         })
     nxt = _cursor(rows[limit - 1]["due"], rows[limit - 1]["workflow_id"], rows[limit - 1]["step_id"]) \
         if len(rows) > limit else None

@@ -92,6 +92,30 @@ def inspection_label(o: Any, n: int | None = None) -> str:
     return f"Re-inspection {n}" if n else "Re-inspection"
 
 
+BASIS_LABELS = {"statutory": "Statutory", "service_default": "Service default", "amended": "Moved by the regulator"}
+
+
+def step_basis(step: Any) -> dict[str, str]:
+    """A step's deadline basis for the pages, from the API's DeadlineBasis (api.contract): `kind`, a short
+    `label`, the `source` (the seed section of a statutory clock, the setting of a service default, or who moved
+    the date and why) and `why`, the rule with its source in a sentence. Empty strings for an unknown kind."""
+    from api.contract import deadline_basis as basis_of
+
+    def read(name: str) -> Any:
+        return step.get(name) if isinstance(step, dict) else getattr(step, name, None)
+
+    b = basis_of(read("kind"), read("amendments"))
+    if b is None:
+        return {"kind": "", "label": "", "source": "", "why": ""}
+    if b["kind"] == "statutory":
+        why = f"{b['rule']} ({b['source']})"
+    elif b["kind"] == "service_default":
+        why = f"service default: {b['rule']}; changed by {b['source']}"
+    else:
+        why = f"{b['source']}; the rule was: {b['rule']} ({b['amended_from']['source']})"
+    return {"kind": b["kind"], "label": BASIS_LABELS[b["kind"]], "source": b["source"], "why": why}
+
+
 def deadline_basis(kind: str | None, amended: bool = False) -> tuple[str, str]:
     """Where a step's due date comes from, as (a short label, its explanation): a statutory clock with the seed
     section that sets it, a service default with the setting that changes it, or the regulator's amendment."""

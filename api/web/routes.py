@@ -24,6 +24,7 @@ from api.errors import Problem
 from api.web import charts, data, history, labels, timeline
 from api.web.session import COOKIE, Forbidden, SignInRequired, optional_user, sees_all, viewer
 from domain.models import RegimeState
+from domain.policy import describe as describe_policy
 from domain.steps import EXTENSION_GUIDANCE_MONTHS, Kind
 from settings import Settings
 
@@ -274,8 +275,17 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "documents": _documents(state),
         "on_recommendation": state.placement.basis == Kind.cqc_recommendation,
         "extensions": extension_rows(state.extensions),
+        "policy": describe_policy(state.placement.policy),
+        "next_basis": _next_basis(state),
     }
     return page(request, "regime.html", ctx)
+
+
+def _next_basis(state: RegimeState) -> dict[str, str] | None:
+    """The deadline basis of the open step that falls due next (the summary's "Next deadline")."""
+    nxt = min((s for s in state.steps.values() if s.status == "open" and not s.paused),
+              key=lambda s: (s.due, s.id), default=None)
+    return labels.step_basis(nxt) if nxt is not None else None
 
 
 def _no_regime(request: Request, user: User, regime_id: str) -> HTMLResponse:

@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import documents, idempotency
 from api.auth import User
+from api.contract import deadline_basis
 from api.errors import Problem, rejection_problem, stuck_problem, temporal_problem, workflow_task_failing
 from api.routes.regimes.bodies import (
     AnnouncementRequest,
@@ -265,6 +266,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         previous_regime_id=previous["regime_id"] if previous else None, completed_steps=req.completed_steps,
         ladder=[Rung.model_validate(r) for r in settings.ladder],
         placed_by=actor(user, placing_role(user), rid),
+        policy=settings.policy,  # recorded now: a later change of the settings leaves this regime's as it is
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
@@ -287,7 +289,8 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         await pool.execute("DELETE FROM regimes WHERE regime_id = $1 AND last_seq = 0", regime_id)
         raise
     return 201, {"regime_id": regime_id, "workflow_id": regime_id, "phase": "in_special_measures",
-                 "previous_regime_id": placement.previous_regime_id}
+                 "previous_regime_id": placement.previous_regime_id,
+                 "policy": placement.policy.model_dump(mode="json")}
 
 
 def _now():
@@ -336,9 +339,17 @@ async def regime_view(pool: asyncpg.Pool, client: Any, regime_id: str, row: asyn
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
     s = as_json(state)
     s["regime_id"] = regime_id
+    with_deadline_basis(s["steps"])
     s["open_steps"] = [st for st in s["steps"].values() if st["status"] == "open"]
     s["projection"] = _regime_json(row)
+    s["policy"] = s["placement"]["policy"]
     return s
+
+
+def with_deadline_basis(steps: dict[str, dict[str, Any]]) -> None:
+    """Give each step (JSON) its `deadline_basis`, from its kind's catalogue entry and its amendments."""
+    for st in steps.values():
+        st["deadline_basis"] = deadline_basis(st.get("kind"), st.get("amendments"))
 
 
 # ------------------------------------------------------------------ decisions
