@@ -111,6 +111,13 @@ class Closure(BaseModel):
     solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
     reason: text(4000, min_length=1)
     actor: Actor
+    # Issue 14 item 8 (seed 002, "long-term solution"; domain.md "Who the trust becomes"): who the trust becomes,
+    # so its history stays linked, and CQC's view on whether the solution is viable. None in closures recorded
+    # before.
+    successor_ods_code: str | None = Field(None, pattern=ODS_PATTERN)
+    successor_name: text(200, min_length=1) | None = None
+    cqc_view: text(4000, min_length=1) | None = Field(None, description="CQC's view on whether the solution is "
+                                                                        "viable")
 
 
 class Enforcement(BaseModel):

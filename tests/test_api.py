@@ -58,7 +58,7 @@ async def test_role_matrix_refusals_change_nothing(stack):
         ("POST", f"/regimes/{rid}/reinspection", lambda: {"inspection_date": str(today() + timedelta(days=9))}):
             {"cqc", "regulator"},
         ("POST", f"/regimes/{rid}/enforcement", lambda: {"action": "conditions", "detail": "d"}): {"cqc"},
-        ("POST", f"/regimes/{rid}/closure", lambda: {"solution": "merger", "reason": "r"}): {"regulator"},
+        ("POST", f"/regimes/{rid}/closure", lambda: {"solution": "merger", "reason": "r", "successor_ods_code": "RSU1"}): {"regulator"},
         ("POST", f"/regimes/{rid}/buddies", lambda: {"buddy": {"ods_code": "RBB", "name": "Buddy FT"}}):
             {"regulator"},
     }
@@ -173,7 +173,7 @@ async def test_problem_bodies_for_bad_input(stack):
     assert r.status_code == 400 and problem(r)["type"].endswith("bad-cursor")
     # A wrong phase: a closed regime takes no buddy.
     assert (await stack.http.post(f"/regimes/{rid}/closure", headers=reg_h,
-                                  json={"solution": "merger", "reason": "merged"})).status_code == 200
+                                  json={"solution": "merger", "reason": "merged", "successor_ods_code": "RSU1"})).status_code == 200
     r = await stack.http.post(f"/regimes/{rid}/buddies", headers=reg_h, json={"buddy": {"ods_code": "RBB",
                                                                                            "name": "B"}})
     assert r.status_code == 409 and problem(r)

@@ -62,7 +62,8 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
                                                        {"regulator"}, lambda: {
             "to_user_id": "id-cover", "until": str(d + timedelta(days=5)), "reason": "matrix"}),
         ("POST", "/regimes/{regime_id}/closure"): ({"regulator"}, {"regulator"},
-                                                   lambda: {"solution": "merger", "reason": "matrix"}),
+                                                   lambda: {"solution": "merger", "reason": "matrix",
+                                                            "successor_ods_code": "RSU2"}),
         ("POST", "/regimes/{regime_id}/buddies"): ({"regulator"}, {"regulator"},
                                                    lambda: {"buddy": {"ods_code": "RZC", "name": "Another FT"}}),
         ("GET", "/regimes/{regime_id}/buddies"): (READERS, NATIONAL, None),

@@ -516,7 +516,8 @@ async def test_partnership_ended_early_settles_its_last_quarter_and_regime_end_e
     # A second partnership, still agreeing its terms, ends when the regime closes.
     other = await w.add("BZ8", level=None)
     r = await w.stack.http.post(f"/regimes/{w.rid}/closure", headers=w.regulator,
-                                json={"solution": "merger", "reason": "acquired by a neighbouring trust"})
+                                json={"solution": "acquisition", "reason": "acquired by a neighbouring trust",
+                                      "successor_ods_code": "RSU3"})
     assert r.status_code == 200, r.text
     done = await w.stack.handle(other).result()
     assert done["ended"] and done["stage"] == "ended"

@@ -71,7 +71,7 @@ async def test_another_trusts_regime_answers_exactly_like_a_made_up_one(stack):
             ("GET", f"/regimes/{r}/buddies/{r}-buddy-ZZZ", None),  # a partnership that does not exist
             ("POST", f"/regimes/{r}/steps/improvement_plan/decisions", {"action": "submit", "payload": {}}),
             ("POST", f"/regimes/{r}/enforcement", {"action": "conditions", "detail": "d"}),
-            ("POST", f"/regimes/{r}/closure", {"solution": "merger", "reason": "r"}),
+            ("POST", f"/regimes/{r}/closure", {"solution": "merger", "reason": "r", "successor_ods_code": "RSU4"}),
             ("POST", f"/regimes/{r}/reinspection", {"inspection_date": str(today() + timedelta(days=9))}),
             ("POST", f"/regimes/{r}/buddies/{p}/end", {"reason": "r"}),
             ("POST", f"/regimes/{r}/buddies/{p}/plan-changes", {"plan": {"workstreams": []}, "reason": "r"}),
@@ -98,7 +98,7 @@ async def test_another_trusts_regime_answers_exactly_like_a_made_up_one(stack):
         assert (await stack.http.get(f"/regimes/{rid}", headers=headers)).status_code == 200
         assert (await stack.http.get(f"/regimes/{MADE_UP}", headers=headers)).status_code == 404
     # A trust user of the regime's own trust is still told 403 when it acts outside its role.
-    r = await stack.http.post(f"/regimes/{rid}/closure", json={"solution": "merger", "reason": "r"},
+    r = await stack.http.post(f"/regimes/{rid}/closure", json={"solution": "merger", "reason": "r", "successor_ods_code": "RSU4"},
                               headers=stack.auth("trust-1", "trust", trusts=["RSQ1"]))
     assert r.status_code == 403
     # The buddy of the partnership still reads it.
@@ -311,10 +311,11 @@ async def test_closing_a_closed_regime_answers_the_first_closure(stack):
     rid = await place(stack, "RSQ8")
     reg = stack.auth(*REGULATOR)
     first = await stack.http.post(f"/regimes/{rid}/closure", headers=reg,
-                                  json={"solution": "merger", "reason": "merging with the neighbouring trust"})
+                                  json={"solution": "merger", "reason": "merging with the neighbouring trust",
+                                        "successor_ods_code": "RSU4"})
     assert first.status_code == 200 and first.json()["phase"] == "closed_structural", first.text
-    for body in ({"solution": "merger", "reason": "merging with the neighbouring trust"},
-                 {"solution": "acquisition", "reason": "a second closure"}):
+    for body in ({"solution": "merger", "reason": "merging with the neighbouring trust", "successor_ods_code": "RSU4"},
+                 {"solution": "acquisition", "reason": "a second closure", "successor_ods_code": "RSU5"}):
         again = await stack.http.post(f"/regimes/{rid}/closure", headers=reg, json=body)
         assert again.status_code == 200, again.text
         assert again.json()["already_closed"] is True and again.json()["phase"] == "closed_structural"

@@ -123,7 +123,8 @@ async def test_list_filters_sorts_and_refreshes_only_when_something_changed(stac
     assert "Ashford" in escalated and "Bramley" not in escalated
     # A closed regime's page is drawn from its completed workflow's result.
     r = await stack.http.post(f"/regimes/{b}/closure", headers=stack.auth("reg-1", "regulator"),
-                              json={"solution": "merger", "reason": "merged into Ashford General"})
+                              json={"solution": "merger", "reason": "merged into Ashford General",
+                                    "successor_ods_code": "RW1", "successor_name": "Ashford General NHS Trust"})
     assert r.status_code == 200, r.text
     await stack.settle(b)
     closed = await get(stack, f"/web/regimes/{b}", *OPS)

@@ -141,6 +141,10 @@ class RegimeProjection(BaseModel):
     previous_regime_id: str | None = None
     sos_letter: bool
     closed: bool
+    closure_solution: str | None = Field(None, description="merger, acquisition, service_reconfiguration or other, "
+                                                           "when the regime was closed by a structural solution")
+    successor_ods_code: str | None = Field(None, description="the organisation the trust became (merger, "
+                                                             "acquisition)")
 
 
 class EffectBatch(BaseModel):

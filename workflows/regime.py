@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         CATALOGUE,
         DECISION_DAYS,
         Kind,
+        where_a_decision_arrives,
     )
     from domain.vocab import ACTIVE_PHASES, AuditEvent, Phase, RejectionKind, Role
     from workflows.common import (
@@ -265,6 +266,8 @@ class RegimeWorkflow(StepEngine):
             **self._clock_figures(), buddy_count=sum(1 for b in self.s.buddies.values() if not b.ended),
             extensions=len(self.s.extensions), exit_date=self.s.exit_date, previous_regime_id=p.previous_regime_id,
             sos_letter=self.s.sos_letter is not None, closed=self.s.finished,
+            closure_solution=(self.s.closure or {}).get("solution"),
+            successor_ods_code=(self.s.closure or {}).get("successor_ods_code"),
         )
 
     def _clock_figures(self) -> dict[str, Any]:
@@ -664,7 +667,10 @@ class RegimeWorkflow(StepEngine):
         self._updates_this_run += 1
         self._validate_close(c)
         self.s.closure = {"solution": c.solution, "reason": c.reason, "by": c.actor.user_id,
-                          "on": self.today().isoformat()}
+                          "on": self.today().isoformat(),
+                          **{k: v for k, v in (("successor_ods_code", c.successor_ods_code),
+                                               ("successor_name", c.successor_name), ("cqc_view", c.cqc_view))
+                             if v is not None}}
         self.set_phase(Phase.closed_structural, c.actor, f"{c.solution.replace('_', ' ')}: {c.reason}")
         self.s.next_monthly = None
         self.end_buddies("regime closed by a structural solution")
@@ -678,6 +684,11 @@ class RegimeWorkflow(StepEngine):
             raise reject(RejectionKind.wrong_role, "only the regulator closes a regime")
         if self.s.finished:
             raise reject(RejectionKind.step_not_open, "the regime is already closed")
+        # Issue 14 item 8: a trust that has exited is no longer in special measures; its regime ends with the
+        # post-exit board-to-board. A rule added while regimes run: asked where a decision arrives only.
+        if self.s.phase == Phase.exited and where_a_decision_arrives():
+            raise reject(RejectionKind.rule_broken, "the trust has exited special measures: its regime ends with "
+                                                    "the post-exit board-to-board, not by a structural solution")
 
     @workflow.update
     def record_enforcement(self, e: Enforcement) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 INK = "#212b32"
-OUTCOME_COLOURS = {"exited": "#007f3b", "closed": "#768692", "ongoing": "#005eb8"}
+OUTCOME_COLOURS = {"exited": "#007f3b", "merged": "#330072", "closed": "#768692", "ongoing": "#005eb8"}
 PROGRAMME_AVERAGE = 23  # months: the real special measures programme's average stay (domain brief)
 
 

@@ -290,12 +290,16 @@ async def cohort(pool: asyncpg.Pool, client: Client | None, settings: Settings, 
         if r["exit_date"]:
             end, outcome = r["exit_date"], "exited"
         elif r["phase"] == "closed_structural" and r["closed_at"]:
-            end, outcome = labels.london_today(r["closed_at"]), "closed"
+            # A merger or an acquisition: the trust left special measures by becoming part of another
+            # organisation (domain.md, "Who the trust becomes"), counted apart from exits and other closures.
+            merged = r["closure_solution"] in ("merger", "acquisition")
+            end, outcome = labels.london_today(r["closed_at"]), "merged" if merged else "closed"
         else:
             end, outcome = c.today, "ongoing"
         items.append({
             "regime_id": r["regime_id"], "trust_name": r["trust_name"], "ods_code": r["ods_code"],
             "entry_date": r["entry_date"], "end": end, "outcome": outcome, "phase": r["phase"],
+            "successor_ods_code": r["successor_ods_code"],
             "phase_label": labels.phase_label(r["phase"]), "phase_colour": labels.phase_colour(r["phase"]),
             "months": labels.months(r["entry_date"], end), "extensions": r["extensions"],
             "sos_letter": r["sos_letter"], "escalations": r["escalations"], "met": r["met"],
@@ -319,6 +323,7 @@ async def cohort(pool: asyncpg.Pool, client: Client | None, settings: Settings, 
         "ongoing": sum(1 for i in items if i["outcome"] == "ongoing"),
         "exits": sum(1 for i in items if i["outcome"] == "exited"),
         "closed": sum(1 for i in items if i["outcome"] == "closed"),
+        "merged": sum(1 for i in items if i["outcome"] == "merged"),
         "extensions": sum(i["extensions"] for i in items),
         "regimes_extended": sum(1 for i in items if i["extensions"]),
         "sos_letters": sum(1 for i in items if i["sos_letter"]),

@@ -9,7 +9,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.ledger import AgreementInPrinciple
-from domain.models import CompletedStep, Trust
+from domain.models import ODS_PATTERN, CompletedStep, Trust
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.steps import Kind
 from domain.text import text
@@ -84,9 +84,25 @@ class WithdrawalRequest(BaseModel):
 
 
 class ClosureRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The regime ends by a structural solution (a long-term solution, seed 002). A merger or an acquisition
+    names the organisation the trust becomes (its ODS code), so the trust's history stays linked to it."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "solution": "merger", "reason": "Merged into Eastleigh University Hospitals NHS Foundation Trust",
+        "successor_ods_code": "REH", "successor_name": "Eastleigh University Hospitals NHS Foundation Trust",
+        "cqc_view": "The merged organisation's plans for urgent care are credible"}]})
     solution: Literal["merger", "service_reconfiguration", "acquisition", "other"]
     reason: text(4000, min_length=1)
+    successor_ods_code: str | None = Field(None, pattern=ODS_PATTERN, description="the organisation the trust "
+                                           "becomes (required for a merger or an acquisition)")
+    successor_name: text(200, min_length=1) | None = None
+    cqc_view: text(4000, min_length=1) | None = Field(None, description="CQC's view on whether the solution is "
+                                                                        "viable")
+
+    @model_validator(mode="after")
+    def _successor_named(self) -> ClosureRequest:
+        if self.solution in ("merger", "acquisition") and not self.successor_ods_code:
+            raise ValueError(f"a {self.solution} names the organisation the trust becomes: successor_ods_code")
+        return self
 
 
 class EnforcementRequest(BaseModel):

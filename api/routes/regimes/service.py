@@ -448,10 +448,14 @@ async def close(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
                 row: asyncpg.Record, req: ClosureRequest) -> tuple[int, Any]:
     # A regime is closed once: closing a regime already closed by a structural solution answers that
     # first closure (what it was, by whom, when) and records nothing, with or without an Idempotency-Key.
+    if req.successor_ods_code == row["ods_code"]:
+        raise Problem(422, "rule-broken", f"the successor is another organisation than trust {row['ods_code']}")
     if not row["closed"]:
         try:
             phase = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.close_regime,
                                      Closure(solution=req.solution, reason=req.reason,
+                                             successor_ods_code=req.successor_ods_code,
+                                             successor_name=req.successor_name, cqc_view=req.cqc_view,
                                              actor=actor(user, "regulator", rid)), settings)
             return 200, {"phase": phase}
         except Problem as p:
