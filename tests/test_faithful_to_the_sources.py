@@ -12,7 +12,7 @@ rule still replays (shown here by recording one with the rule switched off, as t
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -43,7 +43,7 @@ async def unsandboxed_env(temporal_address):
 
 async def awaiting_decision(client, queue, ods: str):
     handle, today = await start(client, queue, ods)
-    published = InspectionOutcome.model_validate(outcome(f"INS-{ods}", today - timedelta(days=3), INADEQUATE_ENTRY))
+    published = InspectionOutcome.model_validate(outcome(f"INS-{ods}", today, INADEQUATE_ENTRY))
     await handle.signal(RegimeWorkflow.record_inspection, InspectionSignal(outcome=published, actor=actor("cqc")))
     state = await handle.query(RegimeWorkflow.get_state)
     rec = next(s for s in state.steps.values() if s.kind == "cqc_recommendation")

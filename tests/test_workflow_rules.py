@@ -113,7 +113,7 @@ async def test_after_a_re_inspection_the_regulator_exits_only_on_cqc_recommendat
     client, queue, _ = regime_env
     handle, today = await start(client, queue, "WR3")
     published = InspectionOutcome.model_validate(
-        outcome("INS-WR3", today - timedelta(days=3), INADEQUATE_ENTRY))
+        outcome("INS-WR3", today, INADEQUATE_ENTRY))
     await handle.signal(RegimeWorkflow.record_inspection, InspectionSignal(outcome=published, actor=actor("cqc")))
     state = await handle.query(RegimeWorkflow.get_state)
     rec = next(s for s in state.steps.values() if s.kind == "cqc_recommendation")
