@@ -27,17 +27,15 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     StrictInt,
-    computed_field,
     field_validator,
     model_validator,
 )
 
-from domain.models import SYSTEM, Actor, BuddySummary, Escalation, Rung, Step, Trust
+from domain.models import SYSTEM, Actor, AuthorisedShare, BuddySummary, Escalation, Rung, Step, Trust
 from domain.steps import (
     Deadline,
     EmptyPayload,
@@ -228,23 +226,13 @@ class Quarter(BaseModel):
         return "forecast_signed_off" if self.forecast_pence is not None else "planning"
 
 
-class LedgerTotals(BaseModel):
+class LedgerTotals(AuthorisedShare):
     agreed_level_pence: int
     forecast_pence: int
     confirmed_pence: int
     authorised_pence: int
     paid_pence: int
     remaining_pence: int
-    # Called used_share before; the old name still reads (states and payloads recorded with it) and is still
-    # written beside it for readers of the API that use it.
-    authorised_share: float = Field(validation_alias=AliasChoices("authorised_share", "used_share"),
-                                    description="authorised / agreed level, 0..1 (for display only)")
-
-    @computed_field(json_schema_extra={"deprecated": True},
-                    description="deprecated: the same figure as authorised_share, whose name says what it is")
-    @property
-    def used_share(self) -> float:
-        return self.authorised_share
 
 
 class Ledger(BaseModel):

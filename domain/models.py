@@ -204,7 +204,22 @@ class InspectionRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class BuddySummary(BaseModel):
+class AuthorisedShare(BaseModel):
+    """Authorised money as a share of a partnership's agreed level. It was called `used_share`: the old name
+    still reads (states and payloads recorded with it) and is still written beside it, marked deprecated, for
+    readers of the API that use it."""
+
+    authorised_share: float = Field(0.0, validation_alias=AliasChoices("authorised_share", "used_share"),
+                                    description="authorised / agreed level, 0..1 (for display only)")
+
+    @computed_field(json_schema_extra={"deprecated": True},
+                    description="deprecated: the same figure as authorised_share, whose name says what it is")
+    @property
+    def used_share(self) -> float:
+        return self.authorised_share
+
+
+class BuddySummary(AuthorisedShare):
     partnership_id: str
     buddy_ods: str
     buddy_name: str
@@ -216,14 +231,6 @@ class BuddySummary(BaseModel):
     authorised_pence: int = 0
     paid_pence: int = 0
     remaining_pence: int = 0
-    authorised_share: float = Field(0.0, validation_alias=AliasChoices("authorised_share", "used_share"),
-                                    description="authorised / agreed level, 0..1 (for display only)")
-
-    @computed_field(json_schema_extra={"deprecated": True},
-                    description="deprecated: the same figure as authorised_share, whose name says what it is")
-    @property
-    def used_share(self) -> float:
-        return self.authorised_share
     current_quarter: int | None = None
     confirmations_outstanding: list[str] = Field(default_factory=list)
     ended: bool = False
