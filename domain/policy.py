@@ -74,8 +74,8 @@ class Policy(BaseModel):
                     "recommends entry when well-led and one other key question are inadequate; seed 002, 'Why "
                     "trusts are placed': CQC will 'normally' recommend it): the rule is the usual trigger, not a "
                     "gate, so the regulator may place a trust on its own evidence with a reason (basis regulator_decision), as "
-                    "the 2013 Keogh cohort entered; a placement on CQC's recommendation carries ratings that meet "
-                    "it. The sources agree on this; it is recorded so that a later policy (e.g. the "
+                    "the 2013 Keogh cohort entered, and confirms with its reason a recommendation whose ratings "
+                    "do not meet it. The sources agree on this; it is recorded so that a later policy (e.g. the "
                     "2021 Recovery Support Programme's agreed criteria) is a visible change.")
 
 

@@ -138,7 +138,21 @@ async def test_problem_bodies_for_bad_input(stack):
     assert r.status_code == 422 and any(e["field"].endswith("ratings.safe") for e in body["errors"])
     not_met = placement("RP2", today(), ratings={**IMPROVED})
     r = await stack.http.post("/regimes", json=not_met, headers=reg_h)
-    assert r.status_code == 422 and "entry rule" in problem(r)["detail"]
+    assert r.status_code == 422 and "entry rule" in problem(r)["detail"] and "regulator_reason" in problem(r)["detail"]
+    # Issue 14 item 4: the rule is the normal trigger, not a gate. The regulator confirms CQC's recommendation
+    # with its reason, and the regime records it as what it is: on CQC's recommendation, rule not met.
+    confirmed = placement("RP7", today(), ratings={**IMPROVED},
+                          regulator_reason="CQC's recommendation on sustained safeguarding failures")
+    r = await stack.http.post("/regimes", json=confirmed, headers=reg_h)
+    assert r.status_code == 201, r.text
+    rid4 = r.json()["regime_id"]
+    await stack.settle(rid4)
+    entered = await stack.pool.fetchval("SELECT reason FROM audit_log WHERE regime_id = $1 AND event = "
+                                        "'regime_entered'", rid4)
+    assert entered.startswith("CQC recommendation, confirmed by the regulator although the entry rule is not met")
+    assert entered.endswith(": CQC's recommendation on sustained safeguarding failures")
+    page = (await stack.http.get(f"/web/regimes/{rid4}", headers=stack.auth("ops", "operations"))).text
+    assert "entry rule not met; confirmed by the regulator" in page
     keogh = placement("RP2", today(), ratings={**IMPROVED}, basis="regulator_decision")
     r = await stack.http.post("/regimes", json=keogh, headers=reg_h)
     assert r.status_code == 422 and "regulator_reason" in problem(r)["detail"]

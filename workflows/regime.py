@@ -150,7 +150,11 @@ class RegimeWorkflow(StepEngine):
         self.s.segment = SEGMENT_IN_SPECIAL_MEASURES
         if p.basis == Kind.cqc_recommendation and p.entry_ratings is not None:
             verdict = entry_rule(p.entry_ratings)
-            basis = "CQC recommendation; entry rule met: " + "; ".join(verdict.reasons)
+            if verdict.met:
+                basis = "CQC recommendation; entry rule met: " + "; ".join(verdict.reasons)
+            else:  # since issue 14 item 4 (placements the API refused before: no history takes this path)
+                basis = (f"CQC recommendation, confirmed by the regulator although the entry rule is not met "
+                         f"({'; '.join(verdict.reasons)}): {p.regulator_reason}")
         else:
             basis = f"regulator decision without CQC recommendation: {p.regulator_reason}"
         if p.entry_outcome is not None:

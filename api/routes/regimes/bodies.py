@@ -31,8 +31,9 @@ class PlacementRequest(BaseModel):
     basis: Literal[Kind.cqc_recommendation, Kind.regulator_decision] = Kind.cqc_recommendation
     ratings: KeyQuestionRatings | None = Field(None, description="the CQC ratings that triggered entry")
     inspection: InspectionOutcome | None = Field(None, description="the full triggering inspection outcome")
-    regulator_reason: text(4000) | None = Field(None, description="required when the regulator places without "
-                                                                 "the entry rule")
+    regulator_reason: text(4000) | None = Field(
+        None, description="the regulator's reason: required when it places without CQC's recommendation, and "
+                          "when it confirms a CQC recommendation whose ratings do not meet the entry rule")
     completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
     continue_as_new_after_events: int | None = Field(
         None, ge=200, le=40_000, description="operational tuning (admin only): history length at which the "

@@ -230,12 +230,16 @@ def check_placement(user: User, req: PlacementRequest) -> None:
     if req.ratings is None and req.basis == Kind.cqc_recommendation:
         raise Problem(422, "rule-broken", "a placement on CQC's recommendation needs the CQC ratings")
     if req.ratings is not None and req.basis == Kind.cqc_recommendation:
+        # The entry rule is the normal trigger, not a gate (seeds 000 §1 and 002: the recommendation is
+        # *typically* made on it): a recommendation that does not meet it stands once the regulator confirms it
+        # with its reason, and is recorded as what it is (issue 14 item 4).
         verdict = entry_rule(req.ratings)
-        if not verdict.met:
+        if not verdict.met and not (req.regulator_reason and req.regulator_reason.strip()):
             raise Problem(422, "entry-rule-not-met",
                           "the ratings do not meet the entry rule: " + "; ".join(verdict.reasons)
-                          + ". The regulator may place on its own evidence with basis 'regulator_decision' "
-                            "and a regulator_reason.", reasons=verdict.reasons)
+                          + ". CQC's recommendation is typically made on that rule, not only on it: the regulator "
+                            "confirms a recommendation that does not meet it with its reason (regulator_reason).",
+                          reasons=verdict.reasons)
     require_may_tune(user, req.continue_as_new_after_events)
     if req.basis == Kind.regulator_decision and not (req.regulator_reason and req.regulator_reason.strip()):
         raise Problem(422, "reason-required", "a placement by regulator decision needs regulator_reason")
