@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from domain.dates import add_months, london_date
 from tests.driver import Regime
 from tests.helpers import IMPROVED, INADEQUATE_ENTRY
+from tools.polling import eventually
 
 LONDON = ZoneInfo("Europe/London")
 STILL_INADEQUATE = dict(IMPROVED, well_led="inadequate", overall="inadequate")
@@ -141,8 +142,15 @@ async def test_extension_then_exit(stack):
     listed = (await stack.http.get("/regimes", params={"phase": "exited", "ods_code": "RL4"},
                                    headers=reg.users["operations"])).json()
     assert [r["regime_id"] for r in listed["items"]] == [reg.id]
-    recorded = {p.key.name: p.value for p in (await stack.handle(reg.id).describe()).typed_search_attributes}
-    assert recorded["TrustOdsCode"] == "RL4" and recorded["RegimePhase"] == "exited"
+    # The workflow upserts them in the task after its effects are written, so just after `settle` they can be a
+    # moment behind; time here moves only when the test moves it, so no timer can do it for them meanwhile.
+
+    async def recorded() -> dict[str, object]:
+        return {p.key.name: p.value for p in (await stack.handle(reg.id).describe()).typed_search_attributes}
+
+    attrs = await eventually(recorded, until=lambda a: a.get("RegimePhase") == "exited", timeout=5,
+                             what="the search attributes to say exited")
+    assert attrs["TrustOdsCode"] == "RL4"
     # Temporal's visibility is written asynchronously: it follows within moments.
     assert await stack.visible("TrustOdsCode='RL4' AND RegimePhase='exited'", [reg.id]) == [reg.id]
     await reg.advance(185)
