@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from domain.models import Rung
+from domain.models import BankHolidaysRule, CalendarRules, Rung
 from domain.policy import (
     BASELINE,
     BoardToBoardTiming,
@@ -132,6 +132,17 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_from: str = "special-measures@localhost"
 
+    # Service defaults of the regime's calendar where the seeds give no rule (domain.models.CalendarRules,
+    # docs/regime.md): recorded in each regime when it is placed, like the policy.
+    first_return_lead_days: int = Field(
+        CalendarRules().first_return_lead_days, ge=1, le=28,
+        description="the first monthly return is due on the first 3rd Monday at least this many days after "
+                    "entry or go-live")
+    bank_holidays: BankHolidaysRule = Field(
+        CalendarRules().bank_holidays,
+        description="next_working_day: a deadline on an England and Wales bank holiday moves to the next working "
+                    "day; stay: it stays")
+
     @field_validator("escalation_ladder", mode="before")
     @classmethod
     def _ladder_from_json(cls, v: Any) -> Any:
@@ -209,6 +220,11 @@ class Settings(BaseSettings):
     def policy(self) -> Policy:
         """The policy a regime placed now records (Placement.policy)."""
         return Policy.model_validate({f: getattr(self, f"policy_{f}") for f in Policy.model_fields})
+
+    @property
+    def calendar_rules(self) -> CalendarRules:
+        """The calendar rules a regime placed now records (Placement.calendar)."""
+        return CalendarRules(first_return_lead_days=self.first_return_lead_days, bank_holidays=self.bank_holidays)
 
     @property
     def audit_key(self) -> bytes:

@@ -8,6 +8,7 @@ independent of the tzdata shipped with a Python release, so replay can never cha
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 
 
@@ -62,6 +63,16 @@ def nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
 
 def third_monday(year: int, month: int) -> date:
     return nth_weekday(year, month, calendar.MONDAY, 3)
+
+
+def off_bank_holiday(d: date, holidays: Mapping[date, str]) -> date:
+    """`d` if it is not a bank holiday; otherwise the next working day (neither a weekend nor a bank holiday).
+    A deadline on an ordinary Saturday or Sunday stays where the rule put it: the seeds count calendar days."""
+    if d not in holidays:
+        return d
+    while d in holidays or d.weekday() >= 5:
+        d += timedelta(days=1)
+    return d
 
 
 def months_between(start: date, end: date) -> float:

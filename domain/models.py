@@ -66,6 +66,40 @@ class CompletedStep(BaseModel):
     note: text(4000) | None = None
 
 
+BankHolidaysRule = Literal["next_working_day", "stay"]
+
+
+class CalendarRules(BaseModel):
+    """The service defaults a regime's deadlines follow where the seeds give no rule (issue 14, items 7 and 13),
+    recorded at placement from the settings so that a later change of them leaves running regimes as they are.
+    A placement recorded before these rules has none (`Placement.calendar` is None) and keeps the rules it was
+    placed under: the first return on the first 3rd Monday after entry, and no deadline moved for a holiday."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    first_return_lead_days: int = Field(
+        14, ge=1, le=28,
+        description="The first monthly return is due on the first 3rd Monday at least this many days after entry "
+                    "(or after go-live, for a regime already under way). Service default (FIRST_RETURN_LEAD_DAYS)")
+    bank_holidays: BankHolidaysRule = Field(
+        "next_working_day",
+        description="A deadline on an England and Wales bank holiday moves to the next working day "
+                    "(next_working_day) or stays (stay). Service default (BANK_HOLIDAYS)")
+
+
+class BankHolidays(BaseModel):
+    """England and Wales bank holidays of the years `first_year`..`last_year`, as the `holidays` library gave
+    them when they were fetched (infra/bank_holidays.py): recorded in the workflow's history (its input, or an
+    activity's result), so a library upgrade never moves a running regime's deadline."""
+
+    model_config = ConfigDict(extra="forbid")
+    first_year: int = Field(ge=1990, le=2200)
+    last_year: int = Field(ge=1990, le=2200)
+    days: dict[date, str] = Field(default_factory=dict, description="date -> the holiday's name")
+
+    def covers(self, d: date) -> bool:
+        return self.first_year <= d.year <= self.last_year
+
+
 class Placement(BaseModel):
     """Input of the regime workflow on its first run."""
 
@@ -84,6 +118,7 @@ class Placement(BaseModel):
     # The policy the regime runs under (domain/policy.py), from the POLICY_* settings when it was placed. A
     # placement recorded before regimes recorded one decodes to BASELINE, the choices the service made then.
     policy: Policy = Field(default_factory=lambda: BASELINE)
+    calendar: CalendarRules | None = None
 
 
 class Decision(BaseModel):
@@ -183,6 +218,8 @@ class Step(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=list)
     amendments: list[dict[str, Any]] = Field(default_factory=list)
+    # The date the rules gave when it fell on a bank holiday and `due` is the next working day (CalendarRules).
+    due_moved_from: date | None = None
 
 
 class Escalation(BaseModel):
@@ -262,6 +299,9 @@ class RegimeState(BaseModel):
     archived_counts: dict[str, int] = Field(default_factory=dict)
     runs: int = 1
     finished: bool = False
+    # The bank holidays deadlines move for (CalendarRules.bank_holidays), a few years at a time: None for a
+    # regime placed before the rule, or under `stay`.
+    bank_holidays: BankHolidays | None = None
 
 
 class RegimeStart(BaseModel):
@@ -269,6 +309,8 @@ class RegimeStart(BaseModel):
 
     placement: Placement | None = None
     state: RegimeState | None = None
+    # The bank holidays of the placement's first years, fetched by the API when it places the regime.
+    bank_holidays: BankHolidays | None = None
 
 
 class StepView(BaseModel):

@@ -40,13 +40,24 @@ def entry_steps(entry: date) -> list[Due]:
     ]
 
 
-def first_tracked_month(entry: date, today: date) -> date:
+def first_tracked_month(entry: date, today: date, lead_days: int | None = None) -> date:
     """The first month (its 1st) whose monthly duties the service tracks.
 
-    Monthly returns are tracked from the month the service took the regime on (`today`, for a regime
-    placed as already under way) or the entry month, whichever is later; a month whose return fell due
-    on or before the entry date is not the regime's, so tracking starts with the next one.
+    With `lead_days` (CalendarRules.first_return_lead_days, issue 14 item 7): the first month whose return, due
+    on its 3rd Monday, falls at least `lead_days` days after the later of entry and `today` (the day the service
+    took the regime on, for a regime placed as already under way). So the first return is never due days after
+    entry, and a regime going live after its month's 3rd Monday is not overdue at once.
+
+    Without it (regimes placed before that rule, `lead_days` None): tracked from the month the service took the
+    regime on or the entry month, whichever is later; a month whose return fell due on or before the entry date
+    is not the regime's, so tracking starts with the next one.
     """
+    if lead_days is not None:
+        earliest = max(entry, today) + timedelta(days=lead_days)
+        month = date(max(entry, today).year, max(entry, today).month, 1)
+        while dates.third_monday(month.year, month.month) < earliest:
+            month = dates.add_months(month, 1)
+        return month
     month = max(date(entry.year, entry.month, 1), date(today.year, today.month, 1))
     if dates.third_monday(month.year, month.month) <= entry:
         month = dates.add_months(month, 1)
@@ -69,11 +80,14 @@ def monthly_steps(month: date, meetings: bool = True) -> list[Due]:
     return out
 
 
-def opened_by(entry: date, today: date, meetings: bool = True) -> list[Due]:
-    """Every calendar step a regime entered on `entry` has opened by the end of `today`, if nobody has
-    acted on any of them: the entry steps, then each tracked month's duties from its 1st."""
+def opened_by(entry: date, today: date, meetings: bool = True, lead_days: int | None = None,
+              placed_on: date | None = None) -> list[Due]:
+    """Every calendar step a regime entered on `entry` has opened by the end of `today`, if nobody has acted on
+    any of them: the entry steps, then each tracked month's duties from its 1st (the dates the rules give,
+    before any move off a bank holiday). `placed_on` is the day the service took the regime on, by default
+    `today`; `lead_days` is CalendarRules.first_return_lead_days (None: the rule before it)."""
     out = entry_steps(entry)
-    month = first_tracked_month(entry, today)
+    month = first_tracked_month(entry, placed_on or today, lead_days)
     while month <= today:
         out += monthly_steps(month, meetings)
         month = dates.add_months(month, 1)

@@ -322,7 +322,8 @@ CATALOGUE: dict[str, StepKind] = {
         "Monthly progress return and public update (trust)", Role.trust, "monthly_return",
         {"submit": MonthlyReturnPayload},
         short_title="Monthly returns (trust)", recurs="monthly",
-        deadline=Deadline("the 3rd Monday of every month", _S("seed 000 §4a(v)")),
+        deadline=Deadline("the 3rd Monday of every month; the first at least FIRST_RETURN_LEAD_DAYS (14) days after "
+                          "entry or go-live", _S("seed 000 §4a(v)")),
         routine=Routine("submit", _copy({"summary": "progress against the improvement plan"}))),
     Kind.monthly_return_cosign: StepKind(
         "Monthly progress return co-signed (improvement director)", Role.improvement_director, "monthly_return",

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from domain import dates, schedule
 from domain.dates import london_date
+from infra import bank_holidays
 from tests.helpers import placement
 
 LONDON = ZoneInfo("Europe/London")
@@ -70,6 +71,16 @@ def expected_first_month(entry: date, go_live: date) -> date:
     return date(y, m, 1)
 
 
+def expected_first_month_with_lead(entry: date, go_live: date, lead: int) -> date:
+    """The first month from the later of entry and go-live whose 3rd Monday is at least `lead` days after that
+    day (a search over months, not the rule's formula)."""
+    start = max(entry, go_live)
+    y, m = start.year, start.month
+    while (third_monday(y, m) - start).days < lead:
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return date(y, m, 1)
+
+
 # ---------------------------------------------------------------- the pure rules, day by day
 def test_entry_steps_on_every_entry_date():
     for e in windows():
@@ -99,6 +110,24 @@ def test_first_tracked_month_for_every_entry_and_go_live_day():
         for age in ages:
             e = t - timedelta(days=age)
             assert schedule.first_tracked_month(e, t) == expected_first_month(e, t), (e, t)
+
+
+def test_first_return_at_least_the_lead_after_entry_or_go_live_on_every_day():
+    """Issue 14 item 7: with CalendarRules.first_return_lead_days, for every entry and go-live day of both
+    windows, the first return falls on a 3rd Monday at least the lead after the later of the two (so never two
+    days after entry, and never overdue when a regime under way goes live after its month's 3rd Monday), and
+    no 3rd Monday that would have done is skipped."""
+    ages = list(range(0, 45)) + list(range(45, WINDOW + 1, 25))
+    for lead in (1, 7, 14, 28):
+        for t in windows():
+            for age in ages:
+                e = t - timedelta(days=age)
+                month = schedule.first_tracked_month(e, t, lead)
+                assert month == expected_first_month_with_lead(e, t, lead), (e, t, lead)
+                first_due = schedule.monthly_steps(month)[0].due
+                assert (first_due - max(e, t)).days >= lead and first_due > t, (e, t, lead)
+                # At most one month's 3rd Monday further than it needs to be: no month is skipped.
+                assert (first_due - max(e, t)).days < lead + 36, (e, t, lead)
 
 
 def test_a_regime_entered_today_has_nothing_due_yet_on_any_day():
@@ -149,6 +178,47 @@ def test_opened_by_matches_the_oracles(entry, age):
         assert expected_first_month(entry, t) > t
 
 
+# ---------------------------------------------------------------- bank holidays (issue 14 item 13)
+# The oracle reads the library directly; known dates below pin what it says.
+ENGLAND = {d for d in bank_holidays.holidays.country_holidays("GB", subdiv="ENG", years=range(2012, 2062))
+           if d.weekday() < 5}
+
+
+def on_working_day(d: date) -> date:
+    if d not in ENGLAND:
+        return d
+    while d in ENGLAND or d.weekday() >= 5:
+        d += timedelta(days=1)
+    return d
+
+
+@pytest.mark.parametrize(("rules_date", "due", "why"), [
+    (date(2025, 4, 21), date(2025, 4, 22), "Easter Monday is April 2025's 3rd Monday: the return moves a day"),
+    (date(2026, 4, 3), date(2026, 4, 7), "Good Friday: over the weekend and Easter Monday"),
+    (date(2026, 12, 25), date(2026, 12, 29), "Christmas Day, a Friday: Boxing Day's substitute is the Monday"),
+    (date(2026, 12, 26), date(2026, 12, 26), "Boxing Day on a Saturday: a weekend deadline stays"),
+    (date(2027, 1, 1), date(2027, 1, 4), "New Year's Day, a Friday"),
+    (date(2026, 8, 31), date(2026, 9, 1), "the late summer bank holiday, the month's last day (its meetings)"),
+    (date(2026, 6, 15), date(2026, 6, 15), "an ordinary 3rd Monday"),
+])
+def test_a_deadline_on_a_bank_holiday_moves_to_the_next_working_day(rules_date, due, why):
+    held = bank_holidays.bank_holidays(2025, 2027)
+    assert dates.off_bank_holiday(rules_date, held.days) == due, why
+    assert on_working_day(rules_date) == due, why
+
+
+def test_the_holidays_a_placement_records():
+    """The first years a regime holds: from its entry year to two years past the later of entry and go-live;
+    weekdays only (a Saturday Boxing Day is not a day a deadline moves for)."""
+    held = bank_holidays.for_placement(date(2026, 11, 2), date(2026, 12, 1))
+    assert (held.first_year, held.last_year) == (2026, 2028)
+    assert date(2026, 12, 26) not in held.days and held.days[date(2026, 12, 28)].startswith("Boxing Day")
+    assert all(d.weekday() < 5 for d in held.days) and len(held.days) >= 24
+    # A regime of the 2013 cohort going live now holds every year since its entry (its entry steps' dates).
+    old = bank_holidays.for_placement(date(2013, 7, 16), date(2026, 12, 1))
+    assert (old.first_year, old.last_year) == (2013, 2028) and date(2013, 8, 26) in old.days
+
+
 # ---------------------------------------------------------------- a sample through the real stack
 def boundary_days(t: date) -> dict[str, date]:
     """The most recent day of each kind that makes calendars go wrong, within 400 days before `t`."""
@@ -186,13 +256,17 @@ async def test_regimes_entered_on_boundary_days_open_what_the_rules_say(stack):
         return e, r.json()["regime_id"]
 
     placed = await asyncio.gather(*(place(i, e) for i, e in enumerate(entries)))
+    lead = stack.settings.first_return_lead_days
+    assert stack.settings.bank_holidays == "next_working_day"  # the defaults: the rules of regimes placed now
     for e, rid in placed:
         st = await stack.settle(rid)
         now = london_date(datetime.now(UTC))
         if now != t:
             pytest.skip("the test ran across midnight in London: the regimes' `today` moved under it")
-        expected = {d.step_id: d.due.isoformat() for d in schedule.opened_by(e, t)}
+        expected = {d.step_id: on_working_day(d.due).isoformat() for d in schedule.opened_by(e, t, lead_days=lead)}
         got = {sid: s["due"] for sid, s in st["steps"].items()}
+        moved = {sid: s["due_moved_from"] for sid, s in st["steps"].items() if s["due_moved_from"]}
+        assert all(date.fromisoformat(m) in ENGLAND for m in moved.values()), moved
         assert got == expected, (e, sorted(set(got.items()) ^ set(expected.items())))
         # Every rung whose instant has passed has fired, once; a reminder only while the deadline is ahead.
         rungs = {(sid, r["name"]) for sid, due in expected.items() for r in stack.settings.ladder

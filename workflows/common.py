@@ -19,6 +19,7 @@ SA_REGIME = SearchAttributeKey.for_keyword("RegimeId")
 
 APPLY_EFFECTS = "apply_effects"
 ARCHIVE_STATE = "archive_state"
+BANK_HOLIDAYS = "bank_holidays"
 
 
 # ---------------------------------------------------------------------------- effects
@@ -186,6 +187,13 @@ class BuddyStart(BaseModel):
     request: BuddyRequest
     ladder: list[Rung]
     continue_as_new_after_events: int = 8000
+
+
+class YearRange(BaseModel):
+    """The years of bank holidays a regime asks the calendar activity for (activities/calendar.py)."""
+
+    first_year: int = Field(ge=1990, le=2200)
+    last_year: int = Field(ge=1990, le=2200)
 
 
 class ArchiveBatch(BaseModel):

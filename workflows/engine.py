@@ -91,6 +91,7 @@ class StepEngine:
         while True:
             if self.WAKE_RESET_BEFORE_FLUSH:
                 self._wake = False
+            await self._before_time()
             self._process_time()
             await self._flush()
             if self.s.finished:
@@ -108,6 +109,10 @@ class StepEngine:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
         await self._drain_effects()
+
+    async def _before_time(self) -> None:
+        """What a workflow fetches before it opens what time brings (the regime's bank holidays). It must not
+        await anything on a path a recorded history took without it (it then adds no command)."""
 
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -450,8 +455,13 @@ class StepEngine:
         """A step just opened: its task in the inbox, and the audit entry with its due date (in the detail,
         which the history page reads; the reason keeps the same words for people reading the log)."""
         self.show_task(st)
-        self.audit(AuditEvent.step_opened, SYSTEM, step=st, reason=f"due {st.due.isoformat()}",
-                   detail={"due": st.due.isoformat()})
+        reason, detail = f"due {st.due.isoformat()}", {"due": st.due.isoformat()}
+        if st.due_moved_from is not None:  # CalendarRules.bank_holidays: the rules' date was a bank holiday
+            held = getattr(self.s, "bank_holidays", None)
+            holiday = held.days.get(st.due_moved_from, "a bank holiday") if held else "a bank holiday"
+            reason += f" (moved from {st.due_moved_from.isoformat()}, {holiday})"
+            detail |= {"moved_from": st.due_moved_from.isoformat(), "holiday": holiday}
+        self.audit(AuditEvent.step_opened, SYSTEM, step=st, reason=reason, detail=detail)
 
     def close_step(self, st: Step, outcome: str, actor: Actor, comment: str | None = None) -> None:
         """Close a step: done (late if after the end of its due day) or cancelled; its task closes too. The

@@ -23,7 +23,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.buddy import BuddyPartnershipWorkflow
@@ -31,12 +32,14 @@ from workflows.buddy import BuddyPartnershipWorkflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from activities.calendar import CalendarActivities
     from domain import dates, schedule
     from domain.documents import DocumentPayload, is_reference
     from domain.ledger import AgreementInPrinciple
     from domain.models import (
         SYSTEM,
         Actor,
+        BankHolidays,
         BuddySummary,
         Closure,
         DeadlineChange,
@@ -76,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         RegimeProjection,
         StartBuddy,
         TaskView,
+        YearRange,
         buddy_workflow_id,
     )
     from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
@@ -101,6 +105,8 @@ HAND_OFF_FROM_RUN_LOOP = "hand-off-from-run-loop"
 # re-inspection, so CQC could recommend exit with no reason whatever the ratings; now the re-inspection is judged
 # on its own ratings. Asked only when such a regime records an outcome.
 EXIT_RULE_WITHOUT_ENTRY_RATINGS = "exit-rule-without-entry-ratings"
+# The years of bank holidays a regime holds ahead of today (infra/bank_holidays.YEARS_AHEAD, for its placement).
+HOLIDAY_YEARS_AHEAD = 2
 # Closed steps of these kinds stay in the state: the rules look back at them (withdrawn outcomes, the latest
 # recommendation, the number of re-inspections), and there are a few a year at most.
 LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.regulator_decision,
@@ -120,12 +126,16 @@ class RegimeWorkflow(StepEngine):
         self._updates_this_run = 0
         self._sa: tuple | None = None
         self._hand_off = False
+        self._holidays_retry_at: datetime | None = None
         if start.state is not None:
             self.s = start.state
             self.s.runs += 1
         else:
             assert start.placement is not None
             self.s = RegimeState(placement=start.placement)
+            rules = start.placement.calendar
+            if rules is not None and rules.bank_holidays == "next_working_day":
+                self.s.bank_holidays = start.bank_holidays  # before the entry steps open: their dates may move
             self._enter(start.placement)
 
     # ---------------------------------------------------------------- run loop
@@ -166,7 +176,8 @@ class RegimeWorkflow(StepEngine):
         for due in schedule.entry_steps(p.entry_date):
             self.open_step(due.kind, due.due, step_id=due.step_id)
         # Monthly returns are tracked from the month the service took the regime on.
-        self.s.next_monthly = schedule.first_tracked_month(p.entry_date, self.today())
+        self.s.next_monthly = schedule.first_tracked_month(
+            p.entry_date, self.today(), p.calendar.first_return_lead_days if p.calendar else None)
 
     # ---------------------------------------------------------------- time
     def _ladder(self) -> list[Rung]:
@@ -230,13 +241,46 @@ class RegimeWorkflow(StepEngine):
             self.s.next_monthly = dates.add_months(m, 1)
         self._fire_due_rungs()
 
+    async def _before_time(self) -> None:
+        """Keep the bank holidays YEARS_AHEAD years ahead of today (CalendarRules.bank_holidays): the calendar
+        activity gives the later years, recorded in history, and years before last year are dropped (bounded
+        state). Nothing is asked of a regime that moves no deadline (placed before the rule, or under `stay`)."""
+        held = self.s.bank_holidays
+        today = self.today()
+        if held is None or held.last_year >= today.year + HOLIDAY_YEARS_AHEAD:
+            return
+        if self._holidays_retry_at is not None and workflow.now() < self._holidays_retry_at:
+            return
+        try:
+            more = await workflow.execute_activity_method(
+                CalendarActivities.bank_holidays,
+                YearRange(first_year=held.last_year + 1, last_year=today.year + HOLIDAY_YEARS_AHEAD),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=3))
+        except ActivityError:
+            # Deadlines in the years not held stay where the rules put them until a later try succeeds.
+            self._holidays_retry_at = workflow.now() + timedelta(days=1)
+            return
+        keep_from = today.year - 1
+        self.s.bank_holidays = BankHolidays(
+            first_year=max(held.first_year, keep_from), last_year=more.last_year,
+            days={d: n for d, n in {**held.days, **more.days}.items() if d.year >= keep_from})
+
+    def _working_due(self, due: date) -> date:
+        """The due date the rules gave, or the next working day when it falls on a bank holiday the regime holds
+        (CalendarRules.bank_holidays == next_working_day)."""
+        held = self.s.bank_holidays
+        if held is None or not held.covers(due):
+            return due
+        return dates.off_bank_holiday(due, held.days)
+
     # ---------------------------------------------------------------- steps
     def open_step(self, kind: str, due: date, *, step_id: str | None = None,
               subject: dict[str, Any] | None = None) -> Step:
         spec = CATALOGUE[kind]
         sid = self.free_step_id(step_id or kind)
-        st = Step(id=sid, kind=kind, title=spec.title, role=spec.role, group=spec.group, due=due,
-                  opened_at=workflow.now(), subject=subject or {})
+        moved = self._working_due(due)
+        st = Step(id=sid, kind=kind, title=spec.title, role=spec.role, group=spec.group, due=moved,
+                  opened_at=workflow.now(), subject=subject or {}, due_moved_from=due if moved != due else None)
         self.s.steps[sid] = st
         pre = next((c for c in self.s.placement.completed_steps if c.kind == kind
                     and not any(s.data.get("imported_from") == c.kind + c.completed_on.isoformat()

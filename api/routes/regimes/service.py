@@ -66,6 +66,7 @@ from domain.ratings import InspectionOutcome
 from domain.rules import entry_rule
 from domain.steps import CATALOGUE, Kind
 from domain.text import json_error
+from infra import bank_holidays
 from settings import Settings
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest
@@ -271,13 +272,19 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         ladder=[Rung.model_validate(r) for r in settings.ladder],
         placed_by=actor(user, placing_role(user), rid),
         policy=settings.policy,  # recorded now: a later change of the settings leaves this regime's as it is
+        calendar=settings.calendar_rules,  # likewise
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
     try:
-        check_message_size(RegimeStart(placement=placement), settings)
+        # The bank holidays its first deadlines may move for, from the library now (recorded in the workflow's input,
+        # so a later upgrade of the library moves nothing): only when the regime moves deadlines for them.
+        holidays = (bank_holidays.for_placement(placement.entry_date, dates.london_date(_now()))
+                    if settings.bank_holidays == "next_working_day" else None)
+        start = RegimeStart(placement=placement, bank_holidays=holidays)
+        check_message_size(start, settings)
         await client.start_workflow(
-            RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,
+            RegimeWorkflow.run, start, id=regime_id,
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes([
