@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from domain.models import BankHolidaysRule, CalendarRules, Rung
 from domain.policy import (
     BASELINE,
+    CHOICE_FIELDS,
     BoardToBoardTiming,
     BuddyPackageAgreedBy,
     CapabilityReview,
@@ -219,7 +220,7 @@ class Settings(BaseSettings):
     @property
     def policy(self) -> Policy:
         """The policy a regime placed now records (Placement.policy)."""
-        return Policy.model_validate({f: getattr(self, f"policy_{f}") for f in Policy.model_fields})
+        return Policy.model_validate({f: getattr(self, f"policy_{f}") for f in ("version", *CHOICE_FIELDS)})
 
     @property
     def calendar_rules(self) -> CalendarRules:

@@ -285,6 +285,9 @@ class RegimeState(BaseModel):
     enforcement: list[dict[str, Any]] = Field(default_factory=list)
     continued_support: list[str] = Field(default_factory=list)
     sos_letter: dict[str, Any] | None = None
+    # An extension the regulator has decided that waits for the Secretary of State's agreement and CQC's letter to
+    # the regulator (policy secretary_of_state_letter = recommending_extension, seed 002).
+    pending_extension: dict[str, Any] | None = None
     closure: dict[str, Any] | None = None
     exit_date: date | None = None
     buddies: dict[str, BuddySummary] = Field(default_factory=dict)

@@ -5,7 +5,8 @@ A regime records the policy it was placed under (`Placement.policy`, filled from
 placement), so a later change of the settings changes new placements only; moving a running regime to another
 policy is a deliberate, recorded step, never a side effect of a deploy. The choices are recorded and shown here;
 the rules that act on them read the regime's recorded policy once they are made to (none does yet: each default
-is what the service does today, whatever the regime's policy says).
+is what the service does today, whatever the regime's policy says), except secretary_of_state_letter, which the
+regime's rules follow (domain/steps.py).
 
 `BASELINE` is the policy the service ran before regimes recorded one. It is what a placement recorded without a
 policy decodes to (histories, states carried by continue-as-new): never change its values. A new policy is a new
@@ -40,9 +41,12 @@ class Policy(BaseModel):
                     "at the end of an extension, when the trust has still not improved, giving the reasons, the "
                     "areas needing improvement and the improvement required; recommending_extension (seed 002, "
                     "'Removing trusts'): when recommending the extension, after which CQC writes to the regulator "
-                    "to trigger urgent consideration of the action plan. Default end_of_extension: the letter "
-                    "informs a long-term solution, which is what the regime's `long_term_solution` phase follows; "
-                    "the regulator refers the trust only from an extension.")
+                    "to trigger urgent consideration of the action plan; the extension then takes effect (its revised "
+                    "plan and re-inspection open) once the Secretary of State has agreed and CQC has written. The "
+                    "referral at the end of an extension stays open under both, once for each extension. Default "
+                    "end_of_extension: the pack (seed 000) is the fuller and later source on the regime's "
+                    "procedure, its letter leads to the long-term solution the regime's `long_term_solution` phase "
+                    "follows, and it adds no wait before an extension's plan and re-inspection.")
     extension_guidance_months: int = Field(
         6, ge=1, le=24,
         description="The length of an extension the guidance gives. Seed 000 §1: 'up to a further 6 months'; seed "
@@ -79,8 +83,30 @@ class Policy(BaseModel):
                     "do not meet it. The sources agree on this; it is recorded so that a later policy (e.g. the "
                     "2021 Recovery Support Programme's agreed criteria) is a visible change.")
 
+    chosen_at_placement: tuple[str, ...] = Field(
+        (), description="the choices the regulator made for this regime when it placed it, instead of the settings")
+
 
 BASELINE = Policy()
+
+
+class PolicyChoices(BaseModel):
+    """Choices the regulator makes for one regime when it places it (PlacementRequest.policy), instead of the
+    POLICY_* settings: each one given replaces the setting's, and the regime records which (`chosen_at_placement`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secretary_of_state_letter: SecretaryOfStateLetter | None = None
+    capability_review: CapabilityReview | None = None
+    buddy_package_agreed_by: BuddyPackageAgreedBy | None = None
+    board_to_board_timing: BoardToBoardTiming | None = None
+
+    def applied_to(self, policy: Policy) -> Policy:
+        """`policy` with these choices, naming them in `chosen_at_placement`."""
+        given = self.model_dump(exclude_none=True)
+        if not given:
+            return policy
+        return policy.model_copy(update=given | {"chosen_at_placement": tuple(sorted(given))})
 
 # What each choice means, in words for people (the regime page, docs/regime.md).
 # Keys name Policy's fields through `F` (an unknown name fails at import). Two fields share their names with the
@@ -113,14 +139,15 @@ def setting_name(field: str) -> str:
 
 
 def describe(policy: Policy) -> list[dict[str, str]]:
-    """Each choice of `policy` in words: {field, title, value, words, setting, why}."""
+    """Each choice of `policy` in words: {field, title, value, words, setting, why, chosen_at_placement}."""
     out = []
     for name in CHOICE_FIELDS:
         value = getattr(policy, name)
         words = (f"{value} months" if name == "extension_guidance_months"
                  else CHOICES[name].get(value, str(value)))
         out.append({"field": name, "title": TITLES[name], "value": str(value), "words": words,
-                    "setting": setting_name(name), "why": Policy.model_fields[name].description or ""})
+                    "setting": setting_name(name), "why": Policy.model_fields[name].description or "",
+                    "chosen_at_placement": name in policy.chosen_at_placement})
     return out
 
 

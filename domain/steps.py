@@ -51,6 +51,12 @@ class LetterPayload(BaseModel):
     commission_capability_review: bool = False
 
 
+class AgreementPayload(BaseModel):
+    """The Secretary of State's answer to the Chief Inspector's letter recommending an extension (seed 002)."""
+    model_config = ConfigDict(extra="forbid")
+    answered_on: date
+
+
 class CompletionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     completed_on: date
@@ -133,6 +139,9 @@ class Kind(StrEnum):
     regulator_decision = "regulator_decision"
     revised_action_plan = "revised_action_plan"
     secretary_of_state_letter = "secretary_of_state_letter"
+    extension_letter = "extension_letter"
+    secretary_of_state_agreement = "secretary_of_state_agreement"
+    cqc_letter_to_regulator = "cqc_letter_to_regulator"
 
 
 # domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
@@ -238,6 +247,8 @@ REVIEW_DAYS = 7
 SIGNOFF_DAYS = 14
 DECISION_DAYS = 14
 LETTER_DAYS = 14
+AGREEMENT_DAYS = 28
+URGENT_LETTER_DAYS = 7
 REVISED_PLAN_DAYS = 28
 CAPABILITY_REVIEW_MONTHS = 3
 
@@ -369,6 +380,24 @@ CATALOGUE: dict[str, StepKind] = {
         "Chief Inspector's letter to the Secretary of State", Role.cqc, "secretary_of_state", {"send": LetterPayload},
         short_title="Letter to the Secretary of State",
         deadline=Deadline("14 days after the regulator refers the trust", _D("domain.steps.LETTER_DAYS"))),
+    # The letter recommending an extension and what follows it (seed 002, "Removing trusts"), for regimes whose
+    # policy is secretary_of_state_letter = recommending_extension (domain/policy.py): the extension the regulator
+    # decides takes effect once the Secretary of State agrees and CQC has written to the regulator.
+    Kind.extension_letter: StepKind(
+        "Chief Inspector's letter to the Secretary of State recommending the extension", Role.cqc,
+        "secretary_of_state", {"send": LetterPayload},
+        short_title="Letter recommending the extension",
+        deadline=Deadline("14 days after the regulator decides the extension", _D("domain.steps.LETTER_DAYS"))),
+    Kind.secretary_of_state_agreement: StepKind(
+        "Secretary of State's answer on the extension", Role.cqc, "secretary_of_state",
+        {"agree": AgreementPayload, "decline": AgreementPayload}, frozenset({"decline"}),
+        short_title="Secretary of State agrees the extension",
+        deadline=Deadline("28 days after the Chief Inspector's letter is sent", _D("domain.steps.AGREEMENT_DAYS"))),
+    Kind.cqc_letter_to_regulator: StepKind(
+        "CQC's letter to the regulator: urgent consideration of the action plans", Role.cqc, "secretary_of_state",
+        {"send": LetterPayload},
+        short_title="CQC's letter to the regulator",
+        deadline=Deadline("7 days after the Secretary of State agrees", _D("domain.steps.URGENT_LETTER_DAYS"))),
 }
 
 
@@ -525,24 +554,82 @@ def _extension_decided(rt, st, d, payload: ExtendPayload) -> None:
         # Only decisions taken since the rule carry the reason, so a recorded history (no such field) records
         # the same extension on replay as it did; the regime page marks any extension above 6 months.
         record.update(beyond_guidance=True, beyond_guidance_reason=payload.beyond_guidance_reason)
+    if rt.s.placement.policy.secretary_of_state_letter == "recommending_extension":
+        # Seed 002: the Chief Inspector writes to the Secretary of State setting out the reasons for recommending
+        # the extension; it takes effect on the Secretary of State's agreement and CQC's letter to the regulator.
+        # Regimes recorded before this policy could be chosen all run end_of_extension: they never come here.
+        rt.s.pending_extension = record
+        rt.open_step(Kind.extension_letter, today + timedelta(days=LETTER_DAYS), subject={"extension": record["number"]})
+        return
+    _extension_takes_effect(rt, record, d.actor, today, f"extended by {months} months to {end.isoformat()}")
+
+
+def _extension_takes_effect(rt, record: dict[str, Any], actor: Any, today: date, why: str) -> None:
     rt.s.extensions.append(record)
     if rt.s.phase != Phase.long_term_solution:
-        rt.set_phase(Phase.extended, d.actor, f"extended by {months} months to {end.isoformat()}")
+        rt.set_phase(Phase.extended, actor, why)
     rt.open_step(Kind.revised_action_plan, today + timedelta(days=REVISED_PLAN_DAYS))
-    rt.open_step(Kind.reinspection, end, step_id=f"reinspection-{rt.n_reinspections() + 1}")
+    rt.open_step(Kind.reinspection, date.fromisoformat(record["ends"]),
+                 step_id=f"reinspection-{rt.n_reinspections() + 1}")
+
+
+@after(Kind.extension_letter)
+def _extension_letter_sent(rt, st, d, payload: LetterPayload) -> None:
+    pending = rt.s.pending_extension or {}
+    pending["letter_sent_on"] = payload.sent_on.isoformat()
+    rt.open_step(Kind.secretary_of_state_agreement, max(payload.sent_on, rt.today()) + timedelta(days=AGREEMENT_DAYS),
+                 subject=st.subject)
+
+
+@after(Kind.secretary_of_state_agreement, "agree")
+def _secretary_of_state_agreed(rt, st, d, payload: AgreementPayload) -> None:
+    pending = rt.s.pending_extension or {}
+    pending["secretary_of_state_agreed_on"] = payload.answered_on.isoformat()
+    rt.open_step(Kind.cqc_letter_to_regulator, rt.today() + timedelta(days=URGENT_LETTER_DAYS), subject=st.subject)
+
+
+@after(Kind.secretary_of_state_agreement, "decline")
+def _secretary_of_state_declined(rt, st, d, payload: AgreementPayload) -> None:
+    # The extension does not take effect: the regulator decides again on the same re-inspection.
+    rt.s.pending_extension = None
+    rt.open_step(Kind.regulator_decision, rt.today() + timedelta(days=DECISION_DAYS),
+                 subject={"secretary_of_state_declined": payload.answered_on.isoformat(), "reason": d.comment})
+
+
+@after(Kind.cqc_letter_to_regulator)
+def _urgent_consideration_triggered(rt, st, d, payload: LetterPayload) -> None:
+    record = rt.s.pending_extension
+    rt.s.pending_extension = None
+    if record is None:
+        return
+    record["cqc_letter_on"] = payload.sent_on.isoformat()
+    why = (f"extended by {record['months']} months to {record['ends']}, the Secretary of State having agreed on "
+           f"{record.get('secretary_of_state_agreed_on')}")
+    _extension_takes_effect(rt, record, d.actor, rt.today(), why)
+
+
+def may_refer(rt) -> bool:
+    """The regulator refers a trust to the Secretary of State at the end of an extension (seed 000 §1), once for
+    each extension: a long regime, extended again after the letter, can be referred again at that one's end."""
+    ext = rt.s.extensions
+    return bool(ext) and not ext[-1].get("referred_on") and getattr(rt.s, "pending_extension", None) is None
 
 
 @after(Kind.regulator_decision, "refer_to_secretary_of_state")
 def _referral_decided(rt, st, d, payload) -> None:
     today = rt.decision_recorded(d)
-    rt.s.sos_letter = rt.draft_letter(d.comment or "")
+    number = int((rt.s.sos_letter or {}).get("number", 1 if rt.s.sos_letter else 0)) + 1
+    if rt.s.extensions:
+        rt.s.extensions[-1]["referred_on"] = today.isoformat()
+    rt.s.sos_letter = rt.draft_letter(d.comment or "") | {"number": number}
     rt.open_step(Kind.secretary_of_state_letter, today + timedelta(days=LETTER_DAYS))
 
 
 @after(Kind.secretary_of_state_letter)
 def _letter_to_secretary_of_state_sent(rt, st, d, payload) -> None:
     rt.s.sos_letter = {**(rt.s.sos_letter or {}), "sent_on": d.payload.get("sent_on"), "sent_by": d.actor.user_id}
-    rt.set_phase(Phase.long_term_solution, d.actor, "Chief Inspector wrote to the Secretary of State")
+    if rt.s.phase != Phase.long_term_solution:
+        rt.set_phase(Phase.long_term_solution, d.actor, "Chief Inspector wrote to the Secretary of State")
     rt.open_step(Kind.reinspection, add_months(rt.today(), 6), step_id=f"reinspection-{rt.n_reinspections() + 1}")
 
 
@@ -575,9 +662,12 @@ def _decision_follows_the_recommendation(rt, st, d, payload) -> None:
     if d.action == "exit" and rt.latest_recommendation() != "recommend_exit":
         raise Refused(RejectionKind.rule_broken, "the regulator takes a trust out of special measures only on CQC's "
                                     "recommendation to exit")
-    if d.action == "refer_to_secretary_of_state" and rt.s.phase != Phase.extended:
-        raise Refused(RejectionKind.rule_broken, "the Chief Inspector writes to the Secretary of State only at the end of "
-                                    "an extension")
+    if d.action == "refer_to_secretary_of_state" and not may_refer(rt):
+        # A history recorded before a letter could follow each extension (phase `extended` was the rule) replays
+        # as it was accepted; the handler, which is replayed, accepts what either rule accepts.
+        if where_a_decision_arrives() or rt.s.phase != Phase.extended:
+            raise Refused(RejectionKind.rule_broken, "the Chief Inspector writes to the Secretary of State at the end "
+                                                     "of an extension, once for each extension")
 
 
 def where_a_decision_arrives() -> bool:

@@ -27,7 +27,7 @@ def test_the_baseline_is_fixed():
     assert BASELINE.model_dump() == {
         "version": "2026-12", "secretary_of_state_letter": "end_of_extension", "extension_guidance_months": 6,
         "capability_review": "optional", "buddy_package_agreed_by": "regulator_and_trust",
-        "board_to_board_timing": "within_3_months", "entry_rule": "normal_trigger"}
+        "board_to_board_timing": "within_3_months", "entry_rule": "normal_trigger", "chosen_at_placement": ()}
 
 
 def test_each_default_is_what_the_service_does_today():
@@ -46,7 +46,7 @@ def test_each_default_is_what_the_service_does_today():
 
 
 def test_every_choice_gives_its_reason_and_both_sources():
-    assert set(CHOICE_FIELDS) == set(Policy.model_fields) - {"version"}
+    assert set(CHOICE_FIELDS) == set(Policy.model_fields) - {"version", "chosen_at_placement"}
     for name in CHOICE_FIELDS:
         why = Policy.model_fields[name].description or ""
         assert "Default" in why or "agree" in why, name
@@ -148,3 +148,25 @@ def _placement(ods: str) -> dict:
     from tests.test_api import today
 
     return placement(ods, today())
+
+
+async def test_the_regulator_can_choose_a_policy_for_one_regime_when_it_places_it(stack):
+    """PlacementRequest.policy: a choice for this regime instead of the setting, recorded and named as such."""
+    regulator = stack.auth("reg-1", "regulator")
+    body = _placement("RPC") | {"policy": {"secretary_of_state_letter": "sometime"}}
+    refused = await stack.http.post("/regimes", json=body, headers=regulator)
+    assert refused.status_code == 422 and refused.headers["content-type"].startswith("application/problem+json")
+    assert (await stack.http.get("/regimes?ods_code=RPC", headers=stack.auth("ops-1", "operations"))).json()[
+        "items"] == []
+
+    body["policy"] = {"secretary_of_state_letter": "recommending_extension"}
+    placed = await stack.http.post("/regimes", json=body, headers=regulator)
+    assert placed.status_code == 201, placed.text
+    policy = placed.json()["policy"]
+    assert policy["secretary_of_state_letter"] == "recommending_extension"
+    assert policy["chosen_at_placement"] == ["secretary_of_state_letter"]
+    assert policy["version"] == stack.settings.policy_version
+    assert policy["capability_review"] == stack.settings.policy_capability_review  # the rest from the settings
+    page = await stack.http.get(f"/web/regimes/{placed.json()['regime_id']}", headers=stack.auth("ops-1", "operations"))
+    row = re.search(r'<tr data-policy="secretary_of_state_letter".*?</tr>', page.text, re.S)
+    assert row and "chosen when placed" in row.group(0) and "when recommending an extension" in row.group(0)

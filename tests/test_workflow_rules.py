@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from domain import dates
 from domain.models import Actor, Decision, InspectionSignal, Placement, RegimeStart, Rung, Trust
+from domain.policy import BASELINE, Policy
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from infra.clients import connect_temporal
 from settings import DEFAULT_LADDER
@@ -60,13 +61,14 @@ def actor(role: str, user: str | None = None) -> Actor:
     return Actor(user_id=user or f"{role}-1", role=role)
 
 
-async def start(client: Client, queue: str, ods: str):
+async def start(client: Client, queue: str, ods: str, policy: Policy = BASELINE):
     today = dates.london_date(datetime.now(UTC))
     regime_id = f"regime-{ods}-{today.isoformat()}-{uuid.uuid4().hex[:6]}"
     placement = Placement(regime_id=regime_id, trust=Trust(ods_code=ods, name=f"{ods} Hospitals NHS Trust"),
                           entry_date=today, basis="cqc_recommendation",
                           entry_ratings=KeyQuestionRatings.model_validate(INADEQUATE_ENTRY),
-                          ladder=[Rung.model_validate(r) for r in DEFAULT_LADDER], placed_by=actor("regulator"))
+                          ladder=[Rung.model_validate(r) for r in DEFAULT_LADDER], placed_by=actor("regulator"),
+                          policy=policy)
     handle = await client.start_workflow(RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,
                                          task_queue=queue)
     return handle, today
@@ -153,3 +155,92 @@ def test_every_action_with_a_consequence_has_exactly_one_handler():
     for kind, action in (("buddy_aip_buddy", "accept"), ("buddy_authorise", "authorise"),
                          ("buddy_confirm_trust", "dispute"), ("buddy_resolve", "resolve")):
         assert handler_for(BUDDY_STEPS[kind], action) is not None, (kind, action)
+
+
+async def _reinspected_remain(handle, ref: str, today) -> None:
+    """CQC publishes the re-inspection `ref` (not improved) and recommends remaining; the regulator's decision opens."""
+    published = InspectionOutcome.model_validate(outcome(ref, today, INADEQUATE_ENTRY))
+    await handle.signal(RegimeWorkflow.record_inspection, InspectionSignal(outcome=published, actor=actor("cqc")))
+    state = await handle.query(RegimeWorkflow.get_state)
+    rec = next(s for s in state.steps.values() if s.kind == "cqc_recommendation" and s.status == "open")
+    await decide(handle, rec.id, "recommend_remain", "cqc", comment="not improved")
+
+
+async def _open(handle, kind: str):
+    state = await handle.query(RegimeWorkflow.get_state)
+    return next((s for s in state.steps.values() if s.kind == kind and s.status == "open"), None)
+
+
+async def test_the_letter_to_the_secretary_of_state_follows_each_extension_once(regime_env):
+    """Issue 14 item 3 (seed 000 §1): the referral comes at the end of an extension, once for each, so a long
+    regime extended again after the letter is referred again at that extension's end (before: once per regime)."""
+    client, queue, _ = regime_env
+    handle, today = await start(client, queue, "WR4")
+    await _reinspected_remain(handle, "INS-WR4-1", today)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # no extension yet
+        await decide(handle, (await _open(handle, "regulator_decision")).id, "refer_to_secretary_of_state",
+                     "regulator", comment="too early")
+    assert refused.value.cause.type == "RuleBroken"
+    await decide(handle, (await _open(handle, "regulator_decision")).id, "extend", "regulator", comment="6 months")
+    await _reinspected_remain(handle, "INS-WR4-2", today)
+    await decide(handle, (await _open(handle, "regulator_decision")).id, "refer_to_secretary_of_state",
+                 "regulator", comment="not improved by the end of the extension")
+    view = await decide(handle, "secretary_of_state_letter", "send", "cqc", {"sent_on": today.isoformat()})
+    assert view.phase == "long_term_solution"
+    await _reinspected_remain(handle, "INS-WR4-3", today)
+    decision = await _open(handle, "regulator_decision")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # this extension was referred already
+        await decide(handle, decision.id, "refer_to_secretary_of_state", "regulator", comment="again")
+    assert refused.value.cause.type == "RuleBroken" and "once for each extension" in refused.value.cause.message
+    await decide(handle, decision.id, "extend", "regulator", comment="while the solution is agreed")
+    await _reinspected_remain(handle, "INS-WR4-4", today)
+    await decide(handle, (await _open(handle, "regulator_decision")).id, "refer_to_secretary_of_state",
+                 "regulator", comment="not improved by the end of the second extension")
+    letter = await _open(handle, "secretary_of_state_letter")
+    assert letter is not None and letter.id == "secretary_of_state_letter-2"
+    state = await handle.query(RegimeWorkflow.get_state)
+    assert state.sos_letter["number"] == 2 and len(state.extensions) == 2
+    assert all(e.get("referred_on") == today.isoformat() for e in state.extensions)
+
+
+async def test_under_seed_002_an_extension_waits_for_the_secretary_of_state(regime_env):
+    """Policy recommending_extension (seed 002): the Chief Inspector's letter recommending the extension, the
+    Secretary of State's agreement and CQC's letter to the regulator come before the extension takes effect; a
+    refusal sends the decision back to the regulator."""
+    client, queue, _ = regime_env
+    handle, today = await start(client, queue, "WR5", Policy(secretary_of_state_letter="recommending_extension"))
+    await _reinspected_remain(handle, "INS-WR5-1", today)
+    view = await decide(handle, (await _open(handle, "regulator_decision")).id, "extend", "regulator",
+                        {"months": 6}, comment="six months")
+    assert view.phase == "in_special_measures"
+    state = await handle.query(RegimeWorkflow.get_state)
+    assert state.extensions == [] and state.pending_extension["months"] == 6
+    open_kinds = {s.kind for s in state.steps.values() if s.status == "open"}
+    assert "extension_letter" in open_kinds and not {"revised_action_plan", "reinspection"} & open_kinds
+    assert state.steps["extension_letter"].due == today + timedelta(days=14)
+    await decide(handle, "extension_letter", "send", "cqc", {"sent_on": today.isoformat()})
+    assert (await _open(handle, "secretary_of_state_agreement")).due == today + timedelta(days=28)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # a refusal says why
+        await decide(handle, "secretary_of_state_agreement", "decline", "cqc", {"answered_on": today.isoformat()})
+    assert refused.value.cause.type == "ReasonRequired"
+    await decide(handle, "secretary_of_state_agreement", "decline", "cqc", {"answered_on": today.isoformat()},
+                 comment="four months, not six")
+    state = await handle.query(RegimeWorkflow.get_state)
+    assert state.pending_extension is None and state.extensions == []
+    again = await _open(handle, "regulator_decision")
+    assert again is not None and again.id == "regulator_decision-2"
+
+    await decide(handle, again.id, "extend", "regulator", {"months": 4}, comment="four months")
+    await decide(handle, "extension_letter-2", "send", "cqc", {"sent_on": today.isoformat()})
+    await decide(handle, "secretary_of_state_agreement-2", "agree", "cqc", {"answered_on": today.isoformat()})
+    assert (await _open(handle, "cqc_letter_to_regulator")).due == today + timedelta(days=7)
+    view = await decide(handle, "cqc_letter_to_regulator", "send", "cqc", {"sent_on": today.isoformat()})
+    assert view.phase == "extended"
+    state = await handle.query(RegimeWorkflow.get_state)
+    ext = state.extensions[-1]
+    assert (ext["months"], ext["ends"]) == (4, dates.add_months(today, 4).isoformat())
+    assert ext["secretary_of_state_agreed_on"] == ext["cqc_letter_on"] == today.isoformat()
+    assert state.pending_extension is None
+    reinspection = await _open(handle, "reinspection")
+    assert reinspection is not None and reinspection.due == dates.add_months(today, 4)
+    assert (await _open(handle, "revised_action_plan")).due == today + timedelta(days=28)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from domain.ledger import BUDDY_STEPS
 from domain.models import ROLES
+from domain.policy import PolicyChoices
 from domain.ratings import CoreServiceRating, KeyQuestionRatings
 from domain.steps import CATALOGUE, Kind
 
@@ -75,6 +76,8 @@ class EntrySpec(_Strict):
     ratings: KeyQuestionRatings | str | None = "entry_inadequate"
     regulator_reason: str | None = None
     completed_steps: list[CompletedStepSpec] = Field(default_factory=list)
+    policy: PolicyChoices | None = Field(None, description="choices made for this regime at placement instead of "
+                                                           "the POLICY_* settings (domain/policy.py)")
     continue_as_new_after_events: int | None = Field(None, ge=200, le=40_000)
 
     @model_validator(mode="after")

@@ -70,6 +70,8 @@ class Simulation(RoutineWork, Timeline):
                                  "by": c.by, "note": c.note} for c in e.completed_steps],
         }
         role = "regulator"
+        if e.policy is not None:
+            body["policy"] = e.policy.model_dump(exclude_none=True)
         if e.continue_as_new_after_events is not None:
             body["continue_as_new_after_events"] = e.continue_as_new_after_events
             role = "admin"  # an operational setting, admin only

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.ledger import AgreementInPrinciple
 from domain.models import ODS_PATTERN, CompletedStep, Trust
+from domain.policy import PolicyChoices
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.steps import Kind
 from domain.text import text
@@ -35,6 +36,9 @@ class PlacementRequest(BaseModel):
         None, description="the regulator's reason: required when it places without CQC's recommendation, and "
                           "when it confirms a CQC recommendation whose ratings do not meet the entry rule")
     completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
+    policy: PolicyChoices | None = Field(
+        None, description="choices where the sources disagree made for this regime instead of the POLICY_* settings "
+                          "(domain/policy.py, docs/regime.md); recorded in the regime with the names of those chosen")
     continue_as_new_after_events: int | None = Field(
         None, ge=200, le=40_000, description="operational tuning (admin only): history length at which the "
                                              "regime continues as new")

@@ -271,7 +271,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         previous_regime_id=previous["regime_id"] if previous else None, completed_steps=req.completed_steps,
         ladder=[Rung.model_validate(r) for r in settings.ladder],
         placed_by=actor(user, placing_role(user), rid),
-        policy=settings.policy,  # recorded now: a later change of the settings leaves this regime's as it is
+        policy=req.policy.applied_to(settings.policy) if req.policy else settings.policy,  # recorded now: a later change of the settings leaves this regime's as it is
         calendar=settings.calendar_rules,  # likewise
     )
     if req.continue_as_new_after_events:
