@@ -694,6 +694,12 @@ class PlanChangeRecord(BaseModel):
     status: Literal["pending", "approved", "rejected"] = "pending"
 
 
+class RunOn(BaseModel):
+    """The regulator's decision at exit to let a partnership run on to `until` (seed 000 §1), with its reason."""
+    until: date
+    reason: str
+
+
 class BuddyState(BaseModel):
     p: Partnership
     stage: Literal["agreement_in_principle", "formal_agreement", "support_plan", "quarterly_cycle", "settling",
@@ -712,6 +718,8 @@ class BuddyState(BaseModel):
     steps: dict[str, Step] = Field(default_factory=dict)
     escalations: list[Escalation] = Field(default_factory=list)
     ending: dict[str, Any] | None = None
+    # The regime exited and the regulator let the partnership run on to a date (issue 14 item 2): it ends then.
+    run_until: RunOn | None = None
     payment_failures: dict[int, str] = Field(default_factory=dict)
     last_summary: BuddySummary | None = None
     seq: int = 0

@@ -271,6 +271,7 @@ class BuddySummary(AuthorisedShare):
     current_quarter: int | None = None
     confirmations_outstanding: list[str] = Field(default_factory=list)
     ended: bool = False
+    continue_until: date | None = Field(None, description="runs on after the regime's exit until this date")
 
 
 class RegimeState(BaseModel):

@@ -94,9 +94,46 @@ class AppointmentPayload(BaseModel):
     improvement_director_user_id: text(200, min_length=1)
 
 
+class PartnershipAtExit(BaseModel):
+    """A buddy partnership the regulator lets run on after exit (seed 000 §1: 'a partner trust's programme of work
+    scheduled for completion a few months after special measures formally ends')."""
+    model_config = ConfigDict(extra="forbid")
+    continue_until: date = Field(description="the partnership ends on this date (after the exit, within "
+                                             f"{24} months); its quarters, confirmations and payments continue")
+    reason: text(2000, min_length=1)
+
+
+class SupportItem(BaseModel):
+    """Other continued support after exit (seed 000 §1, §4d), tracked until the post-exit board-to-board."""
+    model_config = ConfigDict(extra="forbid")
+    description: text(500, min_length=1)
+    owner: text(200, min_length=1) = Field(description="who delivers it, e.g. 'NHS TDA improvement director'")
+    due: date = Field(description="by when; on or before the post-exit board-to-board (6 months after exit)")
+
+
+def partnership_named(regime_id: str, running: Any, key: str) -> str | None:
+    """The id of the partnership `key` names among `running` ids: the id itself, or the buddy's key (ODS code, with
+    '-scope' when not trust-wide) as in workflows.common.buddy_workflow_id."""
+    for pid in (key, f"{regime_id}-buddy-{key}"):
+        if pid in running:
+            return pid
+    return None
+
+
+# A partnership runs on after exit for at most this many months (seed 000 §1: 'a few months').
+CONTINUE_AFTER_EXIT_MONTHS = 24
+
+
 class ExitDecisionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     continued_support: list[text(200, min_length=1)] = Field(default_factory=list, max_length=50)
+    partnerships: dict[text(200, min_length=1), PartnershipAtExit] = Field(
+        default_factory=dict, max_length=20,
+        description="partnership (its id, or its buddy's ODS code with '-scope' when not trust-wide) -> run on to "
+                    "a date; every partnership not named here ends at exit")
+    support_items: list[SupportItem] = Field(default_factory=list, max_length=50,
+                                             description="continued support with an owner and a date, tracked "
+                                                         "until the post-exit board-to-board")
 
 
 # An extension is "up to a further 6 months" (seed 000 §1) or "usually 6 months" (seed 002, "Removing trusts").
@@ -142,6 +179,7 @@ class Kind(StrEnum):
     extension_letter = "extension_letter"
     secretary_of_state_agreement = "secretary_of_state_agreement"
     cqc_letter_to_regulator = "cqc_letter_to_regulator"
+    continued_support_item = "continued_support_item"
 
 
 # domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
@@ -380,6 +418,11 @@ CATALOGUE: dict[str, StepKind] = {
         "Chief Inspector's letter to the Secretary of State", Role.cqc, "secretary_of_state", {"send": LetterPayload},
         short_title="Letter to the Secretary of State",
         deadline=Deadline("14 days after the regulator refers the trust", _D("domain.steps.LETTER_DAYS"))),
+    Kind.continued_support_item: StepKind(
+        "Continued support after exit delivered", Role.regulator, "continued_support", {"record": CompletionPayload},
+        short_title="Continued support after exit",
+        deadline=Deadline("the date the regulator gives it at exit, on or before the post-exit board-to-board",
+                          _S("seed 000 §4d"))),
     # The letter recommending an extension and what follows it (seed 002, "Removing trusts"), for regimes whose
     # policy is secretary_of_state_letter = recommending_extension (domain/policy.py): the extension the regulator
     # decides takes effect once the Secretary of State agrees and CQC has written to the regulator.
@@ -531,7 +574,8 @@ def _cqc_recommended(rt, st, d, payload) -> None:
 @after(Kind.regulator_decision, "exit")
 def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
     today = rt.decision_recorded(d)
-    rt.s.continued_support = list(payload.continued_support)
+    rt.s.continued_support = list(payload.continued_support) + [
+        f"{i.description} ({i.owner}, by {i.due.isoformat()})" for i in payload.support_items]
     rt.s.exit_date = today
     rt.s.segment = SEGMENT_AFTER_QUALITY_EXIT
     rt.cancel_open("regime exited special measures")
@@ -540,7 +584,13 @@ def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
     rt.set_phase(Phase.exited, d.actor, "exit on CQC's recommendation" +
                  (f"; continued support: {', '.join(support)}" if support else ""))
     rt.open_step(Kind.board_to_board_post_exit, add_months(today, 6))
-    rt.end_buddies("the trust exited special measures")
+    for item in payload.support_items:
+        rt.open_step(Kind.continued_support_item, item.due, step_id=Kind.continued_support_item.value,
+                     subject={"description": item.description, "owner": item.owner})
+    running = {pid for pid, b in rt.s.buddies.items() if not b.ended}
+    keep = {partnership_named(rt.s.placement.regime_id, running, key): run_on
+            for key, run_on in payload.partnerships.items()}
+    rt.end_buddies("the trust exited special measures", keep=keep)
 
 
 @after(Kind.regulator_decision, "extend")
@@ -691,6 +741,29 @@ def _extension_beyond_guidance_says_why(rt, st, d, payload) -> None:
         raise Refused(RejectionKind.invalid_payload,
                       f"beyond_guidance_reason is for an extension longer than {EXTENSION_GUIDANCE_MONTHS} months; "
                       f"this one is {payload.months}")
+
+
+@check(Kind.regulator_decision)
+def _continued_support_is_the_regimes_and_after_exit(rt, st, d, payload) -> None:
+    if d.action != "exit" or not isinstance(payload, ExitDecisionPayload) or not where_a_decision_arrives():
+        return
+    today = rt.today()
+    running = {pid for pid, b in rt.s.buddies.items() if not b.ended}
+    for key, run_on in payload.partnerships.items():
+        pid = partnership_named(rt.s.placement.regime_id, running, key)
+        if pid is None:
+            raise Refused(RejectionKind.invalid_payload, f"partnerships: {key} is not a running partnership of this "
+                                                         f"regime (running: {', '.join(sorted(running)) or 'none'})")
+        if not today < run_on.continue_until <= add_months(today, CONTINUE_AFTER_EXIT_MONTHS):
+            raise Refused(RejectionKind.invalid_payload,
+                          f"partnerships: {pid} may run on to a date after today and within "
+                          f"{CONTINUE_AFTER_EXIT_MONTHS} months of the exit, not {run_on.continue_until.isoformat()}")
+    board = add_months(today, 6)
+    for n, item in enumerate(payload.support_items):
+        if not today < item.due <= board:
+            raise Refused(RejectionKind.invalid_payload,
+                          f"support_items[{n}]: due after today and on or before the post-exit board-to-board "
+                          f"({board.isoformat()}), not {item.due.isoformat()}")
 
 
 @check(Kind.oversight_meeting, Kind.delivery_meeting)

@@ -111,6 +111,7 @@ class AuditEvent(StrEnum):
     buddy_start_refused = "buddy_start_refused"
     partnership_started = "partnership_started"
     partnership_ending = "partnership_ending"
+    partnership_continues = "partnership_continues"
     partnership_ended = "partnership_ended"
     formal_agreement_signed = "formal_agreement.signed"
     support_plan_agreed = "support_plan.agreed"

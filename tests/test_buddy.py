@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -574,3 +575,62 @@ async def test_partnership_continues_as_new_carrying_its_state(stack):
     assert (await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)).runs >= 2
     await w.advance(3)
     assert (await w.state(other)).steps["BZ8.aip_regulator"].status == "open"
+
+
+# ---------------------------------------------------------------------------- after exit
+async def test_at_exit_one_partnership_runs_on_to_its_date_and_continued_support_is_tracked(stack):
+    """Issue 14 item 2 (seed 000 §1: a trust can exit with continued support, e.g. a partner trust's programme of
+    work scheduled to finish a few months after special measures ends; §4d: the board-to-board within 6 months of
+    exit). The regulator decides per partnership: the one it names runs on to its date, quarters and payments
+    continuing; the other ends at exit. Other support is tracked as items until the post-exit board-to-board."""
+    from tests.helpers import IMPROVED, outcome
+
+    w, pid = await place_and_agree(stack, "RZ9", "BZ9")
+    other = await w.add("BZ10", level=None)
+    await w.decide("BZ9.q1.forecast", "sign_off", payload=lines(("governance", 3_000_000)))
+    cqc = stack.auth("cqc-1", "cqc")
+    today = london_date(datetime.now(UTC)) + timedelta(days=w.day)
+    r = await stack.http.post(f"/regimes/{w.rid}/inspections", headers=cqc,
+                              json=outcome(f"INS-{w.ods}-2", today, IMPROVED))
+    assert r.status_code == 202, r.text
+    rec = await eventually(lambda: w.stack.handle(w.rid).query(RegimeWorkflow.get_state),
+                           until=lambda s: any(x.kind == "cqc_recommendation" and x.status == "open"
+                                               for x in s.steps.values()), what="CQC's recommendation step",
+                           timeout=10, interval=0.05)
+    rec_id = next(x.id for x in rec.steps.values() if x.kind == "cqc_recommendation" and x.status == "open")
+    await w.decide(rec_id, "recommend_exit", headers=cqc, comment="sustained improvement")
+    run_to = today + timedelta(days=100)
+    decide = partial(w.decide, "regulator_decision", "exit", w.regulator, comment="exit on CQC's recommendation")
+    r = await decide(payload={"partnerships": {"BZ77": {"continue_until": run_to.isoformat(), "reason": "x"}}},
+                     expect=422)
+    assert "BZ77 is not a running partnership" in r.json()["detail"]
+    r = await decide(payload={"support_items": [{"description": "ID visits monthly", "owner": "NHS TDA",
+                                                 "due": (today + timedelta(days=200)).isoformat()}]}, expect=422)
+    assert "on or before the post-exit board-to-board" in r.json()["detail"]
+    await decide(payload={
+        "partnerships": {"BZ9": {"continue_until": run_to.isoformat(),
+                                 "reason": "the governance programme finishes in the spring"}},
+        "support_items": [{"description": "Improvement director visits monthly to the summer",
+                           "owner": "NHS TDA improvement director", "due": (today + timedelta(days=120)).isoformat()}]})
+
+    st = await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)
+    assert st.phase == "exited"
+    item = next(x for x in st.steps.values() if x.kind == "continued_support_item")
+    assert item.status == "open" and item.subject["owner"] == "NHS TDA improvement director"
+    assert item.due == today + timedelta(days=120)
+    await w.regime_sees(pid, stage="quarterly_cycle", ended=False, continue_until=run_to.isoformat())
+    done = await w.stack.handle(other).result()  # the partnership not named ends at exit
+    assert done["ended"]
+    page = await stack.http.get(f"/web/regimes/{w.rid}", headers=w.ops)
+    assert f'data-continue-until="{run_to.isoformat()}"' in page.text
+
+    # Its quarters go on after exit: quarter 1 is confirmed, authorised and paid.
+    await w.advance(95)
+    await w.confirm_all(pid, 1)
+    await w.decide("BZ9.q1.authorise", "authorise", payload=lines(("governance", 3_000_000)))
+    await w.regime_sees(pid, paid_pence=3_000_000)
+    # On its date it ends as if the regulator had ended it then: the quarter under way is cut short and settled.
+    await w.advance(10)
+    s = await w.state(pid)
+    assert s.ending is not None and s.ending["on"] == run_to.isoformat()
+    assert s.stage in ("settling", "ended")

@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         PlanChange,
         PlanChangeRecord,
         Quarter,
+        RunOn,
         money,
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
@@ -195,6 +196,8 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     def _next_wake(self) -> datetime | None:
         candidates = self._ladder_wakes() + self._effects_wake()
+        if self.s.run_until is not None and self.s.ending is None:
+            candidates.append(dates.london_midnight(self.s.run_until.until))
         if self._payments_retry_at is not None and self._payments_retry_at > workflow.now():
             candidates.append(self._payments_retry_at)
         if self.s.stage == "quarterly_cycle":
@@ -206,6 +209,9 @@ class BuddyPartnershipWorkflow(StepEngine):
 
     def _process_time(self) -> None:
         now = workflow.now()
+        if self.s.run_until is not None and self.s.ending is None and not self.s.finished \
+                and dates.london_midnight(self.s.run_until.until) <= now:
+            self._begin_end(self.s.run_until.reason, SYSTEM)
         led = self.s.ledger
         while self.s.stage == "quarterly_cycle" and led is not None:
             if self._forecast_opens(self.s.next_forecast_quarter) <= now:
@@ -366,6 +372,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             **(led.totals().model_dump() if led else {}),
             current_quarter=self._current_quarter(), confirmations_outstanding=outstanding,
             ended=self.s.finished,
+            continue_until=self.s.run_until.until if self.s.run_until and not self.s.finished else None,
         )
 
     def _current_quarter(self) -> int | None:
@@ -535,6 +542,16 @@ class BuddyPartnershipWorkflow(StepEngine):
             raise reject(RejectionKind.step_not_open, f"the partnership is already {self.s.stage}")
         if not e.reason.strip():
             raise reject(RejectionKind.reason_required, "ending a partnership early needs a reason")
+
+    @workflow.signal
+    def run_on(self, run: RunOn) -> None:
+        """The regime exited and the regulator let this partnership run on to `run.until` (issue 14 item 2): its
+        quarters, confirmations and payments continue; it ends on that date as if the regulator ended it then."""
+        if not self.s.finished and self.s.ending is None:
+            self.s.run_until = run
+            self.audit(AuditEvent.partnership_continues, SYSTEM, reason=run.reason,
+                       detail={"until": run.until.isoformat()})
+        self._wake = True
 
     @workflow.signal
     def end_partnership(self, reason: str) -> None:

@@ -96,6 +96,8 @@ class EndBuddy(BaseModel):
     seq: int = 0
     partnership_id: str
     reason: str
+    # Not now but on this date: the regulator let the partnership run on after exit (issue 14 item 2).
+    until: date | None = None
 
 
 class UnknownEffect(BaseModel):

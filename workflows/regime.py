@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.calendar import CalendarActivities
     from domain import dates, schedule
     from domain.documents import DocumentPayload, is_reference
-    from domain.ledger import AgreementInPrinciple
+    from domain.ledger import AgreementInPrinciple, RunOn
     from domain.models import (
         SYSTEM,
         Actor,
@@ -368,8 +368,11 @@ class RegimeWorkflow(StepEngine):
             return await self._start_partnership(eff)
         if isinstance(eff, EndBuddy):
             try:
-                await workflow.get_external_workflow_handle(eff.partnership_id).signal(
-                    BuddyPartnershipWorkflow.end_partnership, eff.reason)
+                handle = workflow.get_external_workflow_handle(eff.partnership_id)
+                if eff.until is not None:
+                    await handle.signal(BuddyPartnershipWorkflow.run_on, RunOn(until=eff.until, reason=eff.reason))
+                else:
+                    await handle.signal(BuddyPartnershipWorkflow.end_partnership, eff.reason)
             except Exception as e:  # it has already ended and completed: nothing to tell it
                 workflow.logger.info("partnership %s not signalled: %s", eff.partnership_id, e)
         return False
@@ -544,10 +547,19 @@ class RegimeWorkflow(StepEngine):
         self.audit(AuditEvent.regime_closed, SYSTEM, reason=reason, detail={"how": how})
         self.s.finished = True
 
-    def end_buddies(self, reason: str) -> None:
+    def end_buddies(self, reason: str, keep: dict[str, Any] | None = None) -> None:
+        """End every running partnership, except those in `keep` (partnership id -> PartnershipAtExit), which run
+        on to their date (the regulator's decision at exit, issue 14 item 2)."""
         for b in self.s.buddies.values():
-            if not b.ended:
+            if b.ended:
+                continue
+            run_on = (keep or {}).get(b.partnership_id)
+            if run_on is None:
                 self.emit(EndBuddy(partnership_id=b.partnership_id, reason=reason))
+                continue
+            self.s.buddies[b.partnership_id] = b.model_copy(update={"continue_until": run_on.continue_until})
+            self.emit(EndBuddy(partnership_id=b.partnership_id, until=run_on.continue_until,
+                               reason=f"runs on after exit until {run_on.continue_until.isoformat()}: {run_on.reason}"))
 
     # ---------------------------------------------------------------- deadlines
     @workflow.update

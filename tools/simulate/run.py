@@ -142,6 +142,8 @@ class Simulation(RoutineWork, Timeline):
                         cands.append(max((m - run.entry).days, (due.due - run.entry).days - routine.lead_days))
         for bs in partners.values():
             cands += self._partner_stops(run, bs)
+            if bs.get("run_until") and not bs.get("ending"):  # runs on after exit: it ends (and settles) then
+                cands.append((date.fromisoformat(bs["run_until"]["until"]) - run.entry).days)
         later = [c for c in cands if c > run.day]
         return min(later) if later else run.day + 30
 
