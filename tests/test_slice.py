@@ -38,7 +38,11 @@ async def test_on_time_plan_submitted_and_agreed(stack):
     assert r.status_code == 200, r.text
 
     state = await stack.settle(rid)
-    assert state["escalations"] == [] or all(e["rung"] == "reminder" for e in state["escalations"])
+    # The plan's steps never went beyond a reminder. (Only theirs: the month's return, which this test leaves
+    # undone, falls due within these 20 days on some days of the month, so the whole list would hold only then.)
+    plan_kinds = ("improvement_plan", "plan_review")
+    plans = [e for e in state["escalations"] if e["step_id"].split("-")[0] in plan_kinds]
+    assert all(e["rung"] == "reminder" for e in plans), plans
     assert {s for s, v in state["steps"].items() if v["status"] == "open"} >= {
         "plan_signoff_regulator", "plan_signoff_commissioner"}
     rows = await stack.pool.fetch("SELECT event, actor FROM audit_log WHERE regime_id=$1 ORDER BY id", rid)
