@@ -119,6 +119,19 @@ class Placement(BaseModel):
     # placement recorded before regimes recorded one decodes to BASELINE, the choices the service made then.
     policy: Policy = Field(default_factory=lambda: BASELINE)
     calendar: CalendarRules | None = None
+    # Regimes placed since issue 14 item 15 hold a Quality Summit on CQC's report at entry and after each later
+    # report (seed 000 §4a); False for every placement recorded before, which keeps the steps it had.
+    quality_summits: bool = False
+
+
+class DraftReport(BaseModel):
+    """CQC has sent the trust its draft report of inspection `reference` to check for factual accuracy (seed 000
+    §4a): the trust's step opens."""
+
+    model_config = ConfigDict(extra="forbid")
+    reference: text(64, min_length=1)
+    sent_on: date
+    actor: Actor
 
 
 class Decision(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from domain import dates
-from domain.steps import Kind
+from domain.steps import QUALITY_SUMMIT_DAYS, Kind
 
 PLAN_DAYS = 28  # seed 000 §4a: the improvement plan within 28 days of entry
 APPOINTMENT_MONTHS = 3  # the improvement director appointed, and the first board-to-board, within 3 months
@@ -38,6 +38,13 @@ def entry_steps(entry: date) -> list[Due]:
         Due(Kind.board_to_board, Kind.board_to_board, dates.add_months(entry, APPOINTMENT_MONTHS)),
         Due(Kind.reinspection, f"{Kind.reinspection}-1", dates.add_months(entry, REINSPECTION_MONTHS)),
     ]
+
+
+def entry_summit(entry: date, placed_on: date) -> Due | None:
+    """The Quality Summit on the report that led to entry (issue 14 item 15; seed 000 §1, §4a), due
+    QUALITY_SUMMIT_DAYS after entry; None for a regime the service takes on after that date (it was held before)."""
+    due = entry + timedelta(days=QUALITY_SUMMIT_DAYS)
+    return Due(Kind.quality_summit, Kind.quality_summit, due, {"report": "entry"}) if due >= placed_on else None
 
 
 def first_tracked_month(entry: date, today: date, lead_days: int | None = None) -> date:
@@ -81,12 +88,15 @@ def monthly_steps(month: date, meetings: bool = True) -> list[Due]:
 
 
 def opened_by(entry: date, today: date, meetings: bool = True, lead_days: int | None = None,
-              placed_on: date | None = None) -> list[Due]:
+              placed_on: date | None = None, quality_summits: bool = False) -> list[Due]:
     """Every calendar step a regime entered on `entry` has opened by the end of `today`, if nobody has acted on
     any of them: the entry steps, then each tracked month's duties from its 1st (the dates the rules give,
     before any move off a bank holiday). `placed_on` is the day the service took the regime on, by default
-    `today`; `lead_days` is CalendarRules.first_return_lead_days (None: the rule before it)."""
+    `today`; `lead_days` is CalendarRules.first_return_lead_days (None: the rule before it); `quality_summits`
+    is Placement.quality_summits (the entry Quality Summit)."""
     out = entry_steps(entry)
+    summit = entry_summit(entry, placed_on or today) if quality_summits else None
+    out += [summit] if summit else []
     month = first_tracked_month(entry, placed_on or today, lead_days)
     while month <= today:
         out += monthly_steps(month, meetings)

@@ -57,6 +57,29 @@ class AgreementPayload(BaseModel):
     answered_on: date
 
 
+class SummitAttendance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    organisation: text(200, min_length=1) = Field(description="e.g. 'the trust', 'CQC', 'NHS TDA', a CCG by name")
+    ods_code: text(6) | None = Field(None, pattern=r"^[A-Z0-9]{3,6}$")
+    people: list[text(200, min_length=1)] = Field(min_length=1, max_length=30,
+                                                  description="who attended for it (name and post)")
+
+
+class QualitySummitPayload(BaseModel):
+    """A Quality Summit on CQC's report: local stakeholders come together to discuss the findings and develop
+    the plan (seed 000 §1, §4a; seed 001)."""
+    model_config = ConfigDict(extra="forbid")
+    held_on: date
+    attendees: list[SummitAttendance] = Field(min_length=1, max_length=40)
+    summary: text(4000) | None = None
+
+
+class FactualAccuracyPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sent_on: date = Field(description="the day the trust sent its factual accuracy comments to CQC")
+    summary: text(4000) | None = None
+
+
 class CompletionPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     completed_on: date
@@ -180,6 +203,8 @@ class Kind(StrEnum):
     secretary_of_state_agreement = "secretary_of_state_agreement"
     cqc_letter_to_regulator = "cqc_letter_to_regulator"
     continued_support_item = "continued_support_item"
+    quality_summit = "quality_summit"
+    factual_accuracy = "factual_accuracy"
 
 
 # domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
@@ -286,6 +311,8 @@ SIGNOFF_DAYS = 14
 DECISION_DAYS = 14
 LETTER_DAYS = 14
 AGREEMENT_DAYS = 28
+QUALITY_SUMMIT_DAYS = 28
+FACTUAL_ACCURACY_DAYS = 14
 URGENT_LETTER_DAYS = 7
 REVISED_PLAN_DAYS = 28
 CAPABILITY_REVIEW_MONTHS = 3
@@ -423,6 +450,22 @@ CATALOGUE: dict[str, StepKind] = {
         short_title="Continued support after exit",
         deadline=Deadline("the date the regulator gives it at exit, on or before the post-exit board-to-board",
                           _S("seed 000 §4d"))),
+    Kind.quality_summit: StepKind(
+        "Quality Summit held on CQC's report", Role.regulator, "quality_summit", {"record": QualitySummitPayload},
+        short_title="Quality Summit",
+        deadline=Deadline("28 days after CQC publishes its report (after entry: 28 days after entry)",
+                          _D("domain.steps.QUALITY_SUMMIT_DAYS")),
+        routine=Routine("record", lambda ctx: {"held_on": ctx.today.isoformat(), "attendees": [
+            {"organisation": "the trust", "people": ["Chief Executive"]},
+            {"organisation": "CQC", "people": ["Head of Hospital Inspection"]},
+            {"organisation": "NHS TDA", "people": ["Delivery and Development director"]}]})),
+    Kind.factual_accuracy: StepKind(
+        "Factual accuracy comments on CQC's draft report", Role.trust, "quality_summit",
+        {"send_comments": FactualAccuracyPayload, "no_comments": _E},
+        short_title="Draft report: factual accuracy",
+        deadline=Deadline("14 days after CQC sends the draft report (about 10 working days)",
+                          _D("domain.steps.FACTUAL_ACCURACY_DAYS")),
+        routine=Routine("no_comments")),
     # The letter recommending an extension and what follows it (seed 002, "Removing trusts"), for regimes whose
     # policy is secretary_of_state_letter = recommending_extension (domain/policy.py): the extension the regulator
     # decides takes effect once the Secretary of State agrees and CQC has written to the regulator.
@@ -578,7 +621,9 @@ def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
         f"{i.description} ({i.owner}, by {i.due.isoformat()})" for i in payload.support_items]
     rt.s.exit_date = today
     rt.s.segment = SEGMENT_AFTER_QUALITY_EXIT
-    rt.cancel_open("regime exited special measures")
+    # A Quality Summit on the report and the trust's comments on a draft stay open: CQC's process after an
+    # inspection is the same whatever it led to (seed 000 §4a). Before issue 14 item 15 there were none.
+    rt.cancel_open("regime exited special measures", keep=(Kind.quality_summit, Kind.factual_accuracy))
     rt.s.next_monthly = None
     support = rt.s.continued_support
     rt.set_phase(Phase.exited, d.actor, "exit on CQC's recommendation" +
@@ -764,6 +809,18 @@ def _continued_support_is_the_regimes_and_after_exit(rt, st, d, payload) -> None
             raise Refused(RejectionKind.invalid_payload,
                           f"support_items[{n}]: due after today and on or before the post-exit board-to-board "
                           f"({board.isoformat()}), not {item.due.isoformat()}")
+
+
+@check(Kind.quality_summit)
+def _summit_held_already(rt, st, d, payload) -> None:
+    if isinstance(payload, QualitySummitPayload) and payload.held_on > rt.today():
+        raise Refused(RejectionKind.rule_broken, "a Quality Summit is recorded once it has been held, not in advance")
+
+
+@check(Kind.factual_accuracy)
+def _comments_sent_already(rt, st, d, payload) -> None:
+    if isinstance(payload, FactualAccuracyPayload) and payload.sent_on > rt.today():
+        raise Refused(RejectionKind.rule_broken, "the comments are recorded once they are sent, not in advance")
 
 
 @check(Kind.oversight_meeting, Kind.delivery_meeting)

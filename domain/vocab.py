@@ -92,6 +92,7 @@ class AuditEvent(StrEnum):
     regime_closed = "regime_closed"
     delegation_recorded = "delegation_recorded"
     enforcement_recorded = "enforcement_recorded"
+    draft_report_sent = "draft_report_sent"
     state_over_bound = "state_over_bound"
     # steps and their deadlines
     step_opened = "step_opened"

@@ -28,6 +28,9 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "oversight_meeting": ("record", lambda d: {"meeting_date": d}),
     "delivery_meeting": ("record", lambda d: {"meeting_date": d, "on_trajectory": True}),
     "secretary_of_state_letter": ("send", lambda d: {"sent_on": d}),
+    "quality_summit": ("record", lambda d: {"held_on": d, "attendees": [
+        {"organisation": "the trust", "people": ["Chief Executive"]}, {"organisation": "CQC", "people": ["Inspector"]}]}),
+    "factual_accuracy": ("no_comments", None),
 }
 
 

@@ -55,6 +55,7 @@ async def test_role_matrix_refusals_change_nothing(stack):
             {"regulator"},
         ("POST", f"/regimes/{rid}/inspections", lambda: out): {"cqc"},
         ("POST", f"/regimes/{rid}/inspections/INS-1/withdrawal", lambda: {"reason": "r"}): {"cqc"},
+        ("POST", f"/regimes/{rid}/inspections/INS-2/draft", lambda: {"sent_on": str(today())}): {"cqc"},
         ("POST", f"/regimes/{rid}/reinspection", lambda: {"inspection_date": str(today() + timedelta(days=9))}):
             {"cqc", "regulator"},
         ("POST", f"/regimes/{rid}/enforcement", lambda: {"action": "conditions", "detail": "d"}): {"cqc"},

@@ -54,6 +54,8 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
             "special_measures_reinspection": False}),
         ("POST", "/regimes/{regime_id}/inspections/{reference}/withdrawal"): (
             {"cqc"}, {"cqc"}, lambda: {"reason": "matrix"}),
+        ("POST", "/regimes/{regime_id}/inspections/{reference}/draft"): ({"cqc"}, {"cqc"},
+                                                                       lambda: {"sent_on": str(d)}),
         ("POST", "/regimes/{regime_id}/reinspection"): ({"cqc", "regulator"}, {"cqc", "regulator"},
                                                         lambda: {"inspection_date": str(d + timedelta(days=30))}),
         ("POST", "/regimes/{regime_id}/enforcement"): ({"cqc"}, {"cqc"},

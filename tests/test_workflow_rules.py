@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from domain import dates
-from domain.models import Actor, Decision, InspectionSignal, Placement, RegimeStart, Rung, Trust
+from domain.models import Actor, Decision, DraftReport, InspectionSignal, Placement, RegimeStart, Rung, Trust
 from domain.policy import BASELINE, Policy
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from infra.clients import connect_temporal
@@ -61,14 +61,14 @@ def actor(role: str, user: str | None = None) -> Actor:
     return Actor(user_id=user or f"{role}-1", role=role)
 
 
-async def start(client: Client, queue: str, ods: str, policy: Policy = BASELINE):
+async def start(client: Client, queue: str, ods: str, policy: Policy = BASELINE, **fields: Any):
     today = dates.london_date(datetime.now(UTC))
     regime_id = f"regime-{ods}-{today.isoformat()}-{uuid.uuid4().hex[:6]}"
     placement = Placement(regime_id=regime_id, trust=Trust(ods_code=ods, name=f"{ods} Hospitals NHS Trust"),
                           entry_date=today, basis="cqc_recommendation",
                           entry_ratings=KeyQuestionRatings.model_validate(INADEQUATE_ENTRY),
                           ladder=[Rung.model_validate(r) for r in DEFAULT_LADDER], placed_by=actor("regulator"),
-                          policy=policy)
+                          policy=policy, **fields)
     handle = await client.start_workflow(RegimeWorkflow.run, RegimeStart(placement=placement), id=regime_id,
                                          task_queue=queue)
     return handle, today
@@ -244,3 +244,52 @@ async def test_under_seed_002_an_extension_waits_for_the_secretary_of_state(regi
     reinspection = await _open(handle, "reinspection")
     assert reinspection is not None and reinspection.due == dates.add_months(today, 4)
     assert (await _open(handle, "revised_action_plan")).due == today + timedelta(days=28)
+
+
+async def test_a_quality_summit_follows_each_report_and_the_draft_is_checked_for_accuracy(regime_env):
+    """Issue 14 item 15 (seed 000 §1, §4a; seed 001): after CQC's report at entry and after every later
+    inspection, a Quality Summit (date, attendees by organisation); before publication CQC may send the trust its
+    draft for factual accuracy, and the trust's step closes when the report is published."""
+    client, queue, _ = regime_env
+    handle, today = await start(client, queue, "WR7", quality_summits=True)
+    entry_summit = await _open(handle, "quality_summit")
+    assert entry_summit.due == today + timedelta(days=28) and entry_summit.subject == {"report": "entry"}
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, entry_summit.id, "record", "regulator", {"held_on": (today + timedelta(days=1)).isoformat(),
+                     "attendees": [{"organisation": "the trust", "people": ["Chief Executive"]}]})
+    assert refused.value.cause.type == "RuleBroken"
+    await decide(handle, entry_summit.id, "record", "regulator", {"held_on": today.isoformat(), "attendees": [
+        {"organisation": "the trust", "ods_code": "WR7", "people": ["Chief Executive", "Chair"]},
+        {"organisation": "CQC", "people": ["Head of Hospital Inspection"]}]})
+
+    draft = DraftReport(reference="INS-WR7-2", sent_on=today, actor=actor("cqc"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(RegimeWorkflow.record_draft_report, draft.model_copy(update={"actor": actor("trust")}))
+    assert refused.value.cause.type == "WrongRole"
+    view = await handle.execute_update(RegimeWorkflow.record_draft_report, draft)
+    assert (view.step.kind, view.step.role, view.step.due) == ("factual_accuracy", "trust", today + timedelta(days=14))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(RegimeWorkflow.record_draft_report, draft)
+    assert refused.value.cause.type == "Conflict"
+
+    published = InspectionOutcome.model_validate(outcome("INS-WR7-2", today, INADEQUATE_ENTRY))
+    await handle.signal(RegimeWorkflow.record_inspection, InspectionSignal(outcome=published, actor=actor("cqc")))
+    state = await handle.query(RegimeWorkflow.get_state)
+    accuracy = state.steps[view.step.id]
+    assert accuracy.status == "cancelled"  # CQC published: the window for comments closed
+    summit = await _open(handle, "quality_summit")
+    assert summit.subject == {"report": "INS-WR7-2"} and summit.due == today + timedelta(days=28)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # a draft of a published report
+        await handle.execute_update(RegimeWorkflow.record_draft_report, draft)
+    assert refused.value.cause.type == "Conflict"
+
+
+async def test_a_regime_placed_before_quality_summits_has_none(regime_env):
+    """Placements recorded before issue 14 item 15 (quality_summits False, as every recorded history) keep the
+    steps they had: no Quality Summit at entry or after a report."""
+    client, queue, _ = regime_env
+    handle, today = await start(client, queue, "WR8")
+    published = InspectionOutcome.model_validate(outcome("INS-WR8-2", today, INADEQUATE_ENTRY))
+    await handle.signal(RegimeWorkflow.record_inspection, InspectionSignal(outcome=published, actor=actor("cqc")))
+    state = await handle.query(RegimeWorkflow.get_state)
+    assert not any(s.kind == "quality_summit" for s in state.steps.values())

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineChange,
         Decision,
         Delegation,
+        DraftReport,
         Enforcement,
         InspectionRecord,
         InspectionSignal,
@@ -62,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.steps import (
         CATALOGUE,
         DECISION_DAYS,
+        FACTUAL_ACCURACY_DAYS,
+        QUALITY_SUMMIT_DAYS,
         Kind,
         where_a_decision_arrives,
     )
@@ -175,6 +178,9 @@ class RegimeWorkflow(StepEngine):
         })
         for due in schedule.entry_steps(p.entry_date):
             self.open_step(due.kind, due.due, step_id=due.step_id)
+        summit = schedule.entry_summit(p.entry_date, self.today()) if p.quality_summits else None
+        if summit is not None:  # (none for a regime taken on after its date: it was held before)
+            self.open_step(summit.kind, summit.due, step_id=summit.step_id, subject=dict(summit.subject))
         # Monthly returns are tracked from the month the service took the regime on.
         self.s.next_monthly = schedule.first_tracked_month(
             p.entry_date, self.today(), p.calendar.first_return_lead_days if p.calendar else None)
@@ -625,7 +631,48 @@ class RegimeWorkflow(StepEngine):
                    detail={"reference": o.reference, "ratings": o.ratings.model_dump(mode="json"),
                            **({"inspection_type": o.inspection_type, "well_led_assessed": o.well_led_assessed,
                                "special_measures_reinspection": self._is_the_reinspection(o)} if o.typed else {})})
+        self._after_report(o, correction=bool(same))
         self._after_inspection(rec, correction=bool(same))
+
+    def _after_report(self, o: InspectionOutcome, correction: bool) -> None:
+        """CQC has published its report (seed 000 §4a: after every inspection, a draft report to the trust for
+        factual accuracy, then a Quality Summit): the window for comments on the draft closes, and a regime
+        placed since issue 14 item 15 holds a Quality Summit on the report."""
+        for st in self.s.steps.values():
+            if st.kind == Kind.factual_accuracy and st.status == "open" and st.subject.get("reference") == o.reference:
+                self.close_step(st, "cancelled", SYSTEM, f"CQC published its report {o.reference}")
+        if correction or not self.s.placement.quality_summits or self.s.finished:
+            return
+        published = o.published or self.today()
+        self.open_step(Kind.quality_summit, max(published, self.today()) + timedelta(days=QUALITY_SUMMIT_DAYS),
+                       subject={"report": o.reference})
+
+    @workflow.update
+    def record_draft_report(self, r: DraftReport) -> StepView:
+        """CQC sent the trust its draft report for factual accuracy: the trust's step opens (seed 000 §4a)."""
+        self._updates_this_run += 1
+        self._validate_draft(r)
+        st = self.open_step(Kind.factual_accuracy, r.sent_on + timedelta(days=FACTUAL_ACCURACY_DAYS),
+                            subject={"reference": r.reference})
+        st.data["draft_sent_on"] = r.sent_on.isoformat()
+        self.audit(AuditEvent.draft_report_sent, r.actor, step=st, reason=f"draft report {r.reference} sent to the "
+                   f"trust for factual accuracy on {r.sent_on.isoformat()}", detail={"reference": r.reference})
+        self._wake = True
+        return StepView(step=st, phase=self.s.phase)
+
+    @record_draft_report.validator
+    def _validate_draft(self, r: DraftReport) -> None:
+        if r.actor.role != Role.cqc:
+            raise reject(RejectionKind.wrong_role, "CQC sends its draft report")
+        if self.s.finished:
+            raise reject(RejectionKind.step_not_open, "the regime is closed")
+        if r.sent_on > self.today():
+            raise reject(RejectionKind.rule_broken, "a draft report is recorded once it is sent, not in advance")
+        if any(i.outcome.reference == r.reference for i in self.s.inspections):
+            raise reject(RejectionKind.conflict, f"CQC has published {r.reference} already")
+        if any(st.kind == Kind.factual_accuracy and st.subject.get("reference") == r.reference
+               for st in self.s.steps.values()):
+            raise reject(RejectionKind.conflict, f"the draft of {r.reference} was sent to the trust already")
 
     def _older_than_current(self, rec: InspectionRecord, actor: Actor) -> bool:
         """An outcome older than the current one is kept for the record and not acted on."""

@@ -83,6 +83,11 @@ class AnnouncementRequest(BaseModel):
     inspection_date: date
 
 
+class DraftReportRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"sent_on": "2027-10-04"}]})
+    sent_on: date = Field(description="the day CQC sent the trust its draft report to check for factual accuracy")
+
+
 class WithdrawalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: text(4000, min_length=1)

@@ -29,6 +29,7 @@ from api.routes.regimes.bodies import (
     DeadlineRequest,
     DecisionRequest,
     DelegationRequest,
+    DraftReportRequest,
     EnforcementRequest,
     InspectionReport,
     PlacementRequest,
@@ -127,6 +128,17 @@ async def withdraw(regime_id: RegimeIdPath, reference: ReferencePath, req: Withd
     require_act(user, "cqc", row["ods_code"])
     return await idempotent(request, pool, user, {"ref": reference, **as_json(req)},
                             lambda: service.withdraw(client, settings, user, rid, regime_id, reference, req))
+
+
+@router.post("/{regime_id}/inspections/{reference}/draft", operation_id="recordDraftReport", response_model=StepView,
+             summary="Record that CQC sent the trust its draft report for factual accuracy")
+async def draft_report(regime_id: RegimeIdPath, reference: ReferencePath, req: DraftReportRequest, request: Request,
+                       user: CurrentUser, pool: DbPool, client: TemporalClientDep, settings: SettingsDep,
+                       rid: RequestId):
+    row = await regime_row(pool, regime_id, user)
+    require_act(user, "cqc", row["ods_code"])
+    return await idempotent(request, pool, user, {"ref": reference, **as_json(req)},
+                            lambda: service.draft_report(client, settings, user, rid, regime_id, reference, req))
 
 
 @router.post("/{regime_id}/reinspection", operation_id="announceReinspection", response_model=StepView,

@@ -39,6 +39,7 @@ from api.routes.regimes.bodies import (
     DeadlineRequest,
     DecisionRequest,
     DelegationRequest,
+    DraftReportRequest,
     EnforcementRequest,
     PlacementRequest,
     WithdrawalRequest,
@@ -53,6 +54,7 @@ from domain.models import (
     DeadlineChange,
     Decision,
     Delegation,
+    DraftReport,
     Enforcement,
     InspectionSignal,
     Placement,
@@ -273,6 +275,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         placed_by=actor(user, placing_role(user), rid),
         policy=req.policy.applied_to(settings.policy) if req.policy else settings.policy,  # recorded now: a later change of the settings leaves this regime's as it is
         calendar=settings.calendar_rules,  # likewise
+        quality_summits=True,
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
@@ -422,6 +425,14 @@ async def announce(client: Any, settings: Settings, user: User, role: str, rid: 
     view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.announce_reinspection,
                             ReinspectionAnnouncement(inspection_date=req.inspection_date,
                                                      actor=actor(user, role, rid)), settings)
+    return 200, as_json(view)
+
+
+async def draft_report(client: Any, settings: Settings, user: User, rid: str, regime_id: str, reference: str,
+                       req: DraftReportRequest) -> tuple[int, Any]:
+    view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.record_draft_report,
+                            DraftReport(reference=reference, sent_on=req.sent_on, actor=actor(user, "cqc", rid)),
+                            settings)
     return 200, as_json(view)
 
 
