@@ -514,6 +514,7 @@ class BuddyKind(StrEnum):
     buddy_support_plan = "buddy_support_plan"
     buddy_plan_agree_regulator = "buddy_plan_agree_regulator"
     buddy_plan_agree_trust = "buddy_plan_agree_trust"
+    buddy_plan_agree_id = "buddy_plan_agree_id"
     buddy_plan_change_id = "buddy_plan_change_id"
     buddy_plan_change_trust = "buddy_plan_change_trust"
     buddy_forecast = "buddy_forecast"
@@ -625,6 +626,12 @@ BUDDY_STEPS: dict[str, StepKind] = {
         deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
                           _SIX_WEEKS),
         routine=Routine("agree")),
+    BuddyKind.buddy_plan_agree_id: StepKind(
+        "Buddy support plan agreed by the improvement director", Role.improvement_director, "support_plan",
+        {"agree": _E, "return": _E}, frozenset({"return"}),
+        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
+                          _SIX_WEEKS),
+        routine=Routine("agree")),
     BuddyKind.buddy_plan_change_id: StepKind(
         "Support plan change approved by the improvement director", Role.improvement_director, "plan_change",
         {"approve": _E, "reject": _E}, frozenset({"reject"}),
@@ -683,6 +690,9 @@ class Partnership(BaseModel):
     ladder: list[Rung]
     started_by: Actor
     continue_as_new_after_events: int = 8000
+    # Who agrees the support package (the regime's policy buddy_package_agreed_by): the regulator and the trust
+    # (seed 000 §4a(ii)), or the trust and the improvement director besides the buddy that drafts it (§3).
+    package_agreed_by: Literal["regulator_and_trust", "trusts_and_id"] = "regulator_and_trust"
 
 
 class PlanChangeRecord(BaseModel):
@@ -818,12 +828,17 @@ def _signed(rt, st, d, payload) -> None:
 def _plan_drafted(rt, st, d, payload: SupportPlan) -> None:
     rt.s.plan_draft = payload
     due = max(rt.plan_deadline(), rt.today() + timedelta(days=AGREE_DAYS))
+    if rt.s.p.package_agreed_by == "trusts_and_id":  # seed 000 §3: both trusts and the ID (the buddy drafted it)
+        rt.open_step(BuddyKind.buddy_plan_agree_trust, due, "plan_agree_trust")
+        rt.open_step(BuddyKind.buddy_plan_agree_id, due, "plan_agree_id")
+        return
     rt.open_step(BuddyKind.buddy_plan_agree_regulator, due, "plan_agree_regulator")
     rt.open_step(BuddyKind.buddy_plan_agree_trust, due, "plan_agree_trust")
 
 
 @buddy_after(BuddyKind.buddy_plan_agree_regulator, "return")
 @buddy_after(BuddyKind.buddy_plan_agree_trust, "return")
+@buddy_after(BuddyKind.buddy_plan_agree_id, "return")
 def _plan_returned(rt, st, d, payload) -> None:
     rt.cancel(lambda s: s.kind.startswith("buddy_plan_agree"), "support plan returned")
     again = rt.open_step(BuddyKind.buddy_support_plan, max(rt.plan_deadline(), rt.today() + timedelta(days=14)),
@@ -833,6 +848,7 @@ def _plan_returned(rt, st, d, payload) -> None:
 
 @buddy_after(BuddyKind.buddy_plan_agree_regulator, "agree")
 @buddy_after(BuddyKind.buddy_plan_agree_trust, "agree")
+@buddy_after(BuddyKind.buddy_plan_agree_id, "agree")
 def _plan_agreed(rt, st, d, payload) -> None:
     if all(s.status == "done" and s.outcome == "agree" for s in rt.open_round_agreements()):
         rt.start_cycle()

@@ -122,6 +122,8 @@ class Placement(BaseModel):
     # Regimes placed since issue 14 item 15 hold a Quality Summit on CQC's report at entry and after each later
     # report (seed 000 §4a); False for every placement recorded before, which keeps the steps it had.
     quality_summits: bool = False
+    # Regimes placed since issue 14 item 14 have the regulator's step to agree a buddy in months 1-3.
+    buddy_appointment: bool = False
 
 
 class DraftReport(BaseModel):

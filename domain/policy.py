@@ -5,8 +5,9 @@ A regime records the policy it was placed under (`Placement.policy`, filled from
 placement), so a later change of the settings changes new placements only; moving a running regime to another
 policy is a deliberate, recorded step, never a side effect of a deploy. The choices are recorded and shown here;
 the rules that act on them read the regime's recorded policy once they are made to (none does yet: each default
-is what the service does today, whatever the regime's policy says), except secretary_of_state_letter, which the
-regime's rules follow (domain/steps.py).
+is what the service does today, whatever the regime's policy says), except secretary_of_state_letter (the regime's
+rules, domain/steps.py) and buddy_package_agreed_by (the partnership's agreement steps, domain/ledger.py), which
+the rules follow.
 
 `BASELINE` is the policy the service ran before regimes recorded one. It is what a placement recorded without a
 policy decodes to (histories, states carried by continue-as-new): never change its values. A new policy is a new
@@ -66,7 +67,8 @@ class Policy(BaseModel):
                     "improvement director; trusts_and_id (seed 000 §3): the package is agreed between both trusts "
                     "and the improvement director, costs between all parties. Default regulator_and_trust: the "
                     "regulator funds the package, so its agreement is asked for; the improvement director signs off "
-                    "each quarter's forecast and all three parties confirm delivery before payment (§3).")
+                    "each quarter's forecast and all three parties confirm delivery before payment (§3). Under "
+                    "trusts_and_id the trust and the improvement director agree the buddy's draft instead.")
     board_to_board_timing: BoardToBoardTiming = Field(
         "within_3_months",
         description="When the first board-to-board is due. within_3_months (seed 000 §4b(i)): one within three "

@@ -47,6 +47,13 @@ def entry_summit(entry: date, placed_on: date) -> Due | None:
     return Due(Kind.quality_summit, Kind.quality_summit, due, {"report": "entry"}) if due >= placed_on else None
 
 
+def buddy_appointment(entry: date, placed_on: date) -> Due | None:
+    """The regulator's step to agree a buddy trust in months 1-3 (issue 14 item 14; seed 000 §4c), due with the
+    improvement director's appointment; None for a regime the service takes on after that date."""
+    due = dates.add_months(entry, APPOINTMENT_MONTHS)
+    return Due(Kind.appoint_buddy, Kind.appoint_buddy, due) if due >= placed_on else None
+
+
 def first_tracked_month(entry: date, today: date, lead_days: int | None = None) -> date:
     """The first month (its 1st) whose monthly duties the service tracks.
 
@@ -88,15 +95,18 @@ def monthly_steps(month: date, meetings: bool = True) -> list[Due]:
 
 
 def opened_by(entry: date, today: date, meetings: bool = True, lead_days: int | None = None,
-              placed_on: date | None = None, quality_summits: bool = False) -> list[Due]:
+              placed_on: date | None = None, quality_summits: bool = False,
+              buddy_step: bool = False) -> list[Due]:
     """Every calendar step a regime entered on `entry` has opened by the end of `today`, if nobody has acted on
     any of them: the entry steps, then each tracked month's duties from its 1st (the dates the rules give,
     before any move off a bank holiday). `placed_on` is the day the service took the regime on, by default
     `today`; `lead_days` is CalendarRules.first_return_lead_days (None: the rule before it); `quality_summits`
-    is Placement.quality_summits (the entry Quality Summit)."""
+    is Placement.quality_summits (the entry Quality Summit), `buddy_step` Placement.buddy_appointment."""
     out = entry_steps(entry)
     summit = entry_summit(entry, placed_on or today) if quality_summits else None
     out += [summit] if summit else []
+    buddy = buddy_appointment(entry, placed_on or today) if buddy_step else None
+    out += [buddy] if buddy else []
     month = first_tracked_month(entry, placed_on or today, lead_days)
     while month <= today:
         out += monthly_steps(month, meetings)

@@ -204,6 +204,7 @@ class Kind(StrEnum):
     cqc_letter_to_regulator = "cqc_letter_to_regulator"
     continued_support_item = "continued_support_item"
     quality_summit = "quality_summit"
+    appoint_buddy = "appoint_buddy"
     factual_accuracy = "factual_accuracy"
 
 
@@ -450,6 +451,13 @@ CATALOGUE: dict[str, StepKind] = {
         short_title="Continued support after exit",
         deadline=Deadline("the date the regulator gives it at exit, on or before the post-exit board-to-board",
                           _S("seed 000 §4d"))),
+    Kind.appoint_buddy: StepKind(
+        "Buddy trust agreed (months 1-3)", Role.regulator, "appointment", {"no_buddy": _E}, frozenset({"no_buddy"}),
+        short_title="Buddy trust agreed",
+        deadline=Deadline("3 months after entry (months 1-3); done when the regulator adds a buddy partnership, or "
+                          "decides with its reason that none is needed", _S("seed 000 §4c")),
+        # A scenario that adds no partnership by then: the regulator says none is needed (a reason is required).
+        routine=Routine("no_buddy", lambda ctx: None, otherwise=("no_buddy", "no buddy partnership in this scenario"))),
     Kind.quality_summit: StepKind(
         "Quality Summit held on CQC's report", Role.regulator, "quality_summit", {"record": QualitySummitPayload},
         short_title="Quality Summit",

@@ -31,6 +31,7 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "quality_summit": ("record", lambda d: {"held_on": d, "attendees": [
         {"organisation": "the trust", "people": ["Chief Executive"]}, {"organisation": "CQC", "people": ["Inspector"]}]}),
     "factual_accuracy": ("no_comments", None),
+    "appoint_buddy": ("no_buddy", None),  # with complete_open's comment as the reason
 }
 
 

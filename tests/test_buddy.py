@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
 from activities.payments import PaymentActivities
-from domain.dates import london_date
+from domain.dates import add_months, london_date
 from domain.ledger import Line, PaymentInstruction
 from domain.models import Actor, DeadlineChange, Decision, Rung, Trust
 from tests.harness import TestStack
@@ -634,3 +634,44 @@ async def test_at_exit_one_partnership_runs_on_to_its_date_and_continued_support
     s = await w.state(pid)
     assert s.ending is not None and s.ending["on"] == run_to.isoformat()
     assert s.stage in ("settling", "ended")
+
+
+# ---------------------------------------------------------------------------- appointing the buddy (issue 14 item 14)
+async def test_the_regulator_agrees_a_buddy_in_months_1_to_3_and_the_policy_says_who_agrees_the_package(stack):
+    """Seed 000 §4c: the buddy trust is appointed in months 1-3: a regulator step due 3 months after entry, which
+    escalates like any other and is done when the regulator adds a partnership. Who agrees the support package
+    is the regime's policy: the regulator and the trust (§4a(ii), default), or both trusts and the improvement
+    director (§3), chosen here for one regime at placement."""
+    today = london_date(datetime.now(UTC))
+    body = placement("RZA", today) | {"policy": {"buddy_package_agreed_by": "trusts_and_id"}}
+    r = await stack.http.post("/regimes", json=body, headers=stack.auth("reg-1", "regulator"))
+    assert r.status_code == 201, r.text
+    w = World(stack, "RZA", r.json()["regime_id"])
+    st = await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)
+    step = st.steps["appoint_buddy"]
+    assert step.status == "open" and step.role == "regulator"
+    assert step.due.isoformat() == add_months(st.placement.entry_date, 3).isoformat()
+    # "No buddy" needs the regulator's reason (refused without it; nothing changes).
+    r = await stack.http.post(f"/regimes/{w.rid}/steps/appoint_buddy/decisions", headers=w.regulator,
+                              json={"action": "no_buddy", "payload": {}})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert "reason" in r.json()["detail"]
+
+    pid = await w.add("BZA")
+    # (Starting a partnership hands the regime on to a new run, which archives closed steps: read the API's view.)
+    view = (await stack.http.get(f"/regimes/{w.rid}", headers=w.ops)).json()
+    assert (view["steps"]["appoint_buddy"]["status"], view["steps"]["appoint_buddy"]["outcome"]) == (
+        "done", "buddy_agreed")
+
+    key = pid.rsplit("-buddy-", 1)[1]
+    await w.decide(f"{key}.aip_buddy", "accept")
+    for who in ("regulator", "trust", "buddy"):
+        await w.decide(f"{key}.sign_{who}", "sign")
+    await w.decide(f"{key}.support_plan", "submit", payload=PLAN)
+    open_now = await w.open_steps(pid)
+    assert {s.kind for s in open_now.values()} == {"buddy_plan_agree_trust", "buddy_plan_agree_id"}
+    assert open_now[f"{key}.plan_agree_id"].role == "improvement_director"
+    await w.decide(f"{key}.plan_agree_id", "agree")
+    await w.decide(f"{key}.plan_agree_trust", "agree")
+    s = await w.state(pid)
+    assert s.stage == "quarterly_cycle" and s.p.package_agreed_by == "trusts_and_id"

@@ -103,6 +103,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             regime_id=start.regime_id, parent_workflow_id=start.parent_workflow_id, trust=start.trust,
             buddy=req.buddy, scope=req.scope, ladder=start.ladder, started_by=req.actor,
             continue_as_new_after_events=start.continue_as_new_after_events,
+            package_agreed_by=start.package_agreed_by,
         ))
         self._begin(start)
 
@@ -450,7 +451,9 @@ class BuddyPartnershipWorkflow(StepEngine):
         self.s.plan_version = 1
         self.s.plan_agreed_on = self.today()
         self.s.stage = "quarterly_cycle"
-        self.audit(AuditEvent.support_plan_agreed, SYSTEM, reason="agreed by the regulator and the trust",
+        by = ("the trust and the improvement director" if self.s.p.package_agreed_by == "trusts_and_id"
+              else "the regulator and the trust")
+        self.audit(AuditEvent.support_plan_agreed, SYSTEM, reason=f"agreed by {by}",
                     detail={"projected_total_pence": self.s.plan.projected_total_pence,
                             "workstreams": sorted(self.s.plan.workstream_ids())})
         self._open_quarter(1)

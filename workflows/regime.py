@@ -181,6 +181,9 @@ class RegimeWorkflow(StepEngine):
         summit = schedule.entry_summit(p.entry_date, self.today()) if p.quality_summits else None
         if summit is not None:  # (none for a regime taken on after its date: it was held before)
             self.open_step(summit.kind, summit.due, step_id=summit.step_id, subject=dict(summit.subject))
+        buddy = schedule.buddy_appointment(p.entry_date, self.today()) if p.buddy_appointment else None
+        if buddy is not None:
+            self.open_step(buddy.kind, buddy.due, step_id=buddy.step_id)
         # Monthly returns are tracked from the month the service took the regime on.
         self.s.next_monthly = schedule.first_tracked_month(
             p.entry_date, self.today(), p.calendar.first_return_lead_days if p.calendar else None)
@@ -391,7 +394,8 @@ class RegimeWorkflow(StepEngine):
                 BuddyStart(regime_id=self.s.placement.regime_id, parent_workflow_id=workflow.info().workflow_id,
                            trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff.request),
                            ladder=self.s.placement.ladder,
-                           continue_as_new_after_events=self.s.placement.continue_as_new_after_events),
+                           continue_as_new_after_events=self.s.placement.continue_as_new_after_events,
+                           package_agreed_by=self.s.placement.policy.buddy_package_agreed_by),
                 id=pid,
                 # The regime continues as new over the years; its partnerships must outlive each run.
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -839,6 +843,9 @@ class RegimeWorkflow(StepEngine):
         self.audit(AuditEvent.buddy_added, req.actor, reason=f"{req.buddy.name} ({req.scope})",
                     detail={"partnership_id": pid})
         self.emit(StartBuddy(partnership_id=pid, request=req.model_dump(mode="json")))
+        for st in list(self.s.steps.values()):  # the months 1-3 step is done (issue 14 item 14)
+            if st.kind == Kind.appoint_buddy and st.status == "open":
+                self.close_step(st, "buddy_agreed", req.actor, f"{req.buddy.name} ({req.scope})")
         self._wake = True
         return summary
 

@@ -276,6 +276,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         policy=req.policy.applied_to(settings.policy) if req.policy else settings.policy,  # recorded now: a later change of the settings leaves this regime's as it is
         calendar=settings.calendar_rules,  # likewise
         quality_summits=True,
+        buddy_appointment=True,
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
