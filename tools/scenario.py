@@ -33,6 +33,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "announce_reinspection": ("cqc", "regulator"),
     "publish_inspection": ("cqc",),
     "withdraw_inspection": ("cqc",),
+    "send_draft_report": ("cqc",),
     "amend_deadline": ("regulator",),
     "close_regime": ("regulator",),
     "record_enforcement": ("cqc",),
@@ -382,6 +383,7 @@ def _check_step_action(path: tuple[Any, ...], st: StepSpec) -> Problems:
 OPERATION_NEEDS: dict[str, tuple[str, ...]] = {
     "announce_reinspection": ("inspection_date",), "publish_inspection": ("reference", "ratings"),
     "withdraw_inspection": ("reference", "reason"), "close_regime": ("solution", "reason"),
+    "send_draft_report": ("reference",),
     "record_enforcement": ("action", "detail"), "add_buddy": ("buddy",), "amend_deadline": ("reason",),
 }
 

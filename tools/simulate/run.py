@@ -176,6 +176,9 @@ class Simulation(RoutineWork, Timeline):
         elif st.do == "withdraw_inspection":
             r = await self.call("POST", f"/regimes/{rid}/inspections/{payload['reference']}/withdrawal",
                                 role=st.who, user=st.user, body={"reason": payload["reason"]})
+        elif st.do == "send_draft_report":
+            r = await self.call("POST", f"/regimes/{rid}/inspections/{payload['reference']}/draft", role=st.who,
+                                user=st.user, body={"sent_on": payload.get("sent_on", today.isoformat())})
         elif st.do == "amend_deadline":
             step_id = self._resolve_step(before, st, path)
             r = await self.call("POST", f"/regimes/{rid}/steps/{step_id}/deadline", role=st.who, user=st.user,
