@@ -25,7 +25,7 @@ from domain.dates import add_months, london_date
 from domain.ledger import Line, PaymentInstruction
 from domain.models import Actor, DeadlineChange, Decision, Rung, Trust
 from tests.harness import TestStack
-from tests.helpers import placement
+from tests.helpers import on_working_day, placement
 from tools.polling import eventually
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest, BuddyStart, buddy_workflow_id
@@ -617,7 +617,7 @@ async def test_at_exit_one_partnership_runs_on_to_its_date_and_continued_support
     assert st.phase == "exited"
     item = next(x for x in st.steps.values() if x.kind == "continued_support_item")
     assert item.status == "open" and item.subject["owner"] == "NHS TDA improvement director"
-    assert item.due == today + timedelta(days=120)
+    assert item.due == on_working_day(today + timedelta(days=120))
     await w.regime_sees(pid, stage="quarterly_cycle", ended=False, continue_until=run_to.isoformat())
     done = await w.stack.handle(other).result()  # the partnership not named ends at exit
     assert done["ended"]
@@ -650,7 +650,7 @@ async def test_the_regulator_agrees_a_buddy_in_months_1_to_3_and_the_policy_says
     st = await w.stack.handle(w.rid).query(RegimeWorkflow.get_state)
     step = st.steps["appoint_buddy"]
     assert step.status == "open" and step.role == "regulator"
-    assert step.due.isoformat() == add_months(st.placement.entry_date, 3).isoformat()
+    assert step.due == on_working_day(add_months(st.placement.entry_date, 3))
     # "No buddy" needs the regulator's reason (refused without it; nothing changes).
     r = await stack.http.post(f"/regimes/{w.rid}/steps/appoint_buddy/decisions", headers=w.regulator,
                               json={"action": "no_buddy", "payload": {}})

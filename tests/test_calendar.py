@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from domain import dates, schedule
 from domain.dates import london_date
 from infra import bank_holidays
-from tests.helpers import placement
+from tests.helpers import ENGLAND, on_working_day, placement
 
 LONDON = ZoneInfo("Europe/London")
 WINDOW = 400
@@ -180,16 +180,6 @@ def test_opened_by_matches_the_oracles(entry, age):
 
 # ---------------------------------------------------------------- bank holidays (issue 14 item 13)
 # The oracle reads the library directly; known dates below pin what it says.
-ENGLAND = {d for d in bank_holidays.holidays.country_holidays("GB", subdiv="ENG", years=range(2012, 2062))
-           if d.weekday() < 5}
-
-
-def on_working_day(d: date) -> date:
-    if d not in ENGLAND:
-        return d
-    while d in ENGLAND or d.weekday() >= 5:
-        d += timedelta(days=1)
-    return d
 
 
 @pytest.mark.parametrize(("rules_date", "due", "why"), [

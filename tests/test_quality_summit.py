@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.driver import Regime
-from tests.helpers import IMPROVED
+from tests.helpers import IMPROVED, on_working_day
 from tools.polling import eventually
 
 
@@ -14,7 +14,7 @@ async def test_quality_summits_and_the_draft_report_through_the_api(stack):
     reg = await Regime.place(stack, "RQS1")
     st = await reg.state()
     summit = next(s for s in st["open_steps"] if s["kind"] == "quality_summit")
-    assert summit["due"] == (reg.today + timedelta(days=28)).isoformat() and summit["role"] == "regulator"
+    assert summit["due"] == on_working_day(reg.today + timedelta(days=28)).isoformat() and summit["role"] == "regulator"
     assert st["steps"][summit["id"]]["subject"] == {"report": "entry"}
 
     # Attendees by organisation are required; the summit is recorded once it has been held.
@@ -36,7 +36,7 @@ async def test_quality_summits_and_the_draft_report_through_the_api(stack):
     assert r.status_code == 200, r.text
     step = r.json()["step"]
     assert (step["kind"], step["role"], step["due"]) == (
-        "factual_accuracy", "trust", (reg.today + timedelta(days=14)).isoformat())
+        "factual_accuracy", "trust", on_working_day(reg.today + timedelta(days=14)).isoformat())
 
     async def inbox() -> list[dict]:
         return (await stack.http.get("/tasks", headers=reg.users["trust"])).json()["items"]
