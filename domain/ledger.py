@@ -590,6 +590,16 @@ def _routine_invoice(ctx: RoutineContext) -> dict[str, Any] | None:
 _E = EmptyPayload
 _S, _D = Statutory, ServiceDefault
 _SIX_WEEKS = _S("seed 000 §3")
+def _plan_agreement(who: str, role: str) -> StepKind:
+    """One party's agreement of the buddy's draft support plan (who agrees: the regime's policy
+    buddy_package_agreed_by, domain/policy.py)."""
+    return StepKind(
+        f"Buddy support plan agreed by {who}", role, "support_plan", {"agree": _E, "return": _E}, frozenset({"return"}),
+        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
+                          _SIX_WEEKS),
+        routine=Routine("agree"))
+
+
 BUDDY_STEPS: dict[str, StepKind] = {
     BuddyKind.buddy_aip_regulator: StepKind(
         "Buddy agreement in principle recorded (regulator)", Role.regulator, "agreement_in_principle",
@@ -614,24 +624,9 @@ BUDDY_STEPS: dict[str, StepKind] = {
         "Buddy support plan drafted (buddy)", Role.buddy, "support_plan", {"submit": SupportPlan},
         deadline=Deadline("6 weeks after the formal agreement", _SIX_WEEKS),
         routine=Routine("submit", _routine_support_plan)),
-    BuddyKind.buddy_plan_agree_regulator: StepKind(
-        "Buddy support plan agreed by the regulator", Role.regulator, "support_plan",
-        {"agree": _E, "return": _E}, frozenset({"return"}),
-        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
-                          _SIX_WEEKS),
-        routine=Routine("agree")),
-    BuddyKind.buddy_plan_agree_trust: StepKind(
-        "Buddy support plan agreed by the trust", Role.trust, "support_plan",
-        {"agree": _E, "return": _E}, frozenset({"return"}),
-        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
-                          _SIX_WEEKS),
-        routine=Routine("agree")),
-    BuddyKind.buddy_plan_agree_id: StepKind(
-        "Buddy support plan agreed by the improvement director", Role.improvement_director, "support_plan",
-        {"agree": _E, "return": _E}, frozenset({"return"}),
-        deadline=Deadline("6 weeks after the formal agreement, at least 14 days after the draft (AGREE_DAYS)",
-                          _SIX_WEEKS),
-        routine=Routine("agree")),
+    BuddyKind.buddy_plan_agree_regulator: _plan_agreement("the regulator", Role.regulator),
+    BuddyKind.buddy_plan_agree_trust: _plan_agreement("the trust", Role.trust),
+    BuddyKind.buddy_plan_agree_id: _plan_agreement("the improvement director", Role.improvement_director),
     BuddyKind.buddy_plan_change_id: StepKind(
         "Support plan change approved by the improvement director", Role.improvement_director, "plan_change",
         {"approve": _E, "reject": _E}, frozenset({"reject"}),
@@ -705,9 +700,10 @@ class PlanChangeRecord(BaseModel):
 
 
 class RunOn(BaseModel):
-    """The regulator's decision at exit to let a partnership run on to `until` (seed 000 §1), with its reason."""
+    """The regulator's decision at exit to let a partnership run on to `until` (seed 000 §1), with its reason
+    (PartnershipAtExit.reason, at most 2,000 characters, and the words the regime puts before it)."""
     until: date
-    reason: str
+    reason: str = Field(max_length=2200)
 
 
 class BuddyState(BaseModel):

@@ -86,7 +86,7 @@ class Policy(BaseModel):
                     "2021 Recovery Support Programme's agreed criteria) is a visible change.")
 
     chosen_at_placement: tuple[str, ...] = Field(
-        (), description="the choices the regulator made for this regime when it placed it, instead of the settings")
+        (), max_length=10, description="the choices the regulator made for this regime when it placed it, instead of the settings")
 
 
 BASELINE = Policy()

@@ -715,7 +715,7 @@ def may_refer(rt) -> bool:
     """The regulator refers a trust to the Secretary of State at the end of an extension (seed 000 §1), once for
     each extension: a long regime, extended again after the letter, can be referred again at that one's end."""
     ext = rt.s.extensions
-    return bool(ext) and not ext[-1].get("referred_on") and getattr(rt.s, "pending_extension", None) is None
+    return bool(ext) and not ext[-1].get("referred_on") and rt.s.pending_extension is None
 
 
 @after(Kind.regulator_decision, "refer_to_secretary_of_state")
