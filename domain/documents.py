@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.programme import PlanIndex, ProgressIndex
 from domain.steps import Kind
 
 # (step kind, action) -> document kind. Their payloads are documents: stored once, referenced by hash.
@@ -35,9 +36,13 @@ class DocumentRef(BaseModel):
 
 
 class DocumentPayload(BaseModel):
-    """A decision's payload when it is a document: the reference, not the content."""
+    """A decision's payload when it is a document: the reference, not the content, and for a plan or a monthly
+    report the small summary the workflow keeps of it (domain/programme.py; absent from histories recorded
+    before issue 15)."""
     model_config = ConfigDict(extra="forbid")
     document: DocumentRef
+    plan: PlanIndex | None = None
+    progress: ProgressIndex | None = None
 
 
 def canonical(payload: dict[str, Any]) -> bytes:
@@ -63,4 +68,5 @@ def summary(kind: str, payload: dict[str, Any]) -> dict[str, int | str | None]:
 
 
 def is_reference(kind: str, action: str, payload: Any) -> bool:
-    return (kind, action) in DOCUMENT_ACTIONS and isinstance(payload, dict) and set(payload) == {"document"}
+    return (kind, action) in DOCUMENT_ACTIONS and isinstance(payload, dict) and "document" in payload \
+        and set(payload) <= {"document", "plan", "progress"}

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 from domain.policy import BASELINE, Policy
+from domain.programme import PlanIndex, ProgrammeState
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import Verdict
 from domain.text import JsonObject, text
@@ -124,6 +125,47 @@ class Placement(BaseModel):
     quality_summits: bool = False
     # Regimes placed since issue 14 item 14 have the regulator's step to agree a buddy in months 1-3.
     buddy_appointment: bool = False
+    # Regimes placed since issue 15 track the plan as a programme from entry: the formal review in months 7-9,
+    # two self-assessments and the evidence files before the re-inspection (workflows/programme.py).
+    programme: bool = False
+
+
+class ScheduledStep(BaseModel):
+    """A step the regime opens on a later day (`opens`), due on `due` (issue 15: the formal review, the
+    self-assessments, the evidence files)."""
+
+    model_config = ConfigDict(extra="forbid")
+    opens: date
+    kind: str
+    due: date
+    step_id: str | None = None
+    subject: dict[str, str] = Field(default_factory=dict)
+
+
+class PlanChange(BaseModel):
+    """The trust proposes a change to the agreed plan (a new version, stored as a document): the improvement
+    director agrees it or returns it (issue 15 item 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="the new version's document (PostgreSQL)")
+    plan: PlanIndex
+    reason: text(2000, min_length=1)
+    actor: Actor
+
+
+class EvidenceRecord(BaseModel):
+    """An evidence item collected against plan actions (issue 15 item 4): the document itself is in PostgreSQL
+    (its hash here) or lives elsewhere (its URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: text(200, min_length=1)
+    dated: date
+    shows: text(2000, min_length=1)
+    actions: list[str] = Field(default_factory=list, max_length=50)
+    key_questions: list[str] = Field(default_factory=list, max_length=5)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    url: text(2000) | None = None
+    actor: Actor
 
 
 class DraftReport(BaseModel):
@@ -321,6 +363,10 @@ class RegimeState(BaseModel):
     # The bank holidays deadlines move for (CalendarRules.bank_holidays), a few years at a time: None for a
     # regime placed before the rule, or under `stay`.
     bank_holidays: BankHolidays | None = None
+    # The improvement plan as a programme (issue 15): None until a plan carrying its summary is agreed.
+    programme: ProgrammeState | None = None
+    scheduled: list[ScheduledStep] = Field(default_factory=list)
+    evidence_seq: int = 0
 
 
 class RegimeStart(BaseModel):

@@ -10,10 +10,19 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from temporalio import workflow
 
 from domain.dates import add_months
+from domain.programme import (
+    ACTION_ID,
+    DEFAULT_THEME,
+    MAX_THEMES,
+    KeyQuestion,
+    Status,
+    action_id,
+)
+from domain.ratings import Rating
 from domain.rules import SEGMENT_AFTER_QUALITY_EXIT
 from domain.text import text
 from domain.vocab import Phase, RejectionKind, Role, decision_event, kind_event
@@ -23,14 +32,45 @@ class PlanAction(BaseModel):
     model_config = ConfigDict(extra="forbid")
     category: Literal["must_do", "should_do"]
     description: text(2000, min_length=1)
-    owner: text(200, min_length=1) = Field(description="accountable post, e.g. 'Director of Nursing'")
+    owner: text(200, min_length=1) = Field(description="accountable post, e.g. 'Director of Nursing' (a role in the "
+                                                      "trust, never a person's name)")
     metric: text(500, min_length=1)
     target_date: date | None = None
+    # Issue 15 (the plan as a programme): all optional, so plans submitted before keep their meaning.
+    id: str | None = Field(None, pattern=ACTION_ID, description="the action's id, kept across versions (default: "
+                           "its position, A1, A2, ...)")
+    theme: text(100, min_length=1) | None = Field(None, description=f"e.g. 'Mortality', 'Sepsis' (default "
+                                                                    f"'{DEFAULT_THEME}')")
+    finding: text(500, min_length=1) | None = Field(None, description="the CQC finding the action answers")
+    measured_by: text(200, min_length=1) | None = Field(None, description="who measures the metric (a post)")
+    horizon: Literal[30, 60, 90] | None = Field(None, description="30/60/90-day horizon in the first three months")
+
+
+class DroppedAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action_id: str = Field(pattern=ACTION_ID)
+    reason: text(2000, min_length=1)
 
 
 class ImprovementPlanPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     actions: list[PlanAction] = Field(min_length=1, max_length=500)
+    published_at: HttpUrl | None = Field(None, description="where the plan is published (a revised action plan "
+                                                           "after an extension is published: issue 15 item 5)")
+    published_on: date | None = None
+    dropped: list[DroppedAction] = Field(default_factory=list, max_length=500,
+                                         description="outstanding actions of the agreed plan this version leaves "
+                                                     "out, each with its reason")
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> ImprovementPlanPayload:
+        ids = [a.id or action_id(n) for n, a in enumerate(self.actions, 1)]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"action ids must be unique: {', '.join(dup[:10])} appear more than once")
+        if len({a.theme or DEFAULT_THEME for a in self.actions}) > MAX_THEMES:
+            raise ValueError(f"at most {MAX_THEMES} themes")
+        return self
 
     def counts(self) -> dict[str, int]:
         return {
@@ -86,10 +126,45 @@ class CompletionPayload(BaseModel):
     summary: text(4000) | None = None
 
 
+class ActionProgress(BaseModel):
+    """The trust's report on one action for the month (issue 15 item 2)."""
+    model_config = ConfigDict(extra="forbid")
+    action_id: str = Field(pattern=ACTION_ID)
+    status: Status
+    metric_value: text(200) | None = Field(None, description="the metric's latest value, as measured")
+    evidence: list[text(64, min_length=1)] = Field(default_factory=list, max_length=20,
+                                                   description="evidence item ids (POST .../evidence)")
+    note: text(1000) | None = None
+
+
 class MonthlyReturnPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    summary: text(8000, min_length=1)
+    summary: text(8000, min_length=1) | None = None
     public_update_url: HttpUrl | None = None
+    actions: list[ActionProgress] = Field(default_factory=list, max_length=500,
+                                          description="progress per action of the agreed plan: the return is built "
+                                                      "from these (a summary is then optional)")
+
+    @model_validator(mode="after")
+    def _something_to_report(self) -> MonthlyReturnPayload:
+        if not self.summary and not self.actions:
+            raise ValueError("give the progress per action (actions), a summary, or both")
+        ids = [a.action_id for a in self.actions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each action is reported once")
+        return self
+
+
+class Challenge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action_id: str = Field(pattern=ACTION_ID)
+    reason: text(2000, min_length=1)
+
+
+class CosignPayload(BaseModel):
+    """The improvement director co-signs the month's return, challenging any action's report with a reason."""
+    model_config = ConfigDict(extra="forbid")
+    challenges: list[Challenge] = Field(default_factory=list, max_length=500)
 
 
 class OversightMeetingPayload(BaseModel):
@@ -107,8 +182,12 @@ class DeliveryMeetingPayload(BaseModel):
     """The monthly Integrated Delivery Meeting (seed 000 §4b(iv)): progress against the plan's trajectory."""
     model_config = ConfigDict(extra="forbid")
     meeting_date: date
-    on_trajectory: bool = Field(description="progress is in line with the planned improvement trajectory")
+    on_trajectory: bool | None = Field(None, description="progress is in line with the planned improvement "
+                                       "trajectory; for a plan tracked as a programme it comes from the plan's "
+                                       "state, and a different answer needs override_reason")
     summary: text(4000) | None = None
+    override_reason: text(2000, min_length=1) | None = Field(None, description="why the meeting's answer differs "
+                                                                               "from the plan's state")
 
 
 class AppointmentPayload(BaseModel):
@@ -176,6 +255,52 @@ class EmptyPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ActionDonePayload(BaseModel):
+    """The trust marks a plan action done (or its month's report says so)."""
+    model_config = ConfigDict(extra="forbid")
+    completed_on: date
+    evidence: list[text(64, min_length=1)] = Field(default_factory=list, max_length=20)
+    note: text(1000) | None = None
+
+
+class ActionChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action_id: str = Field(pattern=ACTION_ID)
+    change: text(1000, min_length=1)
+
+
+class ProgrammeReviewPayload(BaseModel):
+    """The delivery team's formal review of the improvement plan (issue 15 item 3)."""
+    model_config = ConfigDict(extra="forbid")
+    reviewed_on: date
+    assessment: Literal["on_track", "concerns", "off_track"]
+    conclusion: text(4000, min_length=1)
+    changes: list[ActionChange] = Field(default_factory=list, max_length=200,
+                                        description="the actions the review changes, and how")
+
+
+class KeyQuestionFinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rating: Rating = Field(description="the rating the trust expects CQC to give on this evidence")
+    summary: text(2000, min_length=1)
+
+
+class SelfAssessmentPayload(BaseModel):
+    """A self-assessment of inspection readiness or a mini-inspection against CQC's key lines of enquiry (seed 000
+    §4a(vii)), with its findings by key question."""
+    model_config = ConfigDict(extra="forbid")
+    held_on: date
+    form: Literal["self_assessment", "mini_inspection"]
+    findings: dict[KeyQuestion, KeyQuestionFinding] = Field(min_length=1, max_length=5)
+
+
+class EvidenceFilePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    evidence: list[text(64, min_length=1)] = Field(default_factory=list, max_length=200,
+                                                   description="evidence item ids the file holds")
+    summary: text(4000) | None = None
+
+
 class Kind(StrEnum):
     """The regime's step kinds. Their rules are the CATALOGUE entries below;
     everywhere else names a kind through this enum, never a string literal (tests/test_catalogue.py)."""
@@ -206,6 +331,14 @@ class Kind(StrEnum):
     quality_summit = "quality_summit"
     appoint_buddy = "appoint_buddy"
     factual_accuracy = "factual_accuracy"
+    # The improvement plan as a programme (issue 15)
+    plan_action = "plan_action"
+    plan_change_review = "plan_change_review"
+    programme_review = "programme_review"
+    self_assessment = "self_assessment"
+    evidence_file = "evidence_file"
+    evidence_file_check = "evidence_file_check"
+    evidence_file_buddy_review = "evidence_file_buddy_review"
 
 
 # domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
@@ -317,6 +450,13 @@ FACTUAL_ACCURACY_DAYS = 14
 URGENT_LETTER_DAYS = 7
 REVISED_PLAN_DAYS = 28
 CAPABILITY_REVIEW_MONTHS = 3
+# The plan as a programme (issue 15): service defaults where the seeds give no date.
+ACTION_STEP_LEAD_DAYS = 14  # a plan action's step opens this many days before its target date
+PROGRAMME_REVIEW_MONTHS = (7, 9)  # the delivery team's formal review: opens, and is due, this many months in
+SELF_ASSESSMENT_MONTHS = ((4, 6), (8, 10))  # two self-assessments (seed 000 §4a(vii)): open, due (months after entry)
+EVIDENCE_FILES_OPEN_MONTHS_BEFORE = 3  # the evidence files open this many months before the re-inspection is due
+EVIDENCE_FILE_DAYS_BEFORE = 28  # each key question's file complete this many days before the re-inspection
+EVIDENCE_CHECK_DAYS_BEFORE = 14  # and checked by the improvement director (and the buddy) by this many days before
 
 # The payloads of the routine plans a diligent trust submits (tools/simulate).
 ROUTINE_PLAN = {"actions": [
@@ -404,7 +544,7 @@ CATALOGUE: dict[str, StepKind] = {
         routine=Routine("submit", _copy({"summary": "progress against the improvement plan"}))),
     Kind.monthly_return_cosign: StepKind(
         "Monthly progress return co-signed (improvement director)", Role.improvement_director, "monthly_return",
-        {"cosign": _E, "return": _E}, frozenset({"return"}),
+        {"cosign": CosignPayload, "return": _E}, frozenset({"return"}),
         short_title="Monthly returns co-signed (ID)", recurs="monthly",
         deadline=Deadline("the return's 3rd Monday, at least 3 days after the trust submits it",
                           _S("seed 000 §4a(v)")),
@@ -420,7 +560,9 @@ CATALOGUE: dict[str, StepKind] = {
         short_title="Integrated Delivery Meeting (monthly)", recurs="monthly",
         deadline=Deadline("the last day of every month (the seed says monthly; the day is the service's)",
                           _D("domain.schedule.monthly_steps")),
-        routine=Routine("record", dated("meeting_date", on_trajectory=True))),
+        # With an agreed plan tracked as a programme, the meeting takes the plan's answer (issue 15 item 3).
+        routine=Routine("record", lambda ctx: {"meeting_date": ctx.today.isoformat()} | (
+            {} if (ctx.state.get("programme") or {}).get("versions") else {"on_trajectory": True}))),
     Kind.reinspection: StepKind(
         "CQC re-inspection published", Role.cqc, "reinspection", {},
         short_title="CQC re-inspection", numbered=True,
@@ -492,6 +634,60 @@ CATALOGUE: dict[str, StepKind] = {
         {"send": LetterPayload},
         short_title="CQC's letter to the regulator",
         deadline=Deadline("7 days after the Secretary of State agrees", _D("domain.steps.URGENT_LETTER_DAYS"))),
+    # The improvement plan as a programme (issue 15; seed 000 §4a).
+    Kind.plan_action: StepKind(
+        "Plan action done by its target date", Role.trust, "programme",
+        {"done": ActionDonePayload},
+        short_title="Plan actions", recurs=None,
+        deadline=Deadline("the action's target date in the agreed plan; the step opens ACTION_STEP_LEAD_DAYS (14) "
+                          "days before it and closes when the action is reported done", _S("seed 000 §4a(iv)")),
+        routine=Routine("done", dated("completed_on"))),
+    Kind.plan_change_review: StepKind(
+        "Change to the improvement plan agreed by the improvement director", Role.improvement_director, "programme",
+        {"agree": _E, "return": _E}, frozenset({"return"}),
+        short_title="Plan change agreed by the ID",
+        deadline=Deadline("7 days after the trust proposes the change", _D("domain.steps.REVIEW_DAYS")),
+        routine=Routine("agree")),
+    Kind.programme_review: StepKind(
+        "Formal review of the improvement plan (delivery team)", Role.regulator, "programme",
+        {"record": ProgrammeReviewPayload},
+        short_title="Formal plan review",
+        deadline=Deadline("in months 7-9: opens 7 months after entry, due 9 months after entry",
+                          _D("domain.steps.PROGRAMME_REVIEW_MONTHS")),
+        routine=Routine("record", dated("reviewed_on", assessment="on_track",
+                                        conclusion="the plan is delivering; no change"))),
+    Kind.self_assessment: StepKind(
+        "Self-assessment or mini-inspection against CQC's key lines of enquiry", Role.trust, "readiness",
+        {"record": SelfAssessmentPayload},
+        short_title="Self-assessment", numbered=True,
+        deadline=Deadline("two before the re-inspection (seed 000 §4a(vii): two within the 12 months): the first "
+                          "due 6 months after entry, the second 10 months after",
+                          _D("domain.steps.SELF_ASSESSMENT_MONTHS")),
+        routine=Routine("record", lambda ctx: {"held_on": ctx.today.isoformat(), "form": "self_assessment",
+                                               "findings": {q: {"rating": "requires_improvement",
+                                                                "summary": "evidence reviewed"}
+                                                            for q in ("safe", "well_led")}})),
+    Kind.evidence_file: StepKind(
+        "Evidence file for the re-inspection complete (key question)", Role.trust, "readiness",
+        {"complete": EvidenceFilePayload},
+        short_title="Evidence files",
+        deadline=Deadline("28 days before the re-inspection is due; the files open 3 months before it",
+                          _D("domain.steps.EVIDENCE_FILE_DAYS_BEFORE")),
+        routine=Routine("complete", _copy({"summary": "evidence file complete"}))),
+    Kind.evidence_file_check: StepKind(
+        "Evidence file checked by the improvement director", Role.improvement_director, "readiness",
+        {"checked": _E, "return": _E}, frozenset({"return"}),
+        short_title="Evidence files checked (ID)",
+        deadline=Deadline("14 days before the re-inspection is due, and at least 7 days after the file is complete",
+                          _D("domain.steps.EVIDENCE_CHECK_DAYS_BEFORE")),
+        routine=Routine("checked")),
+    Kind.evidence_file_buddy_review: StepKind(
+        "Evidence file quality-checked by the buddy trust", Role.buddy, "readiness",
+        {"reviewed": _E, "return": _E}, frozenset({"return"}),
+        short_title="Evidence files checked (buddy)",
+        deadline=Deadline("with the improvement director's check (seed 000 §4a(vii): the buddy trust's risk team "
+                          "can quality-check the evidence)", _D("domain.steps.EVIDENCE_CHECK_DAYS_BEFORE")),
+        routine=Routine("reviewed")),
 }
 
 
@@ -543,6 +739,58 @@ def _plan_agreed(rt, st, d, payload) -> None:
     plan = rt.s.steps[st.subject["plan_step"]]
     for kind in (Kind.plan_signoff_regulator, Kind.plan_signoff_commissioner):
         rt.open_step(kind, rt.today() + timedelta(days=SIGNOFF_DAYS), subject={"plan_step": plan.id})
+    # A plan submitted since issue 15 carries its summary: the agreed version is the programme's baseline.
+    index, document = plan.data.get("plan"), plan.data.get("document")
+    if index is not None and document is not None:
+        rt.adopt_plan(index, document["sha256"], "revision" if plan.kind == Kind.revised_action_plan else "plan",
+                      d.actor, plan.id)
+
+
+@after(Kind.plan_change_review, "agree")
+def _plan_change_agreed(rt, st, d, payload) -> None:
+    proposed = rt.s.programme.proposed if rt.s.programme else None
+    if proposed is not None and proposed.step_id == st.id:
+        rt.s.programme.proposed = None
+        rt.adopt_plan(proposed.index.model_dump(mode="json"), proposed.sha256, "change", d.actor, st.id)
+
+
+@after(Kind.plan_change_review, "return")
+def _plan_change_returned(rt, st, d, payload) -> None:
+    if rt.s.programme is not None and rt.s.programme.proposed is not None \
+            and rt.s.programme.proposed.step_id == st.id:
+        rt.s.programme.proposed = None
+
+
+@after(Kind.plan_action)
+def _plan_action_done(rt, st, d, payload) -> None:
+    rt.action_done(st.subject.get("action"))
+
+
+@after(Kind.evidence_file, "complete")
+def _evidence_file_complete(rt, st, d, payload) -> None:
+    rt.evidence_file_completed(st)
+
+
+@after(Kind.evidence_file_check, "return")
+@after(Kind.evidence_file_buddy_review, "return")
+def _evidence_file_returned(rt, st, d, payload) -> None:
+    for o in rt.s.steps.values():  # the other check on the same file starts again with the file
+        if o.status == "open" and o.kind in (Kind.evidence_file_check, Kind.evidence_file_buddy_review) \
+                and o.subject.get("file_step") == st.subject.get("file_step"):
+            rt.close_step(o, "cancelled", SYSTEM, "evidence file returned")
+    subject = {k: v for k, v in st.subject.items() if k not in ("file_step", "buddy_ods")} | {"returned": st.id}
+    again = rt.open_step(Kind.evidence_file, max(st.due, rt.today() + timedelta(days=14)),
+                         step_id=f"{Kind.evidence_file}-{st.subject.get('key_question')}", subject=subject)
+    again.data["returned_reason"] = d.comment
+
+
+@after(Kind.delivery_meeting)
+def _delivery_meeting_held(rt, st, d, payload: DeliveryMeetingPayload) -> None:
+    if rt.s.programme is None or not rt.s.programme.versions:
+        return
+    plan_says, why = rt.s.programme.on_trajectory(rt.today())
+    st.data.update(plan_on_trajectory=plan_says, plan_reason=why,
+                   on_trajectory=plan_says if payload.on_trajectory is None else payload.on_trajectory)
 
 
 @after(Kind.plan_signoff_regulator, "return")
@@ -598,6 +846,19 @@ def _post_exit_boards_met(rt, st, d, payload) -> None:
 def _return_submitted(rt, st, d, payload) -> None:
     rt.open_step(Kind.monthly_return_cosign, max(st.due, rt.today() + timedelta(days=3)),
                  step_id=st.id.replace(Kind.monthly_return, Kind.monthly_return_cosign), subject=st.subject)
+    progress, document = st.data.get("progress"), st.data.get("document")
+    if progress is not None and document is not None:
+        rt.take_progress(st.subject.get("month") or st.id, document["sha256"], progress["statuses"], d.actor)
+
+
+@after(Kind.monthly_return_cosign, "cosign")
+def _return_cosigned(rt, st, d, payload) -> None:
+    if rt.s.programme is None or not isinstance(payload, CosignPayload):
+        return
+    for c in payload.challenges:
+        a = rt.s.programme.actions.get(c.action_id)
+        if a is not None:
+            a.challenged = True
 
 
 @after(Kind.monthly_return_cosign, "return")
@@ -674,6 +935,8 @@ def _extension_takes_effect(rt, record: dict[str, Any], actor: Any, today: date,
     rt.open_step(Kind.revised_action_plan, today + timedelta(days=REVISED_PLAN_DAYS))
     rt.open_step(Kind.reinspection, date.fromisoformat(record["ends"]),
                  step_id=f"reinspection-{rt.n_reinspections() + 1}")
+    if rt.s.placement.programme:  # readiness again for the next re-inspection (issue 15)
+        rt.schedule_evidence_files(date.fromisoformat(record["ends"]))
 
 
 @after(Kind.extension_letter)
@@ -849,3 +1112,104 @@ def _exit_against_the_rule_needs_a_reason(rt, st, d, payload) -> None:
         if verdict.get("met") is False and not (d.comment and d.comment.strip()):
             raise Refused(RejectionKind.reason_required, "the exit rule is not met on this outcome; recommending exit "
                                             "anyway needs CQC's reason")
+
+
+# ---------------------------------------------------------------------------- the plan as a programme (issue 15)
+def _programme(rt):
+    return getattr(rt.s, "programme", None)
+
+
+def _unknown_actions(rt, ids) -> list[str]:
+    prog = _programme(rt)
+    known = prog.actions if prog is not None else {}
+    return [i for i in ids if i not in known]
+
+
+@check(Kind.monthly_return)
+def _progress_is_on_the_agreed_plan(rt, st, d, payload) -> None:
+    progress = getattr(payload, "progress", None)
+    if progress is None or not where_a_decision_arrives():
+        return
+    prog = _programme(rt)
+    if prog is None or not prog.versions:
+        raise Refused(RejectionKind.rule_broken, "there is no agreed plan yet to report progress on per action; "
+                                                 "send a summary")
+    unknown = _unknown_actions(rt, progress.statuses)
+    if unknown:
+        raise Refused(RejectionKind.invalid_payload, f"actions: {', '.join(unknown[:10])} not in the agreed plan "
+                                                     f"(version {prog.versions[-1].n})")
+
+
+@check(Kind.monthly_return_cosign)
+def _challenges_name_reported_actions(rt, st, d, payload) -> None:
+    if isinstance(payload, CosignPayload) and payload.challenges:
+        unknown = _unknown_actions(rt, [c.action_id for c in payload.challenges])
+        if unknown:
+            raise Refused(RejectionKind.invalid_payload, f"challenges: {', '.join(unknown[:10])} not in the "
+                                                         "agreed plan")
+
+
+@check(Kind.plan_change_review)
+def _change_agreed_by_another_person(rt, st, d, payload) -> None:
+    by, person = st.subject.get("proposed_by"), st.subject.get("person")
+    if d.actor.user_id == by or (person is not None and person == d.actor.person_id):
+        raise Refused(RejectionKind.separation_of_duties, f"{d.actor.user_id} proposed this change for the trust "
+                                                          "and cannot also agree it as improvement director")
+
+
+@check(Kind.programme_review)
+def _review_names_plan_actions(rt, st, d, payload) -> None:
+    if not isinstance(payload, ProgrammeReviewPayload):
+        return
+    if payload.reviewed_on > rt.today():
+        raise Refused(RejectionKind.rule_broken, "a review is recorded once it has taken place, not in advance")
+    unknown = _unknown_actions(rt, [c.action_id for c in payload.changes])
+    if unknown:
+        raise Refused(RejectionKind.invalid_payload, f"changes: {', '.join(unknown[:10])} not in the agreed plan")
+
+
+@check(Kind.plan_action)
+def _action_done_already(rt, st, d, payload) -> None:
+    if isinstance(payload, ActionDonePayload) and payload.completed_on > rt.today():
+        raise Refused(RejectionKind.rule_broken, "an action is marked done once it is done, not in advance")
+
+
+@check(Kind.self_assessment)
+def _assessment_held_already(rt, st, d, payload) -> None:
+    if isinstance(payload, SelfAssessmentPayload) and payload.held_on > rt.today():
+        raise Refused(RejectionKind.rule_broken, "a self-assessment is recorded once it has been held")
+
+
+@check(Kind.delivery_meeting)
+def _trajectory_from_the_plan(rt, st, d, payload) -> None:
+    if not isinstance(payload, DeliveryMeetingPayload):
+        return
+    prog = _programme(rt)
+    if prog is None or not prog.versions:
+        if payload.on_trajectory is None and where_a_decision_arrives():
+            raise Refused(RejectionKind.invalid_payload, "on_trajectory: required (there is no agreed plan tracked "
+                                                         "as a programme to take it from)")
+        return
+    plan_says, why = prog.on_trajectory(rt.today())
+    if payload.on_trajectory is not None and payload.on_trajectory != plan_says and not payload.override_reason:
+        raise Refused(RejectionKind.reason_required,
+                      f"the plan's state says {'on' if plan_says else 'off'} trajectory ({why}); the meeting may "
+                      "say otherwise with its override_reason")
+
+
+@check(Kind.revised_action_plan)
+def _revision_starts_from_the_outstanding_actions(rt, st, d, payload) -> None:
+    index = getattr(payload, "plan", None)
+    prog = _programme(rt)
+    if index is None or prog is None or not prog.versions or not where_a_decision_arrives():
+        return
+    carried = {a.id for a in index.actions} | set(index.dropped)
+    missing = [aid for aid, a in prog.actions.items() if a.status != "done" and aid not in carried]
+    if missing:
+        raise Refused(RejectionKind.rule_broken,
+                      f"the revised plan starts from the outstanding actions: {', '.join(missing[:10])}"
+                      f"{' ...' if len(missing) > 10 else ''} are neither in it nor dropped with a reason "
+                      "(GET /regimes/{id}/plan/revision-draft gives the draft)")
+    if not index.published:
+        raise Refused(RejectionKind.invalid_payload, "a revised action plan is published: give published_at and "
+                                                     "published_on")

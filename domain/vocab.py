@@ -122,6 +122,12 @@ class AuditEvent(StrEnum):
     buddy_payment_recorded = "buddy_payment_recorded"
     buddy_payment_refused = "buddy_payment_refused"
     buddy_quarter_cut_short = "buddy_quarter_cut_short"
+    # the improvement plan as a programme (issue 15)
+    plan_version_agreed = "plan_version_agreed"
+    plan_change_proposed = "plan_change_proposed"
+    plan_action_off_track = "plan_action_off_track"
+    evidence_recorded = "evidence_recorded"
+    readiness_at_risk = "readiness_at_risk"
 
 
 def kebab_case(name: str) -> str:

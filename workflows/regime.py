@@ -28,6 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.buddy import BuddyPartnershipWorkflow
+from workflows.programme import ProgrammeRuntime
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
@@ -47,9 +48,11 @@ with workflow.unsafe.imports_passed_through():
         Delegation,
         DraftReport,
         Enforcement,
+        EvidenceRecord,
         InspectionRecord,
         InspectionSignal,
         Placement,
+        PlanChange,
         RegimeStart,
         RegimeState,
         ReinspectionAnnouncement,
@@ -58,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         StepView,
         Withdrawal,
     )
+    from domain.programme import ProposedChange
     from domain.ratings import InspectionOutcome, KeyQuestionRatings
     from domain.rules import SEGMENT_IN_SPECIAL_MEASURES, Verdict, entry_rule, exit_rule
     from domain.steps import (
@@ -117,7 +121,7 @@ LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.reg
 
 
 @workflow.defn
-class RegimeWorkflow(StepEngine):
+class RegimeWorkflow(StepEngine, ProgrammeRuntime):
     CATALOGUE = CATALOGUE
 
     @workflow.init
@@ -184,6 +188,8 @@ class RegimeWorkflow(StepEngine):
         buddy = schedule.buddy_appointment(p.entry_date, self.today()) if p.buddy_appointment else None
         if buddy is not None:
             self.open_step(buddy.kind, buddy.due, step_id=buddy.step_id)
+        if p.programme:
+            self.schedule_programme(p.entry_date, dates.add_months(p.entry_date, schedule.REINSPECTION_MONTHS))
         # Monthly returns are tracked from the month the service took the regime on.
         self.s.next_monthly = schedule.first_tracked_month(
             p.entry_date, self.today(), p.calendar.first_return_lead_days if p.calendar else None)
@@ -229,7 +235,7 @@ class RegimeWorkflow(StepEngine):
         return out
 
     def _next_wake(self) -> datetime | None:
-        candidates = self._ladder_wakes() + self._effects_wake()
+        candidates = self._ladder_wakes() + self._effects_wake() + self._programme_wakes()
         if self.s.next_monthly is not None and self.s.phase in ACTIVE_PHASES:
             candidates.append(dates.london_midnight(self.s.next_monthly))
         return min(candidates) if candidates else None
@@ -248,6 +254,8 @@ class RegimeWorkflow(StepEngine):
                 for due in meetings:
                     self.open_step(due.kind, due.due, step_id=due.step_id, subject=dict(due.subject))
             self.s.next_monthly = dates.add_months(m, 1)
+        self._open_scheduled()
+        self._open_action_steps()
         self._fire_due_rungs()
 
     async def _before_time(self) -> None:
@@ -594,6 +602,7 @@ class RegimeWorkflow(StepEngine):
         st.data["announced_date"] = a.inspection_date.isoformat()
         self.audit(AuditEvent.reinspection_announced, a.actor, step=st, reason=f"inspection on {a.inspection_date}")
         b2b = self.open_step(Kind.board_to_board_pre_inspection, max(self.today(), a.inspection_date - timedelta(days=1)))
+        self.readiness_at_risk(a.actor, a.inspection_date)  # (no readiness steps in a regime without a programme)
         self._wake = True
         return StepView(step=b2b, phase=self.s.phase)
 
@@ -865,6 +874,67 @@ class RegimeWorkflow(StepEngine):
                 AgreementInPrinciple.model_validate(req.agreement_in_principle)
             except ValidationError as e:
                 raise reject(RejectionKind.invalid_payload, "agreement_in_principle: " + errors(e)) from None
+
+    # ---------------------------------------------------------------- the plan as a programme (issue 15)
+    @workflow.update
+    def propose_plan_change(self, c: PlanChange) -> StepView:
+        """The trust proposes a new version of the agreed plan; the improvement director agrees or returns it."""
+        self._updates_this_run += 1
+        self._validate_plan_change(c)
+        assert self.s.programme is not None
+        st = self.open_step(Kind.plan_change_review, self.today() + timedelta(days=7),
+                            subject={"version_sha256": c.sha256, "proposed_by": c.actor.user_id,
+                                     **({"person": c.actor.person_id} if c.actor.person_id else {})})
+        self.s.programme.proposed = ProposedChange(sha256=c.sha256, index=c.plan, step_id=st.id,
+                                                   proposed_by=c.actor.user_id, person=c.actor.person_id,
+                                                   reason=c.reason)
+        self.audit(AuditEvent.plan_change_proposed, c.actor, step=st, reason=c.reason,
+                   detail={"sha256": c.sha256, "actions": len(c.plan.actions), "themes": len(c.plan.themes)})
+        self._wake = True
+        return StepView(step=st, phase=self.s.phase)
+
+    @propose_plan_change.validator
+    def _validate_plan_change(self, c: PlanChange) -> None:
+        if c.actor.role != Role.trust:
+            raise reject(RejectionKind.wrong_role, "the trust owns the plan and proposes its changes")
+        if self.s.finished or self.s.phase not in ACTIVE_PHASES:
+            raise reject(RejectionKind.step_not_open, f"the regime is {self.s.phase}")
+        prog = self.s.programme
+        if prog is None or not prog.versions:
+            raise reject(RejectionKind.rule_broken, "there is no agreed plan to change yet: the first version is the "
+                                                    "improvement plan step's")
+        if prog.proposed is not None:
+            raise reject(RejectionKind.conflict, f"a change is waiting for the improvement director "
+                                                 f"({prog.proposed.step_id})")
+        if prog.current() is not None and prog.current().sha256 == c.sha256:
+            raise reject(RejectionKind.conflict, "this is the agreed version already")
+
+    @workflow.update
+    def record_evidence(self, e: EvidenceRecord) -> int:
+        """An evidence item against plan actions (and key questions): its number."""
+        self._updates_this_run += 1
+        self._validate_evidence(e)
+        self.s.evidence_seq += 1
+        if self.s.programme is not None:
+            self.s.programme.evidence += 1
+        self.audit(AuditEvent.evidence_recorded, e.actor, reason=e.title, detail={
+            "number": self.s.evidence_seq, "dated": e.dated.isoformat(), "shows": e.shows, "actions": e.actions,
+            "key_questions": e.key_questions, "sha256": e.sha256, "url": e.url})
+        self._wake = True
+        return self.s.evidence_seq
+
+    @record_evidence.validator
+    def _validate_evidence(self, e: EvidenceRecord) -> None:
+        if e.actor.role != Role.trust:
+            raise reject(RejectionKind.wrong_role, "the trust collects the evidence")
+        if self.s.finished:
+            raise reject(RejectionKind.step_not_open, "the regime is closed")
+        known = self.s.programme.actions if self.s.programme else {}
+        unknown = [a for a in e.actions if a not in known]
+        if unknown:
+            raise reject(RejectionKind.invalid_payload, f"actions: {', '.join(unknown[:10])} not in the agreed plan")
+        if e.dated > self.today():
+            raise reject(RejectionKind.rule_broken, "evidence is dated on or before the day it is recorded")
 
     @workflow.signal
     def buddy_changed(self, summary: BuddySummary) -> None:
