@@ -7,6 +7,8 @@ from typing import Any
 import asyncpg
 
 from domain.documents import DocumentRef, reference
+from domain.programme import plan_index, progress_index
+from domain.steps import Kind
 
 
 async def store(pool: asyncpg.Pool, regime_id: str, step_id: str, kind: str, payload: dict[str, Any],
@@ -27,3 +29,13 @@ async def load(pool: asyncpg.Pool, regime_id: str, sha256: str) -> tuple[str, by
     row = await pool.fetchrow("SELECT d.kind, d.body FROM documents d JOIN document_uses u USING (sha256) "
                               "WHERE u.regime_id = $1 AND d.sha256 = $2 LIMIT 1", regime_id, sha256)
     return (row["kind"], bytes(row["body"])) if row else None
+
+
+def index_of(kind: str, content: dict[str, Any]) -> dict[str, Any]:
+    """What the workflow keeps of a document besides its reference (domain/programme.py): a plan's summary, or a
+    monthly report's statuses per action."""
+    if kind == Kind.improvement_plan:
+        return {"plan": plan_index(content).model_dump(mode="json")}
+    if kind == Kind.monthly_return and content.get("actions"):
+        return {"progress": progress_index(content["actions"]).model_dump(mode="json")}
+    return {}

@@ -277,6 +277,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         calendar=settings.calendar_rules,  # likewise
         quality_summits=True,
         buddy_appointment=True,
+        programme=True,
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
@@ -376,7 +377,7 @@ async def decide(pool: asyncpg.Pool, client: Any, settings: Settings, user: User
         # A document is stored once in PostgreSQL; the workflow (and its history) gets the reference.
         content = CATALOGUE[kind or ""].actions[req.action].model_validate(req.payload).model_dump(mode="json")
         ref = await documents.store(pool, regime_id, step_id, doc_kind, content, user.sub)
-        payload = {"document": ref.model_dump(mode="json")}
+        payload = {"document": ref.model_dump(mode="json"), **documents.index_of(doc_kind, content)}
     d = Decision(step_id=step_id, action=req.action, actor=actor(user, role, rid), comment=req.comment,
                  payload=payload)
     handle = client.get_workflow_handle(wf_id)
