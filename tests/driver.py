@@ -32,6 +32,15 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
         {"organisation": "the trust", "people": ["Chief Executive"]}, {"organisation": "CQC", "people": ["Inspector"]}]}),
     "factual_accuracy": ("no_comments", None),
     "appoint_buddy": ("no_buddy", None),  # with complete_open's comment as the reason
+    # The improvement plan as a programme (issue 15)
+    "plan_action": ("done", lambda d: {"completed_on": d}),
+    "plan_change_review": ("agree", None),
+    "programme_review": ("record", lambda d: {"reviewed_on": d, "assessment": "on_track", "conclusion": "on course"}),
+    "self_assessment": ("record", lambda d: {"held_on": d, "form": "self_assessment", "findings": {
+        "safe": {"rating": "requires_improvement", "summary": "evidence reviewed"}}}),
+    "evidence_file": ("complete", lambda d: {"summary": "complete"}),
+    "evidence_file_check": ("checked", None),
+    "evidence_file_buddy_review": ("reviewed", None),
 }
 
 

@@ -62,6 +62,9 @@ async def test_role_matrix_refusals_change_nothing(stack):
         ("POST", f"/regimes/{rid}/closure", lambda: {"solution": "merger", "reason": "r", "successor_ods_code": "RSU1"}): {"regulator"},
         ("POST", f"/regimes/{rid}/buddies", lambda: {"buddy": {"ods_code": "RBB", "name": "Buddy FT"}}):
             {"regulator"},
+        ("POST", f"/regimes/{rid}/plan/changes", lambda: {"plan": PLAN, "reason": "r"}): {"trust"},
+        ("POST", f"/regimes/{rid}/evidence", lambda: {"title": "t", "dated": str(today()), "shows": "s",
+                                                     "url": "https://example.org/e"}): {"trust"},
     }
     checked = 0
     for (method, path, body), allowed in mutating.items():

@@ -80,6 +80,15 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("GET", "/trusts/{ods_code}/audit"): (READERS, NATIONAL, None),
         ("GET", "/notifications"): ({"operations", "regulator", "admin"}, {"operations", "regulator", "admin"}, None),
         ("GET", "/regimes/{regime_id}/documents/{sha256}"): (READERS, NATIONAL, None),
+        # The improvement plan as a programme (issue 15): the trust proposes and records, everyone reading reads.
+        ("GET", "/regimes/{regime_id}/plan"): (READERS, NATIONAL, None),
+        ("GET", "/regimes/{regime_id}/plan/revision-draft"): (READERS, NATIONAL, None),
+        ("GET", "/regimes/{regime_id}/readiness"): (READERS, NATIONAL, None),
+        ("GET", "/regimes/{regime_id}/evidence"): (READERS, NATIONAL, None),
+        ("POST", "/regimes/{regime_id}/plan/changes"): ({"trust"}, set(), lambda: {
+            "plan": PLAN, "reason": "matrix"}),
+        ("POST", "/regimes/{regime_id}/evidence"): ({"trust"}, set(), lambda: {
+            "title": "Ward audit", "dated": str(d), "shows": "matrix", "url": "https://example.org/audit.pdf"}),
     }
 
 

@@ -13,48 +13,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.worker import Worker
 
 from domain import dates
 from domain.models import Actor, Decision, DraftReport, InspectionSignal, Placement, RegimeStart, Rung, Trust
 from domain.policy import BASELINE, Policy
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
-from infra.clients import connect_temporal
 from settings import DEFAULT_LADDER
 from tests.helpers import INADEQUATE_ENTRY, PLAN, outcome
-from workflows.common import ArchiveBatch, EffectBatch
 from workflows.regime import RegimeWorkflow
-
-
-class Effects:
-    """Stands in for activities/effects.py: keeps every batch it is handed."""
-
-    def __init__(self) -> None:
-        self.batches: list[EffectBatch] = []
-
-    @activity.defn(name="apply_effects")
-    async def apply(self, batch: EffectBatch) -> None:
-        self.batches.append(batch)
-
-    @activity.defn(name="archive_state")
-    async def archive(self, batch: ArchiveBatch) -> None:
-        pass
-
-    def opened(self) -> list[dict[str, Any]]:
-        return [e.step.model_dump(mode="json") for b in self.batches for e in b.effects if e.type == "task_open"]
-
-
-@pytest.fixture
-async def regime_env(temporal_address):
-    # The session's dev server may still be starting when this is the first test to run: retry the connect.
-    client = await connect_temporal(temporal_address, attempts=50)
-    effects = Effects()
-    queue = "rules-" + uuid.uuid4().hex[:10]
-    async with Worker(client, task_queue=queue, workflows=[RegimeWorkflow],
-                      activities=[effects.apply, effects.archive]):
-        yield client, queue, effects
 
 
 def actor(role: str, user: str | None = None) -> Actor:
@@ -65,7 +32,7 @@ async def start(client: Client, queue: str, ods: str, policy: Policy = BASELINE,
     today = dates.london_date(datetime.now(UTC))
     regime_id = f"regime-{ods}-{today.isoformat()}-{uuid.uuid4().hex[:6]}"
     placement = Placement(regime_id=regime_id, trust=Trust(ods_code=ods, name=f"{ods} Hospitals NHS Trust"),
-                          entry_date=today, basis="cqc_recommendation",
+                          entry_date=fields.pop("entry_date", today), basis="cqc_recommendation",
                           entry_ratings=KeyQuestionRatings.model_validate(INADEQUATE_ENTRY),
                           ladder=[Rung.model_validate(r) for r in DEFAULT_LADDER], placed_by=actor("regulator"),
                           policy=policy, **fields)
