@@ -1138,6 +1138,10 @@ def _progress_is_on_the_agreed_plan(rt, st, d, payload) -> None:
     if unknown:
         raise Refused(RejectionKind.invalid_payload, f"actions: {', '.join(unknown[:10])} not in the agreed plan "
                                                      f"(version {prog.versions[-1].n})")
+    undone = [a for a, s in progress.statuses.items() if s != "done" and prog.actions[a].status == "done"]
+    if undone:
+        raise Refused(RejectionKind.rule_broken, f"actions: {', '.join(undone[:10])} are done; report them done, or "
+                                                 "propose a change to the plan that reopens them")
 
 
 @check(Kind.monthly_return_cosign)

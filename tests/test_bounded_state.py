@@ -146,3 +146,52 @@ async def test_archiving_is_a_patch_that_regimes_recorded_before_it_replay_throu
     assert any(ARCHIVE_ON_CONTINUE in markers(load_history(f)) for f in new)
     results = await replay([(f.name, load_history(f)) for f in old + new])
     assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+
+
+def programme_plan_of(n: int, start) -> dict:
+    """A plan tracked as a programme: `n` actions in 10 themes, a target date every few weeks over four years."""
+    from datetime import timedelta
+
+    return {"actions": [{"id": f"A{i:03d}", "theme": f"Theme {i % 10}", "category": "must_do" if i % 3 else "should_do",
+                         "description": f"action {i} " + "d" * 400, "owner": "Director of Nursing",
+                         "metric": "m" * 200, "measured_by": "Head of Quality", "finding": "f" * 300,
+                         "target_date": str(start + timedelta(days=30 + 7 * i))} for i in range(n)]}
+
+
+async def test_four_years_of_monthly_reports_on_a_200_action_plan_stay_within_the_bound(stack):
+    """Issue 15: plan data is documents plus a small summary in the workflow; the bound holds with a 200-action
+    plan reported on, action by action, every month for four years."""
+    from datetime import date
+
+    d = today()
+    r = await stack.http.post("/regimes", headers=stack.auth("admin-1", "admin", "regulator"),
+                              json=placement("RBS2", d, continue_as_new_after_events=600))
+    assert r.status_code == 201, r.text
+    reg = Lean(stack, "RBS2", r.json()["regime_id"], d)
+    plan = programme_plan_of(200, d)
+    await reg.act("improvement_plan", "submit", plan)
+    await reg.act("plan_review", "agree")
+    st = await reg.state()
+    programme_bytes = len(json.dumps(st["programme"]))
+    reports = 0
+    for _ in range(48):
+        st = await reg.state()
+        for ret in sorted(s["id"] for s in st["open_steps"] if s["kind"] == "monthly_return"):
+            done = {aid for aid, a in st["programme"]["actions"].items() if a["status"] == "done"}
+            statuses = [{"action_id": a["id"], "status": "done" if a["id"] in done or date.fromisoformat(
+                a["target_date"]) < reg.today else ("at_risk" if reports % 4 == 0 else "on_track"),
+                "metric_value": f"{reports}%"} for a in plan["actions"]]
+            await reg.act(ret, "submit", {"actions": statuses})
+            reports += 1
+        await reg.advance(30, step=15, skip=("monthly_return",))
+    runs = await runs_and_inputs(stack, reg.id)
+    largest = max(b for _, b in runs)
+    st = await reg.state()
+    done = sum(1 for a in st["programme"]["actions"].values() if a["status"] == "done")
+    print(f"\n200-action plan, {reports} monthly reports over {reg.day / 365.25:.1f} years: summary in the state "
+          f"{programme_bytes:,} bytes at agreement, {len(json.dumps(st['programme'])):,} at the end; {len(runs)} runs, "
+          f"largest state carried {largest:,} bytes; {done} actions done")
+    assert reports >= 46 and len(runs) > 3 and largest <= STATE_BOUND_BYTES
+    assert len(json.dumps(st["programme"])) < 64 * 1024
+    assert len(st["programme"]["reports"]) == 12  # the last year's summaries; the rest are documents
+    assert done >= 150 and st["phase"] == "in_special_measures"
