@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from domain import dates
-from domain.steps import QUALITY_SUMMIT_DAYS, Kind
+from domain.programme import KEY_QUESTIONS
+from domain.steps import (
+    EVIDENCE_FILE_DAYS_BEFORE,
+    EVIDENCE_FILES_OPEN_MONTHS_BEFORE,
+    PROGRAMME_REVIEW_MONTHS,
+    QUALITY_SUMMIT_DAYS,
+    SELF_ASSESSMENT_MONTHS,
+    Kind,
+)
 
 PLAN_DAYS = 28  # seed 000 §4a: the improvement plan within 28 days of entry
 APPOINTMENT_MONTHS = 3  # the improvement director appointed, and the first board-to-board, within 3 months
@@ -21,12 +29,34 @@ REINSPECTION_MONTHS = 12  # CQC re-inspects within 12 months of entry
 
 @dataclass(frozen=True)
 class Due:
-    """A step the calendar opens: its kind, the id it gets, its due date and what it concerns."""
+    """A step the calendar opens: its kind, the id it gets, its due date and what it concerns; `opens` when it
+    opens on a later day than the one that schedules it."""
 
     kind: str
     step_id: str
     due: date
     subject: dict[str, str] = field(default_factory=dict)
+    opens: date | None = None
+
+
+def programme_steps(entry: date, reinspection_due: date) -> list[Due]:
+    """What a regime tracking its plan as a programme (issue 15) opens as its months pass: the delivery team's
+    formal review (months 7-9), two self-assessments (due at 6 and 10 months, seed 000 §4a(vii)) and the evidence
+    files before the re-inspection due on `reinspection_due`."""
+    opens, due = (dates.add_months(entry, m) for m in PROGRAMME_REVIEW_MONTHS)
+    out = [Due(Kind.programme_review, Kind.programme_review, due, opens=opens)]
+    out += [Due(Kind.self_assessment, f"{Kind.self_assessment}-{n}", dates.add_months(entry, d),
+                opens=dates.add_months(entry, o)) for n, (o, d) in enumerate(SELF_ASSESSMENT_MONTHS, 1)]
+    return out + evidence_files(reinspection_due)
+
+
+def evidence_files(reinspection_due: date) -> list[Due]:
+    """One evidence file per key question before the re-inspection due on `reinspection_due`."""
+    opens = dates.add_months(reinspection_due, -EVIDENCE_FILES_OPEN_MONTHS_BEFORE)
+    due = reinspection_due - timedelta(days=EVIDENCE_FILE_DAYS_BEFORE)
+    return [Due(Kind.evidence_file, f"{Kind.evidence_file}-{q}", due,
+                {"key_question": q, "reinspection_due": reinspection_due.isoformat()}, opens=opens)
+            for q in KEY_QUESTIONS]
 
 
 def entry_steps(entry: date) -> list[Due]:
@@ -96,17 +126,21 @@ def monthly_steps(month: date, meetings: bool = True) -> list[Due]:
 
 def opened_by(entry: date, today: date, meetings: bool = True, lead_days: int | None = None,
               placed_on: date | None = None, quality_summits: bool = False,
-              buddy_step: bool = False) -> list[Due]:
+              buddy_step: bool = False, programme: bool = False) -> list[Due]:
     """Every calendar step a regime entered on `entry` has opened by the end of `today`, if nobody has acted on
     any of them: the entry steps, then each tracked month's duties from its 1st (the dates the rules give,
     before any move off a bank holiday). `placed_on` is the day the service took the regime on, by default
     `today`; `lead_days` is CalendarRules.first_return_lead_days (None: the rule before it); `quality_summits`
-    is Placement.quality_summits (the entry Quality Summit), `buddy_step` Placement.buddy_appointment."""
+    is Placement.quality_summits (the entry Quality Summit), `buddy_step` Placement.buddy_appointment, `programme`
+    Placement.programme (the scheduled steps of issue 15, without their plan's actions)."""
     out = entry_steps(entry)
     summit = entry_summit(entry, placed_on or today) if quality_summits else None
     out += [summit] if summit else []
     buddy = buddy_appointment(entry, placed_on or today) if buddy_step else None
     out += [buddy] if buddy else []
+    if programme:  # scheduled when placed (only those still due then), opened on their day
+        out += [d for d in programme_steps(entry, dates.add_months(entry, REINSPECTION_MONTHS))
+                if d.due >= (placed_on or today) and d.opens is not None and d.opens <= today]
     month = first_tracked_month(entry, placed_on or today, lead_days)
     while month <= today:
         out += monthly_steps(month, meetings)

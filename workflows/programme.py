@@ -15,18 +15,10 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain import dates
+    from domain import dates, schedule
     from domain.models import SYSTEM, Actor, ScheduledStep, Step
-    from domain.programme import KEY_QUESTIONS, PlanIndex, PlanVersion, ProgrammeState
-    from domain.steps import (
-        ACTION_STEP_LEAD_DAYS,
-        EVIDENCE_CHECK_DAYS_BEFORE,
-        EVIDENCE_FILE_DAYS_BEFORE,
-        EVIDENCE_FILES_OPEN_MONTHS_BEFORE,
-        PROGRAMME_REVIEW_MONTHS,
-        SELF_ASSESSMENT_MONTHS,
-        Kind,
-    )
+    from domain.programme import PlanIndex, PlanVersion, ProgrammeState
+    from domain.steps import ACTION_STEP_LEAD_DAYS, EVIDENCE_CHECK_DAYS_BEFORE, Kind
     from domain.vocab import ACTIVE_PHASES, AuditEvent, Role
     from workflows.common import Notify
 
@@ -39,24 +31,19 @@ class ProgrammeRuntime:
 
     # ---------------------------------------------------------------- scheduled from entry
     def schedule_programme(self, entry: date, reinspection_due: date) -> None:
-        """What a regime placed with the programme (Placement.programme) opens as its months pass."""
-        today = self.today()
-        opens, due = (dates.add_months(entry, m) for m in PROGRAMME_REVIEW_MONTHS)
-        self._schedule(ScheduledStep(opens=opens, kind=Kind.programme_review, due=due), today)
-        for n, (o, d) in enumerate(SELF_ASSESSMENT_MONTHS, 1):
-            self._schedule(ScheduledStep(opens=dates.add_months(entry, o), kind=Kind.self_assessment,
-                                         due=dates.add_months(entry, d), step_id=f"{Kind.self_assessment}-{n}"),
-                           today)
-        self.schedule_evidence_files(reinspection_due)
+        """What a regime placed with the programme (Placement.programme) opens as its months pass
+        (domain.schedule.programme_steps): those still due when it is placed."""
+        self._schedule_all(schedule.programme_steps(entry, reinspection_due))
 
     def schedule_evidence_files(self, reinspection_due: date) -> None:
         """One evidence file per key question before the re-inspection due on `reinspection_due`."""
-        opens = dates.add_months(reinspection_due, -EVIDENCE_FILES_OPEN_MONTHS_BEFORE)
-        due = reinspection_due - timedelta(days=EVIDENCE_FILE_DAYS_BEFORE)
-        for q in KEY_QUESTIONS:
-            self._schedule(ScheduledStep(opens=opens, kind=Kind.evidence_file, due=due,
-                                         subject={"key_question": q, "reinspection_due": reinspection_due.isoformat()}),
-                           self.today())
+        self._schedule_all(schedule.evidence_files(reinspection_due))
+
+    def _schedule_all(self, items: list[Any]) -> None:
+        today = self.today()
+        for d in items:
+            self._schedule(ScheduledStep(opens=d.opens, kind=d.kind, due=d.due, step_id=d.step_id,
+                                         subject=dict(d.subject)), today)
 
     def _schedule(self, item: ScheduledStep, today: date) -> None:
         if item.due >= today:
@@ -74,8 +61,7 @@ class ProgrammeRuntime:
             return
         self.s.scheduled = [x for x in self.s.scheduled if x not in ready]
         for x in ready:
-            sid = x.step_id or (f"{x.kind}-{x.subject['key_question']}" if "key_question" in x.subject else None)
-            self.open_step(x.kind, max(x.due, self.today()), step_id=sid, subject=dict(x.subject))
+            self.open_step(x.kind, x.due, step_id=x.step_id, subject=dict(x.subject))
 
     # ---------------------------------------------------------------- the plan's summary
     def adopt_plan(self, index: dict[str, Any], sha256: str, source: str, actor: Actor, step_id: str) -> None:
