@@ -57,3 +57,125 @@ def months_chart(items: list[dict[str, Any]], mean: float | None) -> Markup:
                    f'</text>')
     out.append("</svg>")
     return Markup("".join(out))
+
+
+# ------------------------------------------------------------------ the improvement plan, theme by theme
+# Each status has a colour and a texture of its own, so no status is told by colour alone: done is dotted, at
+# risk striped, off track cross-hatched, on track and not started plain (dark and light), an action absent from a
+# month's report an empty dashed box. Stacked from the bottom in this order.
+PLAN_STACK = ("done", "on_track", "at_risk", "off_track", "not_started", "not_reported")
+NOT_REPORTED = "Not in that month's report"
+
+
+def _plan_fill(status: str, pid: str) -> tuple[str, str]:
+    """(the <pattern> defining the status's texture, or "", and the fill that uses it) for pattern ids `pid`-…"""
+    pat = f"{pid}-{status}"
+    if status == "done":
+        return (f'<pattern id="{pat}" width="7" height="7" patternUnits="userSpaceOnUse"><rect width="7" height="7" '
+                f'fill="#007f3b"/><circle cx="3.5" cy="3.5" r="1.4" fill="#ffffff"/></pattern>', f"url(#{pat})")
+    if status == "at_risk":
+        return (f'<pattern id="{pat}" width="6" height="6" patternUnits="userSpaceOnUse" '
+                f'patternTransform="rotate(45)"><rect width="6" height="6" fill="#ffb81c"/>'
+                f'<line x1="0" y1="0" x2="0" y2="6" stroke="{INK}" stroke-width="2"/></pattern>', f"url(#{pat})")
+    if status == "off_track":
+        return (f'<pattern id="{pat}" width="8" height="8" patternUnits="userSpaceOnUse" '
+                f'patternTransform="rotate(45)"><rect width="8" height="8" fill="#d5281b"/>'
+                f'<path d="M4 0V8M0 4H8" stroke="#ffffff" stroke-width="1.5"/></pattern>', f"url(#{pat})")
+    return "", {"on_track": "#005eb8", "not_started": "#d8dde0", "not_reported": "#ffffff"}[status]
+
+
+def _plan_status_words(status: str) -> str:
+    from api.web.labels import plan_status_label
+
+    return NOT_REPORTED if status == "not_reported" else plan_status_label(status)
+
+
+def plan_month_counts(theme: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each reported month's counts for a theme (plan_view's `by_month`), with the theme's actions that month's
+    report did not mention as `not_reported`, so every bar stands for all the theme's actions."""
+    total = len(theme["actions"])
+    out = []
+    for m in theme["by_month"]:
+        counts = dict(m["counts"])
+        counts["not_reported"] = max(total - sum(counts.values()), 0)
+        out.append({"month": m["month"], "counts": counts})
+    return out
+
+
+def plan_legend() -> Markup:
+    """The statuses' swatches, for the list that explains the charts (each swatch its own pattern ids)."""
+    items = []
+    for status in PLAN_STACK:
+        defs, fill = _plan_fill(status, "plan-legend")
+        dash = ' stroke-dasharray="3 2"' if status == "not_reported" else ""
+        items.append(f'<li data-status="{status}"><svg class="sm-swatch sm-swatch--plan" viewBox="0 0 16 16" '
+                     f'aria-hidden="true" focusable="false">{f"<defs>{defs}</defs>" if defs else ""}'
+                     f'<rect x="0.5" y="0.5" width="15" height="15" fill="{fill}" stroke="{INK}"{dash}/></svg>'
+                     f'{escape(_plan_status_words(status))}</li>')
+    return Markup('<ul class="sm-legend" aria-label="Statuses in the charts">' + "".join(items) + "</ul>")
+
+
+def plan_theme_chart(theme: dict[str, Any], n: int) -> Markup:
+    """A stacked bar per reported month: how many of the theme's actions that month's report gave in each status.
+    `n` makes the chart's ids unique on the page."""
+    from api.web.labels import fmt_month
+
+    months = plan_month_counts(theme)
+    total = max(len(theme["actions"]), 1)
+    left, slot, bar_w, top, plot_h = 44, 86, 50, 14, 170
+    w = max(left + slot * len(months) + 16, 260)
+    h = top + plot_h + 40
+    pid = f"plan-chart-{n}"
+
+    def y(v: float) -> float:
+        return round(top + plot_h - plot_h * v / total, 1)
+
+    said = []
+    for m in months:
+        parts = [f"{c} {_plan_status_words(s).lower()}" for s in PLAN_STACK if (c := m["counts"].get(s, 0))]
+        said.append(f"{fmt_month(m['month'])}: {', '.join(parts) or 'none'}")
+    name = escape(theme["name"])
+    out = [f'<svg class="sm-plan-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+           f'aria-labelledby="{pid}-title {pid}-desc" xmlns="http://www.w3.org/2000/svg" '
+           f'font-family="Arial, sans-serif" font-size="13">',
+           f'<title id="{pid}-title">{name}: its {len(theme["actions"])} actions by status, month by month</title>',
+           f'<desc id="{pid}-desc">One bar per monthly report. {escape(". ".join(said))}. The table below gives '
+           f'the same figures.</desc>']
+    defs = [d for s in PLAN_STACK if (d := _plan_fill(s, pid)[0])]
+    out.append("<defs>" + "".join(defs) + "</defs>")
+    step = 1 if total <= 6 else 2 if total <= 12 else 5 if total <= 30 else 10 if total <= 60 else 50
+    ticks = list(range(0, total + 1, step))
+    if ticks[-1] != total and (total - ticks[-1]) * plot_h / total >= 14:
+        ticks.append(total)  # the top of the scale: all the theme's actions
+    for v in ticks:
+        out.append(f'<line x1="{left}" y1="{y(v)}" x2="{w - 8}" y2="{y(v)}" stroke="#d8dde0"/>'
+                   f'<text x="{left - 8}" y="{y(v) + 4}" text-anchor="end" fill="#4c6272" font-size="12">{v}</text>')
+    for i, m in enumerate(months):
+        x = left + 18 + i * slot
+        label = fmt_month(m["month"])
+        out.append(f'<g class="sm-plan-bar" data-month="{escape(m["month"])}">')
+        base = 0
+        for status in PLAN_STACK:
+            c = m["counts"].get(status, 0)
+            if not c:
+                continue
+            y0, y1 = y(base + c), y(base)
+            fill = _plan_fill(status, pid)[1]
+            dash = ' stroke-dasharray="4 3"' if status == "not_reported" else ""
+            words = escape(_plan_status_words(status).lower())
+            out.append(f'<rect class="sm-plan-seg" data-status="{status}" data-count="{c}" x="{x}" y="{y0}" '
+                       f'width="{bar_w}" height="{round(y1 - y0, 1)}" fill="{fill}" stroke="{INK}"{dash}>'
+                       f'<title>{escape(label)}: {c} {words}</title></rect>')
+            if y1 - y0 >= 18:  # the count on a white label, legible on every texture
+                cy = round((y0 + y1) / 2, 1)
+                out.append(f'<rect x="{x + bar_w / 2 - 11}" y="{cy - 8}" width="22" height="16" rx="3" '
+                           f'fill="#ffffff" stroke="{INK}" stroke-width="0.5"/>'
+                           f'<text x="{x + bar_w / 2}" y="{cy + 4.5}" text-anchor="middle" fill="{INK}" '
+                           f'font-weight="bold" font-size="12">{c}</text>')
+            base += c
+        out.append(f'<text x="{x + bar_w / 2}" y="{top + plot_h + 20}" text-anchor="middle" fill="{INK}">'
+                   f'{escape(label)}</text></g>')
+    out.append(f'<line x1="{left}" y1="{y(0)}" x2="{w - 8}" y2="{y(0)}" stroke="{INK}"/>')
+    out.append(f'<text x="{left - 34}" y="{top + plot_h + 36}" fill="#4c6272" font-size="12">actions</text>')
+    out.append("</svg>")
+    return Markup("".join(out))

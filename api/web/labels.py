@@ -240,3 +240,54 @@ def day_start(d: date) -> datetime:
 
 
 ONE_DAY = timedelta(days=1)
+
+
+# The improvement plan as a programme (issue 15): an action's status (domain.programme.STATUSES) in words, with its
+# NHS tag colour. The plan page's chart draws each with a colour and a texture of its own (api/web/charts.py).
+PLAN_STATUSES: dict[str, tuple[str, str]] = {
+    "not_started": ("Not started", "grey"),
+    "on_track": ("On track", "blue"),
+    "at_risk": ("At risk", "yellow"),
+    "off_track": ("Off track", "red"),
+    "done": ("Done", "green"),
+}
+PLAN_VERSION_SOURCES = {"plan": "the improvement plan", "change": "a change the trust proposed",
+                        "revision": "the revised plan after an extension"}
+# Readiness for the re-inspection: what each item of the checklist is, said of one key question.
+READINESS_TITLES = {
+    Kind.evidence_file: "Evidence file complete",
+    Kind.evidence_file_check: "Evidence file checked by the improvement director",
+    Kind.evidence_file_buddy_review: "Evidence file quality-checked by the buddy trust",
+}
+
+
+def plan_status_label(status: str) -> str:
+    return PLAN_STATUSES.get(status, (humanise(status), "grey"))[0]
+
+
+def plan_status_tag(status: str) -> str:
+    return PLAN_STATUSES.get(status, ("", "grey"))[1]
+
+
+def key_question_label(q: str | None) -> str:
+    return dict(KEY_QUESTIONS).get(q or "", humanise(q or ""))
+
+
+def sentence(s: str | None) -> str:
+    """The first letter upper case and the rest as it is (Jinja's `capitalize` lowers the rest: action ids)."""
+    s = s or ""
+    return s[:1].upper() + s[1:]
+
+
+def fmt_month(month: str) -> str:
+    """A reported month, "2025-03", as "Mar 2025"."""
+    try:
+        return f"{date.fromisoformat(month + '-01'):%b %Y}"
+    except ValueError:
+        return month
+
+
+def readiness_title(kind: str, step_id: str | None, key_question: str | None) -> str:
+    """A readiness item in words: "Self-assessment 1", "Evidence file complete: Safe"."""
+    title = READINESS_TITLES.get(kind) or step_title(kind, step_id)
+    return f"{title}: {key_question_label(key_question)}" if key_question else title

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -44,7 +44,8 @@ env = Environment(
 )
 env.globals.update(labels=labels, PREFIX=PREFIX, REFRESH_SECONDS=REFRESH_SECONDS)
 env.filters.update(date=labels.fmt_date, time=labels.fmt_time, role=labels.role_label,
-                   phase=labels.phase_label, money=labels.money,
+                   phase=labels.phase_label, money=labels.money, month=labels.fmt_month,
+                   sentence=labels.sentence,
                    pct=lambda v: "–" if v is None else f"{round(v * 100)}%")
 templates = Jinja2Templates(env=env)
 
@@ -226,23 +227,11 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
     pool = request.app.state.pool
     settings = _settings(request)
     client = _client(request)
-    row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
-    if row is None or not user.may_read_trust(row["ods_code"]):
-        return _no_regime(request, user, regime_id)
-    if client is None:
-        return page(request, "error.html", {"user": user, "title": "Workflow engine not connected",
-                                            "detail": "Try again in a few seconds."}, status=503)
-    try:
-        clock = await data.clock(client, row["workflow_id"])
-        from api.routes.regimes.service import live_state
-
-        # A closed regime is read from its workflow's result (no replay of its whole history).
-        state: RegimeState = await live_state(client, row["workflow_id"], closed=row["closed"],
-                                              pool=request.app.state.pool)
-    except RPCError as e:
-        return page(request, "error.html", {"user": user, "title": "Regime state unavailable",
-                                            "detail": f"The workflow engine did not answer: {e.message}"},
-                    status=503)
+    got = await _regime_state(request, user, regime_id)
+    if isinstance(got, Response):
+        return got
+    row, state, clock = got
+    assert client is not None  # _regime_state answered 503 without one
     today = clock.today
     tl = timeline.build(state, today, settings.due_soon_days)
     # Bounded reads (issue 17, finding 8): the newest audit entries only, and at most history.MAX_EVENTS events.
@@ -279,6 +268,32 @@ async def regime_page(request: Request, user: Viewer, regime_id: str, history_al
         "next_basis": _next_basis(state),
     }
     return page(request, "regime.html", ctx)
+
+
+async def _regime_state(request: Request, user: User,
+                        regime_id: str) -> tuple[Any, RegimeState, data.Clock] | HTMLResponse:
+    """A regime's row, live state and clock for its pages, or the page to answer instead: one "not found" for a
+    regime that does not exist and for one of a trust the user may not read (issue 17, finding 9), 503 while the
+    workflow engine does not answer. The regime page and its sub-pages all read a regime through here."""
+    pool = request.app.state.pool
+    client = _client(request)
+    row = await pool.fetchrow("SELECT * FROM regimes WHERE regime_id = $1", regime_id)
+    if row is None or not user.may_read_trust(row["ods_code"]):
+        return _no_regime(request, user, regime_id)
+    if client is None:
+        return page(request, "error.html", {"user": user, "title": "Workflow engine not connected",
+                                            "detail": "Try again in a few seconds."}, status=503)
+    try:
+        clock = await data.clock(client, row["workflow_id"])
+        from api.routes.regimes.service import live_state
+
+        # A closed regime is read from its workflow's result (no replay of its whole history).
+        state: RegimeState = await live_state(client, row["workflow_id"], closed=row["closed"], pool=pool)
+    except RPCError as e:
+        return page(request, "error.html", {"user": user, "title": "Regime state unavailable",
+                                            "detail": f"The workflow engine did not answer: {e.message}"},
+                    status=503)
+    return row, state, clock
 
 
 def _next_basis(state: RegimeState) -> dict[str, str] | None:
@@ -328,6 +343,87 @@ async def document_page(request: Request, user: Viewer, regime_id: str, sha256: 
                                            "is_plan": kind == Kind.improvement_plan,
                                            "is_return": kind == Kind.monthly_return,
                                            "content": json.loads(body), "bytes": len(body)})
+
+
+# ------------------------------------------------------------------ the improvement plan as a programme
+@router.get("/regimes/{regime_id}/plan")
+async def plan_page(request: Request, user: Viewer, regime_id: str):
+    """The agreed plan by theme (issue 15 item 6): a chart per theme of its actions' statuses month by month, the
+    actions, and at the top the version, the trajectory and the actions that need attention. Built from the API's
+    own read (api.routes.programme.plan_view)."""
+    from api.routes.programme import plan_view
+
+    got = await _regime_state(request, user, regime_id)
+    if isinstance(got, Response):
+        return got
+    row, state, clock = got
+    plan = await plan_view(request.app.state.pool, state, row["regime_id"])
+    themes = [{**t, "chart": charts.plan_theme_chart(t, n) if t["by_month"] else None,
+               "table": charts.plan_month_counts(t)} for n, t in enumerate(plan["themes"], 1)]
+    return page(request, "plan.html", {
+        "user": user, "row": data.row_view(row, clock, _settings(request)), "clock": clock, "today": clock.today,
+        "plan": plan, "themes": themes, "attention": plan_attention(plan), "legend": charts.plan_legend(),
+        "stack": list(charts.PLAN_STACK), "not_reported": charts.NOT_REPORTED,
+        "older_versions": list(reversed(plan["versions"][:-1])), "sources": labels.PLAN_VERSION_SOURCES})
+
+
+def plan_attention(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The actions that need attention, in the plan's order, each with why: past its target date (overdue), off
+    track months running (flagged: OFF_TRACK_MONTHS_FLAGGED or more), or off track in the latest report."""
+    overdue, flagged = set(plan["overdue"]), set(plan["flagged"])
+    out = []
+    for t in plan["themes"]:
+        for a in t["actions"]:
+            why = []
+            if a["id"] in overdue:
+                why.append(f"past its target date ({labels.fmt_date(a['target_date'])})" if a["target_date"]
+                           else "past its target date")
+            if a["id"] in flagged:
+                why.append(f"off track {a['off_track_months']} months in a row")
+            elif a["status"] == "off_track":
+                why.append("off track in the latest report")
+            if why:
+                out.append({"action": a, "theme": t["name"], "overdue": a["id"] in overdue,
+                            "flagged": a["id"] in flagged, "why": why})
+    return out
+
+
+@router.get("/regimes/{regime_id}/readiness")
+async def readiness_page(request: Request, user: Viewer, regime_id: str):
+    """Readiness for the re-inspection (issue 15 item 6): the countdown, the evidence file per key question and its
+    checks, the self-assessments, the items at risk, and what is scheduled but not open yet. Built from the API's
+    own read (api.routes.programme.readiness_view), on the regime's own clock as the other regime pages are."""
+    from api.routes.programme import readiness_view
+
+    got = await _regime_state(request, user, regime_id)
+    if isinstance(got, Response):
+        return got
+    row, state, clock = got
+    today = clock.today
+    view = readiness_view(state, row["regime_id"], today)
+    soon = _settings(request).due_soon_days
+    items = []
+    for i in view["items"]:
+        st = state.steps.get(i["step_id"])
+        s = labels.step_state(i["status"], date.fromisoformat(i["due"]), today, bool(st and st.late),
+                              bool(st and st.paused), soon)
+        items.append({**i, "state": s, "label": labels.readiness_title(i["kind"], i["step_id"], i["key_question"]),
+                      "days": (date.fromisoformat(i["due"]) - today).days})
+    scheduled = sorted(({**x, "label": labels.readiness_title(x["kind"], x.get("step_id"),
+                                                              (x.get("subject") or {}).get("key_question"))}
+                        for x in view["scheduled"]), key=lambda x: (x["opens"], x["due"], x["label"]))
+    ri = view["reinspection"]
+    return page(request, "readiness.html", {
+        "user": user, "row": data.row_view(row, clock, _settings(request)), "clock": clock, "today": today,
+        "view": view, "items": items, "scheduled": scheduled,
+        "at_risk": [i for i in items if i["at_risk"]],
+        "self_assessments": [i for i in items if i["kind"] == Kind.self_assessment],
+        "scheduled_self_assessments": [x for x in scheduled if x["kind"] == Kind.self_assessment],
+        "files": [{"q": q, "label": labels.key_question_label(q), **f} for q, f in view["key_questions"].items()],
+        "files_open": next((x["opens"] for x in scheduled if x["kind"] == Kind.evidence_file), None),
+        "target": (ri["announced_date"] or ri["due"]) if ri else None,
+        "announced": bool(ri and ri["announced_date"]),
+        "reinspection_title": labels.step_title(Kind.reinspection, ri["step_id"]) if ri else None})
 
 
 def _open_steps(state: RegimeState, today, soon: int) -> list[dict[str, Any]]:
