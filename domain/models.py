@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
 from domain.policy import BASELINE, Policy
-from domain.programme import PlanIndex, ProgrammeState
+from domain.programme import KeyQuestion, PlanIndex, ProgrammeState
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
 from domain.rules import Verdict
 from domain.text import JsonObject, text
@@ -161,8 +161,8 @@ class EvidenceRecord(BaseModel):
     title: text(200, min_length=1)
     dated: date
     shows: text(2000, min_length=1)
-    actions: list[str] = Field(default_factory=list, max_length=50)
-    key_questions: list[str] = Field(default_factory=list, max_length=5)
+    actions: list[text(16, min_length=1)] = Field(default_factory=list, max_length=50)
+    key_questions: list[KeyQuestion] = Field(default_factory=list, max_length=5)
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     url: text(2000) | None = None
     actor: Actor

@@ -228,6 +228,22 @@ async def test_readiness_items_open_before_the_reinspection_and_are_at_risk_when
                      what="one audit entry for the items at risk", timeout=10)
 
 
+async def test_an_early_announcement_opens_the_readiness_items_at_once_and_at_risk(regime_env):
+    client, queue, _ = regime_env
+    handle, d = await start(client, queue, "WP6", programme=True, entry_date=dates.add_months(today(), -5))
+    state = await handle.query(RegimeWorkflow.get_state)
+    assert {x.step_id for x in state.scheduled} >= {"self_assessment-2", "evidence_file-safe"}
+    inspection = d + timedelta(days=30)
+    await handle.execute_update(RegimeWorkflow.announce_reinspection, ReinspectionAnnouncement(
+        inspection_date=inspection, actor=actor("cqc")))
+    state = await handle.query(RegimeWorkflow.get_state)
+    files = [s for s in state.steps.values() if s.kind == Kind.evidence_file]
+    assert len(files) == 5 and all(s.data.get("at_risk") and s.due <= on_working_day(inspection - timedelta(days=1))
+                                   for s in files)
+    assert state.steps["self_assessment-2"].data.get("at_risk")
+    assert [x.kind for x in state.scheduled] == [Kind.programme_review]  # not a readiness item
+
+
 async def _audits(effects, event: str) -> list:
     return [e for b in effects.batches for e in b.effects if e.type == "audit" and e.event == event]
 

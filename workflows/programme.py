@@ -154,7 +154,14 @@ class ProgrammeRuntime:
                 self.open_step(Kind.evidence_file_buddy_review, due, subject=subject | {"buddy_ods": b.buddy_ods})
 
     def readiness_at_risk(self, actor: Actor, inspection_date: date) -> None:
-        """CQC announced the re-inspection: readiness items still open are at risk."""
+        """CQC announced the re-inspection: readiness items scheduled to open later open now, due by the day
+        before the inspection, and every readiness item still open is at risk."""
+        early = [x for x in self.s.scheduled if x.kind in READINESS_KINDS]
+        if early:
+            self.s.scheduled = [x for x in self.s.scheduled if x not in early]
+            by = max(inspection_date - timedelta(days=1), self.today())
+            for x in early:
+                self.open_step(x.kind, min(x.due, by), step_id=x.step_id, subject=dict(x.subject))
         open_items = [st for st in self.s.steps.values() if st.kind in READINESS_KINDS and st.status == "open"]
         for st in open_items:
             st.data["at_risk"] = True
