@@ -334,7 +334,7 @@ async def test_the_plan_as_a_programme_through_the_api(stack):
 
     # Readiness: the countdown to the re-inspection and what is scheduled for it.
     ready = (await stack.http.get(f"/regimes/{reg.id}/readiness", headers=reg.users["trust"])).json()
-    ri_due = date.fromisoformat(ready["reinspection"]["due"])
+    ri_due = date.fromisoformat(ready["next_reinspection"]["due"])
     assert ready["days_to_go"] == (ri_due - today()).days  # the countdown runs on the service's clock
     assert {x["kind"] for x in ready["scheduled"]} >= {"programme_review", "evidence_file"}
 

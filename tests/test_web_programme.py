@@ -125,7 +125,7 @@ async def test_plan_and_readiness_pages_for_an_agreed_plan(stack):
 
     # Readiness: the countdown to the re-inspection's due date, on the regime's own clock.
     api = (await stack.http.get(f"/regimes/{reg.id}/readiness", headers=reg.users["trust"])).json()
-    due = date.fromisoformat(api["reinspection"]["due"])
+    due = date.fromisoformat(api["next_reinspection"]["due"])
     first_day = (await data.clock(stack.client, reg.id)).today
     r = await get(stack, f"/web/regimes/{reg.id}/readiness", *OPS)
     last_day = (await data.clock(stack.client, reg.id)).today
@@ -145,7 +145,7 @@ async def test_items_open_when_the_reinspection_is_announced_are_at_risk(stack):
     reg = (await programme_regime(stack, "RWP2", announce=True))["reg"]
     html = (await get(stack, f"/web/regimes/{reg.id}/readiness", *OPS)).text
     api = (await stack.http.get(f"/regimes/{reg.id}/readiness", headers=reg.users["trust"])).json()
-    announced = date.fromisoformat(api["reinspection"]["announced_date"])
+    announced = date.fromisoformat(api["next_reinspection"]["announced_date"])
     days = int(re.search(r'id="countdown" data-days="(-?\d+)"', html).group(1))
     assert f"{days} days to the re-inspection on {labels.fmt_date(announced)}" in text(html)
     assert "The date announced for" in text(html)
@@ -153,9 +153,11 @@ async def test_items_open_when_the_reinspection_is_announced_are_at_risk(stack):
     assert "self_assessment-1" in at_risk
     assert re.findall(r'<tr data-step="([^"]+)" data-state="[a-z_]+" data-at-risk="yes"', html) == at_risk
     assert f"{len(at_risk)} item{'s' if len(at_risk) != 1 else ''} at risk" in text(section(html, "at-risk"))
-    # What is scheduled from the re-inspection's due date and falls due after the announced date says so.
+    # The announcement brought the evidence files forward (they were scheduled from the re-inspection's due
+    # date): open now, due before the inspection, at risk; what is still scheduled after it says so.
+    assert sum(1 for i in api["items"] if i["kind"] == Kind.evidence_file and i["at_risk"]) == 5
     late = re.findall(r'<tr data-kind="([a-z_]+)" data-after-inspection="yes">', section(html, "scheduled"))
-    assert late.count(Kind.evidence_file) == 5
+    assert Kind.evidence_file not in late and Kind.programme_review in late
 
     # S1's target date has passed without it done: overdue, and the plan is off trajectory.
     html = (await get(stack, f"/web/regimes/{reg.id}/plan", *OPS)).text

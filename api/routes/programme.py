@@ -171,7 +171,7 @@ class ReadinessItem(BaseModel):
 
 class ReadinessView(BaseModel):
     regime_id: str
-    reinspection: dict[str, Any] | None
+    next_reinspection: dict[str, Any] | None = Field(description="the open re-inspection: its step, due date and announced date")
     days_to_go: int | None = Field(description="days from today to the announced re-inspection date, or to its "
                                                "due date when not announced")
     items: list[ReadinessItem]
@@ -442,7 +442,7 @@ def readiness_view(state: RegimeState, regime_id: str, today: date) -> dict[str,
                  "buddy_reviewed": None if not buddy else buddy[-1].status == "done" and buddy[-1].outcome == "reviewed"}
     still_open = [i for i in items if i.status == "open"]
     return ReadinessView(
-        regime_id=regime_id, reinspection=reinspection, days_to_go=(target - today).days if target else None,
+        regime_id=regime_id, next_reinspection=reinspection, days_to_go=(target - today).days if target else None,
         items=items, scheduled=[x.model_dump(mode="json") for x in state.scheduled], key_questions=kq,
         ready=bool(kq) and not still_open and not any(x.kind in READINESS for x in state.scheduled),
         at_risk=sum(1 for i in items if i.at_risk)).model_dump(mode="json")

@@ -412,7 +412,7 @@ async def readiness_page(request: Request, user: Viewer, regime_id: str):
     scheduled = sorted(({**x, "label": labels.readiness_title(x["kind"], x.get("step_id"),
                                                               (x.get("subject") or {}).get("key_question"))}
                         for x in view["scheduled"]), key=lambda x: (x["opens"], x["due"], x["label"]))
-    ri = view["reinspection"]
+    ri = view["next_reinspection"]
     return page(request, "readiness.html", {
         "user": user, "row": data.row_view(row, clock, _settings(request)), "clock": clock, "today": today,
         "view": view, "items": items, "scheduled": scheduled,
