@@ -469,6 +469,20 @@ ROUTINE_REVISED_PLAN = {"actions": [
      "owner": "Chief Executive", "metric": "board assurance framework reviewed monthly"}]}
 
 
+PUBLISHED_AT = "https://trust.example.nhs.uk/special-measures/revised-action-plan"
+
+
+def _routine_revision(ctx: RoutineContext) -> dict[str, Any]:
+    """The routine revised plan after an extension: ROUTINE_REVISED_PLAN, published today; with a plan tracked as
+    a programme, every outstanding action of the agreed plan is dropped, superseded by the revised plan (issue 15
+    item 5: each is carried or dropped with a reason)."""
+    plan = deepcopy(ROUTINE_REVISED_PLAN)
+    actions = ((ctx.state.get("programme") or {}).get("actions") or {})
+    dropped = [{"action_id": aid, "reason": "superseded by the revised plan"} for aid, a in actions.items()
+               if a.get("status") != "done"]
+    return plan | {"published_at": PUBLISHED_AT, "published_on": ctx.today.isoformat(), "dropped": dropped}
+
+
 def _copy(payload: dict[str, Any]) -> Callable[[RoutineContext], dict[str, Any]]:
     return lambda ctx: deepcopy(payload)
 
@@ -583,7 +597,7 @@ CATALOGUE: dict[str, StepKind] = {
         "Revised action plan published (extension)", Role.trust, "improvement_plan", {"submit": ImprovementPlanPayload},
         short_title="Revised action plan",
         deadline=Deadline("28 days after the extension is decided", _D("domain.steps.REVISED_PLAN_DAYS")),
-        routine=Routine("submit", _copy(ROUTINE_REVISED_PLAN))),
+        routine=Routine("submit", _routine_revision)),
     Kind.secretary_of_state_letter: StepKind(
         "Chief Inspector's letter to the Secretary of State", Role.cqc, "secretary_of_state", {"send": LetterPayload},
         short_title="Letter to the Secretary of State",

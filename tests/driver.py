@@ -12,7 +12,9 @@ from tools.polling import eventually
 
 DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "improvement_plan": ("submit", lambda d: PLAN),
-    "revised_action_plan": ("submit", lambda d: PLAN),
+    # The same actions (so the outstanding ones are carried), published (issue 15 item 5).
+    "revised_action_plan": ("submit", lambda d: {**PLAN, "published_at": "https://trust.example.nhs.uk/plan",
+                                                 "published_on": d}),
     "plan_review": ("agree", None),
     "plan_signoff_regulator": ("sign_off", None),
     "plan_signoff_commissioner": ("sign_off", None),

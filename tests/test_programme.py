@@ -244,6 +244,37 @@ async def test_an_early_announcement_opens_the_readiness_items_at_once_and_at_ri
     assert [x.kind for x in state.scheduled] == [Kind.programme_review]  # not a readiness item
 
 
+async def test_a_revised_plan_after_an_extension_starts_from_the_outstanding_actions_and_is_published(regime_env):
+    from tests.test_workflow_rules import _open, _reinspected_remain
+
+    client, queue, _ = regime_env
+    handle, d = await start(client, queue, "WP7", programme=True)
+    await decide(handle, "improvement_plan", "submit", "trust", as_document(Kind.improvement_plan, programme_plan(d)))
+    await decide(handle, "plan_review", "agree", "improvement_director")
+    await eventually(lambda: handle.query(RegimeWorkflow.get_state), until=lambda s: "plan_action-M1" in s.steps,
+                     what="M1's step", timeout=10)
+    await decide(handle, "plan_action-M1", "done", "trust", {"completed_on": str(d)})
+    await _reinspected_remain(handle, "INS-WP7-1", d)
+    await decide(handle, (await _open(handle, Kind.regulator_decision)).id, "extend", "regulator", comment="6 months")
+    revised = (await _open(handle, Kind.revised_action_plan)).id
+
+    new = {"actions": [a for a in programme_plan(d)["actions"] if a["id"] in ("S1", "M1")]}
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # S2 and M2 are outstanding: neither carried nor dropped
+        await decide(handle, revised, "submit", "trust", as_document(Kind.improvement_plan, new))
+    assert refused.value.cause.type == "RuleBroken" and "S2, M2" in str(refused.value.cause)
+    new["dropped"] = [{"action_id": "S2", "reason": "merged into S1"}, {"action_id": "M2", "reason": "now routine"}]
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # not published
+        await decide(handle, revised, "submit", "trust", as_document(Kind.improvement_plan, new))
+    assert refused.value.cause.type == "InvalidPayload" and "published" in str(refused.value.cause)
+    new |= {"published_at": "https://trust.example.nhs.uk/revised-plan", "published_on": str(d)}
+    await decide(handle, revised, "submit", "trust", as_document(Kind.improvement_plan, new))
+    await decide(handle, (await _open(handle, Kind.plan_review)).id, "agree", "improvement_director")
+    state = await handle.query(RegimeWorkflow.get_state)
+    prog = state.programme
+    assert [(v.n, v.source) for v in prog.versions] == [(1, "plan"), (2, "revision")]
+    assert set(prog.actions) == {"S1", "M1"} and prog.actions["M1"].status == "done"  # progress kept by id
+
+
 async def _audits(effects, event: str) -> list:
     return [e for b in effects.batches for e in b.effects if e.type == "audit" and e.event == event]
 
