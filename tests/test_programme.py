@@ -208,11 +208,15 @@ async def test_readiness_items_open_before_the_reinspection_and_are_at_risk_when
     assert {s.id for s in state.steps.values() if s.kind == Kind.self_assessment} == {"self_assessment-2"}
     assert not any(s.kind == Kind.programme_review for s in state.steps.values())
 
-    # The trust completes one file: the improvement director checks it.
-    await decide(handle, files["safe"].id, "complete", "trust", {"evidence": ["1", "2"], "summary": "safe"})
+    # The trust completes one file: the improvement director checks it, not the person who completed it.
+    await decide(handle, files["safe"].id, "complete", "trust", {"evidence": ["1", "2"], "summary": "safe"},
+                 user="same-person")
     state = await handle.query(RegimeWorkflow.get_state)
     check = next(s for s in state.steps.values() if s.kind == Kind.evidence_file_check)
     assert check.subject["key_question"] == "safe" and check.role == "improvement_director"
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await decide(handle, check.id, "checked", "improvement_director", user="same-person")
+    assert refused.value.cause.type == "SeparationOfDuties"
     await decide(handle, check.id, "return", "improvement_director", comment="no audit results in it")
     state = await handle.query(RegimeWorkflow.get_state)
     again = [s for s in state.steps.values() if s.kind == Kind.evidence_file and s.status == "open"
