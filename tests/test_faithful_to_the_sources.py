@@ -24,8 +24,9 @@ from domain import dates
 from domain.models import InspectionSignal
 from domain.ratings import InspectionOutcome
 from infra.clients import connect_temporal
+from tests.conftest import Effects
 from tests.helpers import INADEQUATE_ENTRY, outcome
-from tests.test_workflow_rules import Effects, actor, decide, start
+from tests.test_workflow_rules import actor, decide, start
 from tools.replay import first_line_of
 from workflows.regime import RegimeWorkflow
 
