@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from domain.dates import add_months
 from regime_cli import app
 from tools.scenario import ScenarioError, load
 from tools.simulate import SimulationError, simulate_files
@@ -36,7 +38,7 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     got = by_file(results)
     assert set(got) >= {"exit_on_time", "late_plan_escalations", "extension_then_exit", "sos_letter_then_merger",
                         "multi_site_exceptional_exit", "reentry_after_exit", "continue_as_new",
-                        "two_buddies_payments"}
+                        "two_buddies_payments", "improvement_programme"}
 
     # The timelines tell each story, not just its ending.
     [on_time] = got["exit_on_time"]["regimes"]
@@ -79,11 +81,84 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     steps = {m["step"] for m in buddies["milestones"]}
     assert {"RBX01.sign_trust", "RBX01.q1.confirm_buddy", "RBX02-maternity.q3.authorise"} <= steps
 
+    _the_plan_as_a_programme(got["improvement_programme"])
+
     [can] = got["continue_as_new"]["regimes"]
     runs = can["final"]["history"]
     assert len(runs) == can["final"]["runs"] >= 3
     assert all(r["events"] < 700 for r in runs), runs
     assert len([m for m in can["milestones"] if m["kind"] == "monthly_return"]) >= 30, "state lost across runs"
+
+
+def _the_plan_as_a_programme(result: dict) -> None:
+    """scenarios/improvement_programme.yaml: a 30-action plan reported on action by action every month."""
+    [reg] = result["regimes"]
+    p = reg["programme"]
+    milestones = {m["step"]: m for m in reg["milestones"]}
+    months = {m["month"]: m for m in p["months"]}
+    entry = date.fromisoformat(reg["entry_date"])
+
+    def regime_month(day: int) -> int:
+        """The month of the regime a day falls in (month 1 starts on the entry date)."""
+        d = entry + timedelta(days=day)
+        return next(n for n in range(1, 25) if d < add_months(entry, n))
+
+    assert p["actions"] == 30 and p["themes"] == {"Mortality": 6, "Sepsis": 6, "Governance": 6, "Staffing": 6,
+                                                  "Maternity": 6}
+    assert {a["horizon"] for a in p["by_action"].values()} == {None, 30, 60, 90}
+    assert set(months) >= set(range(2, 13)), "the trust reports on every action each month once the plan is agreed"
+    assert all(sum(m["counts"].values()) == m["actions"] == 30 for m in months.values())
+
+    # Sepsis off track in months 4-6: its two off-track actions are flagged after their second month, at risk in
+    # months 7-8 and the theme back on track by month 9.
+    assert [(f["action"], f["month"]) for f in p["flags"]] == [("SEP-3", 5), ("SEP-4", 5)]
+    assert [months[n]["themes"]["Sepsis"] for n in range(3, 10)] == [
+        "on_track", "off_track", "off_track", "off_track", "at_risk", "at_risk", "on_track"]
+    assert [p["by_action"]["SEP-3"]["months"][str(n)] for n in range(4, 10)] == [
+        "off_track"] * 3 + ["at_risk"] * 2 + ["on_track"]
+    assert (months[4]["flagged"], months[5]["flagged"], months[7]["flagged"]) == ([], ["SEP-3", "SEP-4"], [])
+    assert months[3]["on_trajectory"] and not months[5]["on_trajectory"]
+    assert months[5]["challenged"] == ["MAT-3"], "the improvement director challenged one report in month 5"
+
+    # Two actions never reported done: past their target dates, up the ladder to the regulator's executive; the
+    # plan is off trajectory from then on, and their steps are closed at exit.
+    for aid in ("GOV-4", "STF-5"):
+        step = milestones[f"plan_action-{aid}"]
+        esc = [(e["rung"], e["day"]) for e in reg["escalations"] if e["step"] == step["step"]]
+        assert [r for r, _ in esc] == ["reminder", "breach", "dd_escalation", "executive_escalation"], esc
+        assert esc[1][1] == step["due_day"] + 1 and step["due_day"] == p["by_action"][aid]["target_day"]
+        assert step["late"] and step["status"] == "cancelled" and step["done"] is None
+        assert p["by_action"][aid]["status"] == "at_risk"
+    assert p["overdue"] == ["GOV-4", "STF-5"]
+    assert all(not m["on_trajectory"] and "GOV-4" in m["overdue"] for n, m in months.items() if n >= 6)
+    assert all(m["late"] is False for s, m in milestones.items() if s not in ("plan_action-GOV-4",
+                                                                              "plan_action-STF-5"))
+    assert sum(1 for m in milestones.values() if m["kind"] == "plan_action" and m["outcome"] == "done") == 28
+
+    # The delivery team's formal review in month 8; its changes are the plan's second version, agreed by the ID.
+    review = milestones["programme_review"]
+    assert review["status"] == "done" and regime_month(review["done_day"]) == 8
+    assert [(v["source"], v["actions"]) for v in p["versions"]] == [("plan", 30), ("change", 30)]
+    assert p["versions"][1]["agreed_day"] == 238 and milestones["plan_change_review"]["outcome"] == "agree"
+    assert p["by_action"]["SEP-5"]["target_day"] == 310
+
+    # Both self-assessments held on time (the second as a mini-inspection in month 10).
+    for sid, due_month in (("self_assessment-1", 6), ("self_assessment-2", 10)):
+        sa, due = milestones[sid], (add_months(entry, due_month) - entry).days
+        assert sa["status"] == "done" and not sa["late"] and sa["done_day"] <= sa["due_day"], sa
+        assert due <= sa["due_day"] <= due + 4, sa  # (moved off a bank holiday, if one)
+
+    # Evidence items cited in the reports; every evidence file complete and checked before CQC's announcement.
+    assert p["evidence_items"] == 4 and p["by_action"]["SEP-3"]["evidence"] == ["3"]
+    assert p["evidence_files_checked"] == ["caring", "effective", "responsive", "safe", "well_led"]
+    announced = next(a["day"] for a in reg["actions"] if a["do"] == "announce_reinspection")
+    files = [m for m in milestones.values() if m["kind"] in ("evidence_file", "evidence_file_check")]
+    assert len(files) == 10 and all(m["status"] == "done" and m["done_day"] < announced for m in files)
+
+    # The re-inspection's improved ratings, and exit.
+    assert reg["ratings"][-1]["exit_rule_met"] and reg["final"]["exit_day"] == 362
+    assert reg["final"]["phase"] == "exited" and reg["final"]["finished"]
+    assert 0 < p["state_bytes"] <= p["max_state_bytes"] < 16_000
 
 
 def test_cli_simulate_prints_json_timeline(temporal_address, database_url, monkeypatch):
@@ -110,6 +185,11 @@ def test_cli_simulate_prints_table(temporal_address, database_url, monkeypatch):
         assert heading in r.stdout
 
 
+# A plan whose one action has an id and a theme (lines 1-11).
+PLAN = ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n  - day: 14\n    who: trust\n    do: submit\n"
+        "    step: improvement_plan\n    payload:\n      actions:\n"
+        "      - {id: S1, theme: Sepsis, category: must_do, description: Screen, owner: Medical Director,\n"
+        "         metric: screened within 1 hour}\n")
 BAD = {
     "unknown_field.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nsteps:\n  - day: 3\n    who: trust\n"
                            "    do: submit\n    step: improvement_plan\n    colour: red\n",
@@ -134,6 +214,19 @@ BAD = {
                       ":3: until_day: Input should be a valid integer"),
     "same_entry.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nthen:\n  entry: {}\n",
                         ":4: then.entry: the later regime needs another entry date"),
+    "bad_plan.yaml": (PLAN.replace("1 hour}", "1 hour, horizon: 45}"),
+                      ":11: steps[0].payload.actions[0].horizon: Input should be 30, 60 or 90"),
+    "unknown_action.yaml": (PLAN + "plan_progress:\n  never_done: [S1]\n  reports:\n"
+                            "    - {months: 4-6, actions: [S9], status: off_track}\n",
+                            ":15: plan_progress.reports[0].actions[0]: 'S9' is not an action of the scenario's plan"),
+    "bad_months.yaml": (PLAN + "plan_progress:\n  reports:\n    - months: 6-4\n      theme: Sepsis\n"
+                        "      status: off_track\n", ":14: plan_progress.reports[0].months: Value error, '6-4': "
+                                                      "months run from 1"),
+    "unknown_theme.yaml": (PLAN + "expect:\n  programme:\n    themes: {Sepsys: {4: off_track}}\n",
+                           ":14: expect.programme.themes.Sepsys: 'Sepsys' is not a theme of the scenario's plan"),
+    "evidence_no_document.yaml": (PLAN + "  - day: 30\n    who: trust\n    do: record_evidence\n    payload:\n"
+                                  "      title: Audit\n      shows: 90%\n      actions: [S1]\n",
+                                  ":15: steps[1].payload: give the document"),
 }
 
 

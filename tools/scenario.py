@@ -10,16 +10,25 @@ import datetime as dt
 import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from domain.ledger import BUDDY_STEPS
 from domain.models import ROLES
 from domain.policy import PolicyChoices
+from domain.programme import ACTION_ID, DEFAULT_THEME, KEY_QUESTIONS, KeyQuestion, Status
 from domain.ratings import CoreServiceRating, KeyQuestionRatings
-from domain.steps import CATALOGUE, Kind
+from domain.steps import CATALOGUE, ImprovementPlanPayload, Kind, PlanAction
 
 # Steps someone does as a matter of course: the kinds whose catalogue entry has a `routine` (its action and
 # payload). Regime kinds, then a partnership's.
@@ -38,6 +47,8 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "close_regime": ("regulator",),
     "record_enforcement": ("cqc",),
     "add_buddy": ("regulator",),
+    "propose_plan_change": ("trust",),
+    "record_evidence": ("trust",),
 }
 STEP_ACTIONS = sorted({a for k in CATALOGUE.values() for a in k.actions})
 DAY_REF = re.compile(r"^day\s+(-?\d+)$")
@@ -51,6 +62,12 @@ RATING_PRESETS: dict[str, dict[str, str]] = {
                          "responsive": "requires_improvement", "well_led": "inadequate", "overall": "inadequate"},
 }
 MAX_DAYS = 366 * 6
+MAX_MONTHS = 6 * 12 + 1
+MONTHS = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
+# Steps whose payload is an improvement plan: validated when the file is loaded, and their action ids and themes
+# are what plan_progress, propose_plan_change, record_evidence and expect.programme may name.
+PLAN_KINDS = (Kind.improvement_plan, Kind.revised_action_plan)
+ActionId = Annotated[str, Field(pattern=ACTION_ID)]
 
 
 class _Strict(BaseModel):
@@ -93,6 +110,64 @@ class RoutineSpec(_Strict):
     lead_days: int = Field(7, ge=0, le=60, description="do each routine step this many days before it is due")
     skip: list[str] = Field(default_factory=list, description="step kinds nobody does routinely")
     buddy: bool = True
+    lead_days_by_kind: dict[str, Annotated[int, Field(ge=0, le=120)]] = Field(
+        default_factory=dict, description="step kind -> lead_days for that kind only")
+
+    def lead(self, kind: str) -> int:
+        return self.lead_days_by_kind.get(kind, self.lead_days)
+
+
+def month_range(value: int | str) -> tuple[int, int]:
+    """`4` -> (4, 4); `"4-6"` -> (4, 6). ValueError when it is neither."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        first = last = value
+    else:
+        m = MONTHS.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r}: write a month as N or a range as 'N-M'")
+        first = int(m.group(1))
+        last = int(m.group(2)) if m.group(2) else first
+    if not 1 <= first <= last <= MAX_MONTHS:
+        raise ValueError(f"{value!r}: months run from 1 (the trust's first monthly return) to {MAX_MONTHS}, "
+                         "first to last")
+    return first, last
+
+
+class ProgressSpec(_Strict):
+    """What the trust reports for some actions (named, or all of a theme's) in some months of the regime."""
+    months: int | str = Field(description="N or 'N-M': month N is the trust's N-th monthly return")
+    theme: str | None = Field(None, min_length=1, max_length=100)
+    actions: list[ActionId] | None = Field(None, min_length=1)
+    status: Status
+    metric_value: str | None = Field(None, min_length=1, max_length=200)
+    note: str | None = Field(None, min_length=1, max_length=1000)
+    challenge: str | None = Field(None, min_length=1, max_length=2000,
+                                  description="the improvement director challenges these actions' report when "
+                                              "co-signing the month's return, for this reason")
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: int | str) -> int | str:
+        month_range(v)
+        return v
+
+    @model_validator(mode="after")
+    def _names_something(self) -> ProgressSpec:
+        if (self.theme is None) == (self.actions is None):
+            raise ValueError("name a theme or actions (one of them)")
+        return self
+
+    def covers(self, month: int, action: str, theme: str) -> bool:
+        first, last = month_range(self.months)
+        return first <= month <= last and (action in (self.actions or []) or theme == self.theme)
+
+
+class PlanProgressSpec(_Strict):
+    """How the trust reports on its plan, month by month, beyond the routine (docs/scenarios.md)."""
+    reports: list[ProgressSpec] = Field(default_factory=list, description="statuses in given months; the last "
+                                                                          "entry naming an action wins")
+    never_done: list[ActionId] = Field(default_factory=list, description="actions nobody marks done: their "
+                                                                         "steps go overdue and escalate")
 
 
 class StepSpec(_Strict):
@@ -109,6 +184,24 @@ class StepSpec(_Strict):
     note: str | None = None
 
 
+class ProgrammeExpect(_Strict):
+    """Checks on the plan as a programme (the timeline's `programme`)."""
+    actions: int | None = Field(None, description="actions in the agreed plan's latest version")
+    versions: int | None = Field(None, description="versions of the plan agreed")
+    flagged: list[ActionId] | None = Field(None, description="exactly these actions were flagged off track two "
+                                                             "months in a row")
+    overdue: list[ActionId] | None = Field(None, description="exactly these actions were past their target date "
+                                                             "and not done at some monthly report")
+    themes: dict[str, dict[int, Status]] = Field(default_factory=dict, description="theme -> {month: its worst "
+                                                                                   "status after that month's report}")
+    on_trajectory: dict[int, bool] = Field(default_factory=dict, description="month -> the plan's answer after "
+                                                                             "that month's report")
+    evidence_items: int | None = None
+    evidence_files_checked: list[KeyQuestion] | None = Field(None, description="exactly these key questions' "
+                                                                               "evidence files were complete and "
+                                                                               "checked")
+
+
 class ExpectSpec(_Strict):
     phase: str | None = None
     segment: int | None = None
@@ -122,6 +215,9 @@ class ExpectSpec(_Strict):
     buddies: int | None = None
     follows_previous: bool | None = Field(None, description="the regime is linked to the trust's earlier one")
     paid_pence: dict[str, int] = Field(default_factory=dict, description="partnership id suffix -> pence paid")
+    done_days: dict[str, int] = Field(default_factory=dict, description="step id -> the day it was done")
+    outcomes: dict[str, str] = Field(default_factory=dict, description="step id -> its outcome (the action taken)")
+    programme: ProgrammeExpect | None = None
 
 
 class RegimeSpec(_Strict):
@@ -129,6 +225,7 @@ class RegimeSpec(_Strict):
     routine: RoutineSpec = Field(default_factory=RoutineSpec)
     steps: list[StepSpec] = Field(default_factory=list)
     until_day: int | None = Field(None, ge=0, le=MAX_DAYS)
+    plan_progress: PlanProgressSpec | None = None
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
 
 
@@ -296,6 +393,7 @@ def check(sc: Scenario, today: date) -> Problems:
         entries.append(e)
         out += _check_entry(base, reg, e, today)
         last = _check_steps(base, reg, e, (today - e).days, out)
+        out += _check_programme(base, reg, e)
         if reg.until_day is not None and reg.until_day < last:
             out.append((base + ("until_day",), f"until_day {reg.until_day} is before the last step (day {last})"))
     if len(entries) == 2 and entries[0] == entries[1]:
@@ -326,6 +424,9 @@ def _check_entry(base: tuple[Any, ...], reg: RegimeSpec, e: date, today: date) -
     for k in reg.routine.skip:
         if k not in CATALOGUE and k not in BUDDY_ROUTINE:
             out.append((base + ("routine", "skip"), f"unknown step kind {k!r}"))
+    for k in reg.routine.lead_days_by_kind:
+        if k not in ROUTINE_KINDS and k not in BUDDY_ROUTINE:
+            out.append((base + ("routine", "lead_days_by_kind", k), f"{k!r} is not a kind done as routine"))
     return out
 
 
@@ -379,12 +480,143 @@ def _check_step_action(path: tuple[Any, ...], st: StepSpec) -> Problems:
     return out
 
 
+# ----------------------------------------------------------------------------- the plan as a programme
+class _Plan:
+    """The action ids and themes a regime's plan has had, from its scripted versions (the routine plan when none is
+    scripted), in time order: what later steps, plan_progress and expect.programme may name."""
+
+    def __init__(self) -> None:
+        from domain.steps import ROUTINE_PLAN
+
+        self.ids: list[str] = []
+        self.themes: list[str] = []
+        self.named = False  # some scripted version gives its actions ids: the routine reports per action
+        self.scripted = False
+        self._take(ROUTINE_PLAN["actions"])
+
+    def _take(self, actions: list[dict[str, Any]], named: bool = False) -> None:
+        for n, a in enumerate(actions, 1):
+            aid, theme = a.get("id") or f"A{n}", a.get("theme") or DEFAULT_THEME
+            if aid not in self.ids:
+                self.ids.append(aid)
+            if theme not in self.themes:
+                self.themes.append(theme)
+            self.named |= named and bool(a.get("id"))
+
+    def version(self, actions: list[dict[str, Any]]) -> None:
+        if not self.scripted:
+            self.ids, self.themes, self.scripted = [], [], True
+        self._take(actions, named=True)
+
+    def unknown(self, path: tuple[Any, ...], aid: Any) -> Problems:
+        if aid in self.ids:
+            return []
+        some = ", ".join(self.ids[:8]) + (", ..." if len(self.ids) > 8 else "")
+        return [(path, f"{aid!r} is not an action of the scenario's plan ({some})")]
+
+    def unknown_theme(self, path: tuple[Any, ...], theme: Any) -> Problems:
+        if theme in self.themes:
+            return []
+        return [(path, f"{theme!r} is not a theme of the scenario's plan ({', '.join(self.themes)})")]
+
+
+def _check_programme(base: tuple[Any, ...], reg: RegimeSpec, e: date) -> Problems:
+    """Plans scripted in the steps are valid improvement plans; plan changes, evidence, plan_progress and
+    expect.programme name actions and themes the plan has."""
+    out: Problems = []
+    plan = _Plan()
+    for i, st in enumerate(reg.steps):
+        path = base + ("steps", i, "payload")
+        p = resolve_dates(st.payload, e, e)  # 'today' stands for any day: only the shape is checked
+        if st.do == "submit" and st.step and kind_of(st.step) in PLAN_KINDS:
+            errs = _errors(path, ImprovementPlanPayload, p)
+            out += errs
+            if not errs:
+                plan.version(p["actions"])
+        elif st.do == "propose_plan_change":
+            out += _check_plan_change(path, p, plan)
+        elif st.do == "record_evidence":
+            out += _check_evidence(path, p, plan)
+    pp = reg.plan_progress
+    if pp is not None:
+        where = base + ("plan_progress",)
+        if (pp.reports or pp.never_done) and not plan.named:
+            out.append((where, "the routine reports per action on a plan whose actions carry ids: script the "
+                               "improvement plan (a submit step) with an id for each action"))
+        for j, r in enumerate(pp.reports):
+            for k, aid in enumerate(r.actions or []):
+                out += plan.unknown(where + ("reports", j, "actions", k), aid)
+            if r.theme is not None:
+                out += plan.unknown_theme(where + ("reports", j, "theme"), r.theme)
+        for k, aid in enumerate(pp.never_done):
+            out += plan.unknown(where + ("never_done", k), aid)
+    x = reg.expect.programme
+    if x is not None:
+        where = base + ("expect", "programme")
+        for key in ("flagged", "overdue"):
+            for k, aid in enumerate(getattr(x, key) or []):
+                out += plan.unknown(where + (key, k), aid)
+        for theme in x.themes:
+            out += plan.unknown_theme(where + ("themes", theme), theme)
+    return out
+
+
+def _check_plan_change(path: tuple[Any, ...], p: dict[str, Any], plan: _Plan) -> Problems:
+    out: Problems = []
+    fields = set(PlanAction.model_fields) - {"id"}
+    for j, c in enumerate(p.get("change") or []):
+        if not isinstance(c, dict) or "id" not in c:
+            out.append((path + ("change", j), "a change names the action (id) and the fields it changes"))
+            continue
+        out += plan.unknown(path + ("change", j, "id"), c["id"])
+        for k in c:
+            if k != "id" and k not in fields:
+                out.append((path + ("change", j, k), f"not a field of a plan action ({', '.join(sorted(fields))})"))
+    added = []
+    for j, a in enumerate(p.get("add") or []):
+        errs = _errors(path + ("add", j), PlanAction, a)
+        if not errs and not (isinstance(a, dict) and a.get("id")):
+            errs = [(path + ("add", j, "id"), "an added action needs its id")]
+        out += errs
+        if not errs:
+            added.append(a)
+    for j, aid in enumerate(p.get("remove") or []):
+        out += plan.unknown(path + ("remove", j), aid)
+    if not (p.get("change") or p.get("add") or p.get("remove")):
+        out.append((path, "a plan change changes, adds or removes actions: give change, add or remove"))
+    for k in p:
+        if k not in ("reason", "change", "add", "remove"):
+            out.append((path + (k,), "unknown field (reason, change, add, remove)"))
+    plan._take(added, named=True)
+    return out
+
+
+def _check_evidence(path: tuple[Any, ...], p: dict[str, Any], plan: _Plan) -> Problems:
+    out: Problems = []
+    for j, aid in enumerate(p.get("actions") or []):
+        out += plan.unknown(path + ("actions", j), aid)
+    for j, q in enumerate(p.get("key_questions") or []):
+        if q not in KEY_QUESTIONS:
+            out.append((path + ("key_questions", j), f"{q!r} is not a key question ({', '.join(KEY_QUESTIONS)})"))
+    if ("url" in p) == ("document" in p):
+        out.append((path, "give the document (document: {filename, media_type, content}) or where it lives (url)"))
+    doc = p.get("document")
+    if isinstance(doc, dict):
+        for k in ("filename", "media_type"):
+            if k not in doc:
+                out.append((path + ("document", k), "required"))
+        if ("content" in doc) == ("content_base64" in doc):
+            out.append((path + ("document",), "give its text (content) or content_base64, one of them"))
+    return out
+
+
 # What each operation's payload must carry.
 OPERATION_NEEDS: dict[str, tuple[str, ...]] = {
     "announce_reinspection": ("inspection_date",), "publish_inspection": ("reference", "ratings"),
     "withdraw_inspection": ("reference", "reason"), "close_regime": ("solution", "reason"),
     "send_draft_report": ("reference",),
     "record_enforcement": ("action", "detail"), "add_buddy": ("buddy",), "amend_deadline": ("reason",),
+    "propose_plan_change": ("reason",), "record_evidence": ("title", "shows"),
 }
 
 

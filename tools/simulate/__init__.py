@@ -9,9 +9,10 @@ next stop. Deadlines nobody meets escalate on the way, exactly as in production.
 Day 0 is the entry date; the simulation starts today (the API refuses future entry dates), so
 printed dates depend on the day the simulation runs and the day numbers do not.
 
-The package: run.py drives a scenario (Simulation, simulate_files), routine.py holds the routine work, report.py
-the timeline, the expectations and the printed tables, session.py what they share (people acting through the
-API); this module is the command.
+The package: run.py drives a scenario (Simulation, simulate_files), routine.py holds the routine work,
+programme.py the improvement plan as a programme (the monthly report per action, a scenario's plan_progress, plan
+changes and evidence, the plan month by month on the timeline), report.py the timeline, the expectations and the
+printed tables, session.py what they share (people acting through the API); this module is the command.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ from domain import dates
 from domain.ledger import BUDDY_STEPS
 from domain.steps import CATALOGUE
 from tools.scenario import RegimeSpec
-from tools.simulate.session import RegimeRun, Session
+from tools.simulate.programme import ProgrammeWork
+from tools.simulate.session import RegimeRun
 
 
-class Timeline(Session):
+class Timeline(ProgrammeWork):
     """A regime's timeline, read back from the API and from Temporal once it has run."""
 
     # ------------------------------------------------------------------ timeline
@@ -99,6 +100,7 @@ class Timeline(Session):
         }
         tl = {"regime_id": run.regime_id, "entry_date": e.isoformat(), "milestones": milestones,
               "escalations": escalations, "ratings": rating_rows, "payments": payments, "final": final,
+              "programme": await self.programme_timeline(run, st),
               "actions": run.actions, "wall_seconds": round(time.monotonic() - run.started, 1)}
         tl["expectations"] = check_expectations(run.spec, tl)
         return tl
@@ -165,6 +167,39 @@ def check_expectations(spec: RegimeSpec, tl: dict[str, Any]) -> list[dict[str, A
     for suffix, pence in x.paid_pence.items():
         paid = [p["paid_pence"] for p in tl["payments"] if p["partnership"].endswith(suffix)]
         add(f"paid_pence[{suffix}]", pence, paid[0] if len(paid) == 1 else paid)
+    for step, day in x.done_days.items():
+        add(f"done_days[{step}]", day, next((m["done_day"] for m in tl["milestones"] if m["step"] == step), None))
+    for step, outcome in x.outcomes.items():
+        add(f"outcomes[{step}]", outcome, next((m["outcome"] for m in tl["milestones"] if m["step"] == step), None))
+    if x.programme is not None:
+        out += _programme_expectations(x.programme, tl.get("programme") or {})
+    return out
+
+
+def _programme_expectations(x: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, expected: Any, actual: Any) -> None:
+        out.append({"check": f"programme.{name}", "expected": expected, "actual": actual, "ok": expected == actual})
+
+    months = {m["month"]: m for m in p.get("months", [])}
+    if x.actions is not None:
+        add("actions", x.actions, p.get("actions"))
+    if x.versions is not None:
+        add("versions", x.versions, len(p.get("versions", [])))
+    if x.flagged is not None:
+        add("flagged", sorted(x.flagged), p.get("flagged"))
+    if x.overdue is not None:
+        add("overdue", sorted(x.overdue), p.get("overdue"))
+    for theme, by_month in x.themes.items():
+        for n, status in sorted(by_month.items()):
+            add(f"themes[{theme}][{n}]", status, (months.get(n) or {}).get("themes", {}).get(theme))
+    for n, on in sorted(x.on_trajectory.items()):
+        add(f"on_trajectory[{n}]", on, (months.get(n) or {}).get("on_trajectory"))
+    if x.evidence_items is not None:
+        add("evidence_items", x.evidence_items, p.get("evidence_items"))
+    if x.evidence_files_checked is not None:
+        add("evidence_files_checked", sorted(x.evidence_files_checked), p.get("evidence_files_checked"))
     return out
 
 
@@ -186,6 +221,8 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
             con.print(_ratings_table(reg["ratings"]))
             if reg["payments"]:
                 con.print(_payments_table(reg["payments"]))
+            if reg.get("programme"):
+                _print_programme(con, reg["programme"])
             _print_final(con, f, reg["expectations"])
 
 
@@ -254,6 +291,33 @@ def _payments_table(payments: list[dict[str, Any]]) -> Any:
         t.add_row(f"[bold]{p['key']}[/]", p["stage"] + (", ended" if p["ended"] and p["stage"] != "ended" else ""),
                   f"agreed {_money(p['agreed_level_pence'])}", "", "", f"[bold]{_money(p['paid_pence'])}[/]")
     return t
+
+
+def _print_programme(con: Any, p: dict[str, Any]) -> None:
+    """The plan month by month: each month's report, the worst status of each theme, flagged and overdue actions,
+    the plan's answer to the Integrated Delivery Meeting."""
+    from rich.table import Table
+
+    themes = list(p["themes"])
+    t = Table("month", "day", "done", "on", "at risk", "off", *themes, "flagged", "overdue", "trajectory",
+              title="Improvement plan, month by month (month N: the trust's N-th monthly return; a theme shows its "
+                    "worst status)", title_justify="left")
+    short = {"off_track": "[red]off track[/]", "at_risk": "[yellow]at risk[/]", "done": "[green]done[/]",
+             "on_track": "on track", "not_started": "not started"}
+    for m in p["months"]:
+        c = m["counts"]
+        t.add_row(f"{m['month']} {m['tag']}", str(m["day"]), str(c["done"]), str(c["on_track"]), str(c["at_risk"]),
+                  str(c["off_track"]), *(short.get(s or "", "-") for s in (m["themes"].get(n) for n in themes)),
+                  " ".join(m["flagged"]), " ".join(m["overdue"]), "on" if m["on_trajectory"] else "[red]off[/]")
+    con.print(t)
+    versions = ", ".join(f"v{v['n']} {v['source']} day {v['agreed_day']} ({v['actions']} actions)"
+                         for v in p["versions"])
+    flags = ", ".join(f"{f['action']} (month {f['month']})" for f in p["flags"]) or "none"
+    con.print(f"[bold]Plan:[/] {p['actions']} actions in {len(themes)} themes; versions: {versions}; flagged off "
+              f"track two months running: {flags}; overdue: {', '.join(p['overdue']) or 'none'}; "
+              f"{p['evidence_items']} evidence item(s); evidence files checked: "
+              f"{', '.join(p['evidence_files_checked']) or 'none'}; summary in the workflow's state "
+              f"{p['state_bytes']:,} bytes (at most {p['max_state_bytes']:,})")
 
 
 def _print_final(con: Any, f: dict[str, Any], expectations: list[dict[str, Any]]) -> None:

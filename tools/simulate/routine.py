@@ -10,31 +10,28 @@ from domain import dates, schedule
 from domain.ledger import BUDDY_STEPS, FORECAST_LEAD_DAYS
 from domain.steps import CATALOGUE, RoutineContext
 from tools.polling import eventually
-from tools.scenario import BUDDY_ROUTINE, ROUTINE_KINDS
-from tools.simulate.session import RegimeRun, Session, SimulationError, _detail, user_for
+from tools.scenario import BUDDY_ROUTINE
+from tools.simulate.programme import ProgrammeWork
+from tools.simulate.session import RegimeRun, SimulationError, _detail, user_for
 
 BUDDY_STRIDE_DAYS = 28
 
 
-class RoutineWork(Session):
+class RoutineWork(ProgrammeWork):
     """The routine steps of a regime and of its partnerships: Simulation does them at every stop."""
 
     # ------------------------------------------------------------------ routine work
-    def _routine_kind(self, run: RegimeRun, kind: str) -> bool:
-        r = run.spec.routine
-        return r.enabled and kind in ROUTINE_KINDS and kind not in r.skip
-
     def _act_day(self, run: RegimeRun, s: dict[str, Any]) -> int:
         opened = (dates.london_date(datetime.fromisoformat(s["opened_at"])) - run.entry).days
         due = (date.fromisoformat(s["due"]) - run.entry).days
-        return max(opened, due - run.spec.routine.lead_days)
+        return max(opened, due - run.spec.routine.lead(s["kind"]))
 
     async def routine(self, run: RegimeRun) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """Do every routine step whose day has come; return the regime's and its partnerships' states."""
         for _ in range(50):
             state = await self.state(run.regime_id)
             todo = [s for s in state["open_steps"] if self._routine_kind(run, s["kind"]) and not s["paused"]
-                    and self._act_day(run, s) <= run.day]
+                    and self._act_day(run, s) <= run.day and not self.never_done(run, s)]
             if not todo:
                 if not state["buddies"]:
                     return state, {}
@@ -46,7 +43,11 @@ class RoutineWork(Session):
                 action, payload, _ = routine.decision(RoutineContext(
                     today=run.entry + timedelta(days=run.day), step=s, state=state,
                     user=lambda role: user_for(role, self.ods)))  # e.g. appoint the director who then acts
+                payload = await self.programme_decision(run, s, state, action, payload)
+                # A regime step for a buddy trust (its evidence file review) is done by that trust's lead.
+                org = s["subject"].get("buddy_ods") if s["role"] == "buddy" else None
                 r = await self.call("POST", f"/regimes/{run.regime_id}/steps/{s['id']}/decisions", role=s["role"],
+                                    user=f"buddy-lead-{org}" if org else None, org=org,
                                     body={"action": action, "payload": payload, "role": s["role"],
                                           "comment": "routine"})
                 if r.status_code != 200:

@@ -98,6 +98,7 @@ class Simulation(RoutineWork, Timeline):
                 _, i, st = pending.popleft()
                 await self.perform(run, st, run.base + ("steps", i))
             state, partners = await self.routine(run)
+            await self.plan_snapshot(run, state)
             if state["finished"]:
                 if pending:
                     raise SimulationError(f"{self.sc.where(run.base + ('steps', pending[0][1]))}: the regime "
@@ -132,14 +133,15 @@ class Simulation(RoutineWork, Timeline):
         routine = run.spec.routine
         if routine.enabled:
             for s in state["open_steps"]:
-                if self._routine_kind(run, s["kind"]):
+                if self._routine_kind(run, s["kind"]) and not self.never_done(run, s):
                     cands.append(self._act_day(run, s))
             nm = state.get("next_monthly")
             if nm and state["phase"] in ACTIVE:
                 m = date.fromisoformat(nm)
                 for due in schedule.monthly_steps(m):  # the month's return and meetings, from its 1st
                     if self._routine_kind(run, due.kind):
-                        cands.append(max((m - run.entry).days, (due.due - run.entry).days - routine.lead_days))
+                        cands.append(max((m - run.entry).days, (due.due - run.entry).days - routine.lead(due.kind)))
+            cands += self.programme_stops(run, state)
         for bs in partners.values():
             cands += self._partner_stops(run, bs)
             if bs.get("run_until") and not bs.get("ending"):  # runs on after exit: it ends (and settles) then
@@ -192,6 +194,10 @@ class Simulation(RoutineWork, Timeline):
             cfg["agreement_in_principle"] = payload.get("agreement_in_principle")
             self.partners[(payload["buddy"]["ods_code"], payload.get("scope", "trust-wide"))] = cfg
             r = await self.call("POST", f"/regimes/{rid}/buddies", role=st.who, user=st.user, body=payload)
+        elif st.do == "propose_plan_change":
+            r, step_id = await self.propose_plan_change(run, before, st, payload)
+        elif st.do == "record_evidence":
+            r = await self.record_evidence(run, st, payload, today)
         else:
             step_id = await self._resolve_decision_step(run, before, st, path)
             r = await self.call("POST", f"/regimes/{rid}/steps/{step_id}/decisions", role=st.who, user=st.user,
@@ -205,7 +211,8 @@ class Simulation(RoutineWork, Timeline):
                                   + (f" (expected {expected})" if expected is not None else ""))
         if r.status_code == 202:
             await self._await_signal(rid, before["seq"], path)
-        what = step_id or payload.get("reference") or payload.get("solution") or payload.get("action") or (
+        what = step_id or payload.get("reference") or payload.get("solution") or payload.get("action") or \
+            payload.get("title") or (
             payload.get("buddy", {}).get("ods_code") if st.do == "add_buddy" else None)
         note = st.note or (f"refused as expected: {r.status_code}" if expected and expected >= 400 else None)
         self._log(run, st.who, st.do, what, note=note)

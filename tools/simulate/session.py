@@ -49,6 +49,12 @@ class RegimeRun:
     day: int = 0
     actions: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # The plan as a programme (tools/simulate/programme.py): evidence items recorded, the plan after each month's
+    # report, the last report seen, and whether each agreed version's actions carry ids.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    plan_months: list[dict[str, Any]] = field(default_factory=list)
+    last_report: tuple[str, str] | None = None
+    named_plans: dict[str, bool] = field(default_factory=dict)
 
 
 class Session:
