@@ -3,7 +3,7 @@ evidence and readiness for re-inspection.
 
 Plan data is documents (the plan's versions, the monthly progress reports, evidence items: PostgreSQL, by
 reference, domain/documents.py) plus a small summary the regime workflow keeps: each action's theme, target date,
-latest status and how many months in a row it has been off track (`ProgrammeState`, about 60 bytes an action).
+latest status and how many months in a row it has been off track (`ProgrammeState`, about 130 bytes an action).
 The API builds the summary (`plan_index`, `progress_index`) from the validated document and sends it with the
 document's reference, so the workflow never holds a plan's text.
 
