@@ -135,6 +135,12 @@ class Settings(BaseSettings):
 
     # Service defaults of the regime's calendar where the seeds give no rule (domain.models.CalendarRules,
     # docs/regime.md): recorded in each regime when it is placed, like the policy.
+    # The cost of the interventions (issue 16 item 2): the improvement director's time is costed at this day rate
+    # when recorded (each record keeps the rate it was costed at).
+    director_day_rate_pence: int = Field(
+        90_000, ge=0, le=10_000_000,
+        description="the improvement director's day rate in pence, for the cost of the interventions (service "
+                    "default: no seed gives one)")
     first_return_lead_days: int = Field(
         CalendarRules().first_return_lead_days, ge=1, le=28,
         description="the first monthly return is due on the first 3rd Monday at least this many days after "

@@ -168,6 +168,23 @@ class EvidenceRecord(BaseModel):
     actor: Actor
 
 
+class DirectorTime(BaseModel):
+    """The improvement director's time in a month (issue 16 item 2), costed at the day rate when it is recorded.
+    Recording a month again corrects it and needs a reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    days: float = Field(ge=0, le=31, multiple_of=0.5, description="days worked on the regime, in half days")
+    rate_pence: int = Field(ge=0, le=10_000_000)
+    reason: text(2000, min_length=1) | None = None
+    actor: Actor
+
+    @property
+    def cost_pence(self) -> int:
+        """days x rate in integer pence, a half penny rounded up."""
+        return (round(self.days * 2) * self.rate_pence + 1) // 2
+
+
 class DraftReport(BaseModel):
     """CQC has sent the trust its draft report of inspection `reference` to check for factual accuracy (seed 000
     §4a): the trust's step opens."""
@@ -367,6 +384,8 @@ class RegimeState(BaseModel):
     programme: ProgrammeState | None = None
     scheduled: list[ScheduledStep] = Field(default_factory=list)
     evidence_seq: int = 0
+    # The improvement director's recorded time, month (YYYY-MM) -> {days, rate_pence, cost_pence, by, at, reason}.
+    director_time: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class RegimeStart(BaseModel):

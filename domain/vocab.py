@@ -128,6 +128,8 @@ class AuditEvent(StrEnum):
     plan_action_off_track = "plan_action_off_track"
     evidence_recorded = "evidence_recorded"
     readiness_at_risk = "readiness_at_risk"
+    # the cost of the interventions (issue 16)
+    director_time_recorded = "director_time_recorded"
 
 
 def kebab_case(name: str) -> str:

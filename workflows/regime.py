@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineChange,
         Decision,
         Delegation,
+        DirectorTime,
         DraftReport,
         Enforcement,
         EvidenceRecord,
@@ -935,6 +936,38 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime):
             raise reject(RejectionKind.invalid_payload, f"actions: {', '.join(unknown[:10])} not in the agreed plan")
         if e.dated > self.today():
             raise reject(RejectionKind.rule_broken, "evidence is dated on or before the day it is recorded")
+
+    # ---------------------------------------------------------------- the cost of the interventions (issue 16)
+    @workflow.update
+    def record_director_time(self, t: DirectorTime) -> dict[str, Any]:
+        """The improvement director's days in a month, costed at the rate given (the API's setting when recorded)."""
+        self._updates_this_run += 1
+        self._validate_director_time(t)
+        before = self.s.director_time.get(t.month)
+        entry = {"days": t.days, "rate_pence": t.rate_pence, "cost_pence": t.cost_pence, "by": t.actor.user_id,
+                 "at": workflow.now().isoformat(), "reason": t.reason}
+        self.s.director_time[t.month] = entry
+        self.audit(AuditEvent.director_time_recorded, t.actor, reason=t.reason or f"{t.days} days in {t.month}",
+                   detail={"month": t.month, "days": t.days, "rate_pence": t.rate_pence, "cost_pence": t.cost_pence,
+                           "corrects": before})
+        self._wake = True
+        return {"month": t.month, **entry}
+
+    @record_director_time.validator
+    def _validate_director_time(self, t: DirectorTime) -> None:
+        if t.actor.role not in (Role.improvement_director, Role.regulator):
+            raise reject(RejectionKind.wrong_role, "the improvement director records their time, or the regulator")
+        if t.actor.role == Role.improvement_director:
+            self._check_assignee(t.actor, Role.improvement_director)
+        today = self.today()
+        entry = self.s.placement.entry_date
+        if not f"{entry.year:04d}-{entry.month:02d}" <= t.month <= f"{today.year:04d}-{today.month:02d}":
+            raise reject(RejectionKind.rule_broken, f"{t.month} is not a month of this regime up to now "
+                                                    f"(entered {entry.isoformat()})")
+        before = self.s.director_time.get(t.month)
+        if before is not None and not (t.reason and t.reason.strip()):
+            raise reject(RejectionKind.reason_required, f"{t.month} was recorded already ({before['days']} days by "
+                                                        f"{before['by']}): a correction needs a reason")
 
     @workflow.signal
     def buddy_changed(self, summary: BuddySummary) -> None:
