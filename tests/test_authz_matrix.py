@@ -79,6 +79,8 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("GET", "/regimes/{regime_id}/audit/verify"): (READERS, NATIONAL, None),
         ("GET", "/trusts/{ods_code}/audit"): (READERS, NATIONAL, None),
         ("GET", "/notifications"): ({"operations", "regulator", "admin"}, {"operations", "regulator", "admin"}, None),
+        # The evaluation (issue 16 item 5): national figures naming every trust's regimes, for the national roles.
+        ("GET", "/evaluation"): (NATIONAL, NATIONAL, None),
         ("GET", "/regimes/{regime_id}/documents/{sha256}"): (READERS, NATIONAL, None),
         # The improvement plan as a programme (issue 15): the trust proposes and records, everyone reading reads.
         ("GET", "/regimes/{regime_id}/plan"): (READERS, NATIONAL, None),

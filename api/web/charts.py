@@ -1,4 +1,5 @@
-"""The cohort chart: time in special measures per regime, as horizontal SVG bars."""
+"""The pages' SVG charts: the cohort's time in special measures per regime (horizontal bars), the improvement plan's
+statuses by month, and the evaluation's survival curve (a step chart) and bars."""
 
 from __future__ import annotations
 
@@ -177,5 +178,99 @@ def plan_theme_chart(theme: dict[str, Any], n: int) -> Markup:
                    f'{escape(label)}</text></g>')
     out.append(f'<line x1="{left}" y1="{y(0)}" x2="{w - 8}" y2="{y(0)}" stroke="{INK}"/>')
     out.append(f'<text x="{left - 34}" y="{top + plot_h + 36}" fill="#4c6272" font-size="12">actions</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+# ------------------------------------------------------------------ the evaluation view
+def survival_chart(points: list[dict[str, Any]], median_days: float | None, censored_days: list[int]) -> Markup:
+    """The Kaplan-Meier curve as a step chart: the share of regimes still in special measures against months since
+    entry, a tick on the curve where a regime still running (or closed on an unrecorded date) is censored, and a
+    dashed line at the median. The page's table gives the same figures."""
+    w, h, left, right, top, bottom = 900, 380, 64, 24, 20, 52
+    x1, y1 = w - right, h - bottom
+    last = max([p["time_days"] for p in points] + censored_days + [365])
+    scale_months = (int(last / 30.4375) // 6 + 1) * 6
+
+    def x(days: float) -> float:
+        return round(left + (x1 - left) * (days / 30.4375) / scale_months, 1)
+
+    def y(s: float) -> float:
+        return round(top + (y1 - top) * (1 - s), 1)
+
+    median_words = (f"The median is {round(median_days / 30.4375, 1)} months ({int(median_days)} days)."
+                    if median_days is not None else "The curve never falls below one half: no median yet.")
+    out = [f'<svg class="sm-survival-chart" viewBox="0 0 {w} {h}" width="100%" role="img" '
+           f'aria-labelledby="survival-chart-title survival-chart-desc" xmlns="http://www.w3.org/2000/svg" '
+           f'font-family="Arial, sans-serif" font-size="13">',
+           '<title id="survival-chart-title">Share of regimes still in special measures, by months since entry '
+           '(Kaplan-Meier)</title>',
+           f'<desc id="survival-chart-desc">A step curve falling from 100% at entry each time regimes end. '
+           f'{len(censored_days)} regimes still running or without a recorded end are censored (ticks on the curve). '
+           f'{median_words} The table below gives the same figures.</desc>']
+    for pct in range(0, 101, 25):
+        out.append(f'<line x1="{left}" y1="{y(pct / 100)}" x2="{x1}" y2="{y(pct / 100)}" stroke="#d8dde0"/>'
+                   f'<text x="{left - 8}" y="{y(pct / 100) + 4}" text-anchor="end" fill="#4c6272" '
+                   f'font-size="12">{pct}%</text>')
+    step = 6 if scale_months <= 60 else 12
+    for m in range(0, scale_months + 1, step):
+        out.append(f'<line x1="{x(m * 30.4375)}" y1="{top}" x2="{x(m * 30.4375)}" y2="{y1}" stroke="#eef0f1"/>'
+                   f'<text x="{x(m * 30.4375)}" y="{y1 + 18}" text-anchor="middle" fill="#4c6272" '
+                   f'font-size="12">{m}</text>')
+    out.append(f'<text x="{(left + x1) / 2}" y="{h - 10}" text-anchor="middle" fill="{INK}">Months since entry</text>')
+    if points:
+        d = [f"M{x(points[0]['time_days'])},{y(points[0]['survival'])}"]
+        for p in points[1:]:
+            d.append(f"H{x(p['time_days'])}V{y(p['survival'])}")
+        end_days = max([points[-1]["time_days"]] + censored_days)
+        d.append(f"H{x(end_days)}")
+        out.append(f'<path class="sm-survival-line" d="{"".join(d)}" fill="none" stroke="#005eb8" stroke-width="2.5"/>')
+
+        def at(days: int) -> float:
+            s = 1.0
+            for p in points:
+                if p["time_days"] <= days:
+                    s = p["survival"]
+            return s
+
+        for c in censored_days:
+            out.append(f'<line class="sm-survival-censor" x1="{x(c)}" y1="{y(at(c)) - 6}" x2="{x(c)}" '
+                       f'y2="{y(at(c)) + 6}" stroke="{INK}" stroke-width="1.5"/>')
+    out.append(f'<line x1="{left}" y1="{y(0.5)}" x2="{x1}" y2="{y(0.5)}" stroke="{INK}" stroke-dasharray="2 3"/>')
+    if median_days is not None:
+        mx = x(median_days)
+        anchor = "end" if mx > w - 220 else "start"
+        out.append(f'<line class="sm-survival-median" x1="{mx}" y1="{y(0.5)}" x2="{mx}" y2="{y1}" stroke="{INK}" '
+                   f'stroke-width="1.5" stroke-dasharray="6 3"/><text x="{mx + (-6 if anchor == "end" else 6)}" '
+                   f'y="{y(0.5) - 8}" text-anchor="{anchor}" fill="{INK}" font-size="12">Median '
+                   f'{round(median_days / 30.4375, 1)} months</text>')
+    out.append(f'<line x1="{left}" y1="{y1}" x2="{x1}" y2="{y1}" stroke="{INK}"/>'
+               f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y1}" stroke="{INK}"/>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def bar_chart(cid: str, title: str, bars: list[dict[str, Any]], unit: str) -> Markup:
+    """Horizontal bars, one per item of `bars` ({"label", "value", "text"}: the value drawn and the words beside
+    it); `cid` makes the ids unique on the page. The page's table gives the same figures."""
+    w, label_w, bar_h, gap, top = 900, 300, 20, 8, 10
+    x0, x1 = label_w, w - 150
+    top_value = max([b["value"] or 0 for b in bars] + [1])
+    height = top + len(bars) * (bar_h + gap) + 10
+    said = "; ".join(f'{b["label"]}: {b["text"]}' for b in bars[:60])
+    out = [f'<svg class="sm-bar-chart" data-chart="{escape(cid)}" viewBox="0 0 {w} {height}" width="100%" role="img" '
+           f'aria-labelledby="{cid}-title {cid}-desc" xmlns="http://www.w3.org/2000/svg" '
+           f'font-family="Arial, sans-serif" font-size="13">',
+           f'<title id="{cid}-title">{escape(title)}</title>',
+           f'<desc id="{cid}-desc">{escape(unit)}. {escape(said)}. The table below gives the same figures.</desc>']
+    for n, b in enumerate(bars):
+        yy = top + n * (bar_h + gap)
+        bw = max((x1 - x0) * (b["value"] or 0) / top_value, 0 if not b["value"] else 2)
+        label = b["label"] if len(b["label"]) <= 44 else b["label"][:42] + "…"
+        out.append(f'<g class="sm-bar"><title>{escape(b["label"])}: {escape(b["text"])}</title>'
+                   f'<text x="{label_w - 10}" y="{yy + 15}" text-anchor="end" fill="{INK}">{escape(label)}</text>'
+                   f'<rect x="{x0}" y="{yy}" width="{round(bw, 1)}" height="{bar_h}" fill="#005eb8"/>'
+                   f'<text x="{round(x0 + bw + 6, 1)}" y="{yy + 15}" fill="{INK}">{escape(b["text"])}</text></g>')
+    out.append(f'<line x1="{x0}" y1="{top - 4}" x2="{x0}" y2="{height - 6}" stroke="{INK}"/>')
     out.append("</svg>")
     return Markup("".join(out))

@@ -1,4 +1,4 @@
-"""The operations web view: regimes list, regime page, cohort view, and sign-in for local use."""
+"""The operations web view: regimes list, regime page, cohort and evaluation views, and sign-in for local use."""
 
 from __future__ import annotations
 
@@ -511,6 +511,55 @@ async def cohort_page(request: Request, user: Viewer):
     return page(request, "cohort.html", {"user": user, "c": c, "sees_all": sees_all(user),
                                          "chart": charts.months_chart(c["regimes"], c["mean"]),
                                          "programme_average": charts.PROGRAMME_AVERAGE})
+
+
+# ------------------------------------------------------------------ evaluation (issue 16 item 5)
+EVALUATION_NATIONAL = ("The evaluation covers every trust's regimes: it is for operations staff, the regulator, CQC "
+                       "and administrators. The cohort page shows the regimes you are assigned to.")
+
+
+@router.get("/evaluation")
+async def evaluation_page(request: Request, user: Viewer):
+    from api import evaluation
+
+    if not sees_all(user):
+        raise Forbidden(user, EVALUATION_NATIONAL)
+    ev = await evaluation.evaluate(request.app.state.pool)
+    ended = {i["regime_id"] for i in ev["cost"]["items"] if i["outcome"] in ("exited", "closed")}
+    censored = [i["days"] for i in ev["cost"]["items"] if i["regime_id"] not in ended]
+    years = [{"label": str(y["year"]), "value": y["median_months"] or 0,
+              "text": (f"{y['median_months']} months" if y["median_months"] is not None else "no median yet")
+              + f" ({y['regimes']} regimes, {y['exited'] + y['closed']} ended)"} for y in ev["by_entry_year"]]
+    gaps = [{"label": f"{e['trust_name']} ({e['exit_date'].year})", "value": round(e["days_to_reentry"] / 30.4375, 1),
+             "text": f"{round(e['days_to_reentry'] / 30.4375, 1)} months"}
+            for e in ev["reentry"]["items"] if e["days_to_reentry"] is not None]
+    paid = sorted((c for c in ev["cost"]["items"] if c["buddy_paid_pence"]), key=lambda c: -c["buddy_paid_pence"])
+    costs = [{"label": f"{c['trust_name']} ({c['entry_date'].year})", "value": c["buddy_per_month_pence"] or 0,
+              "text": f"{labels.money(c['buddy_per_month_pence'])} a month, {labels.money(c['buddy_paid_pence'])}"}
+             for c in paid]
+    return page(request, "evaluation.html", {
+        "user": user, "ev": ev, "tables": evaluation.TABLES,
+        "survival_chart": charts.survival_chart(ev["survival"], ev["median_days"], censored),
+        "year_chart": charts.bar_chart("year-chart", "Median months in special measures, by year of entry", years,
+                                       "Kaplan-Meier median for the regimes that entered each year"),
+        "reentry_chart": charts.bar_chart("reentry-chart", "Months between exit and re-entry", gaps,
+                                          "One bar per exit followed by a re-entry") if gaps else None,
+        "cost_chart": charts.bar_chart("cost-chart", "Buddy payments per month in special measures, per regime",
+                                       costs, "Regimes with buddy payments, the most paid first") if costs else None,
+    })
+
+
+@router.get("/evaluation/{table}.csv")
+async def evaluation_csv(request: Request, user: Viewer, table: str):
+    from api import evaluation
+    from api.routes.evaluation import csv_response
+
+    if not sees_all(user):
+        raise Forbidden(user, EVALUATION_NATIONAL)
+    if table not in evaluation.TABLES:
+        return page(request, "error.html", {"title": "Page not found", "detail": f"No table {table!r}: "
+                    + ", ".join(evaluation.TABLES) + "."}, status=404)
+    return csv_response(await evaluation.evaluate(request.app.state.pool), table)
 
 
 # ------------------------------------------------------------------ error pages
