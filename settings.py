@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         90_000, ge=0, le=10_000_000,
         description="the improvement director's day rate in pence, for the cost of the interventions (service "
                     "default: no seed gives one)")
+    funding_usual_max_pence: int = Field(
+        50_000_000, ge=1, le=10_000_000_000,
+        description="the usual maximum ceiling of a funding agreement in pence (previous trusts got up to about "
+                    "£500,000, seed 004); a higher ceiling needs a reason; recorded in each regime when placed")
     first_return_lead_days: int = Field(
         CalendarRules().first_return_lead_days, ge=1, le=28,
         description="the first monthly return is due on the first 3rd Monday at least this many days after "

@@ -29,12 +29,13 @@ log = logging.getLogger("worker")  # also when run as __main__
 def activities_for(pool: asyncpg.Pool, audit_key: bytes | None = None) -> list:
     from activities.archive import ArchiveActivities
     from activities.calendar import CalendarActivities
+    from activities.funding import FundingActivities
     from activities.payments import PaymentActivities
 
     effects = EffectActivities(pool, OutboxNotifier(), audit_key or get_settings().audit_key)
     payments = PaymentActivities(pool)
     return [effects.apply_effects, ArchiveActivities(pool).archive_state, CalendarActivities().bank_holidays,
-            *payments.all()]
+            *payments.all(), FundingActivities(pool).record_drawdown]
 
 
 def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str, audit_key: bytes | None = None,

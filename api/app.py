@@ -10,7 +10,19 @@ from temporalio.client import Client
 
 import logs
 from api import errors, headers, metrics, requestlog, web
-from api.routes import audit, buddies, catalogue, documents, evaluation, health, programme, regimes, tasks
+from api.routes import (
+    audit,
+    buddies,
+    catalogue,
+    costs,
+    documents,
+    evaluation,
+    funding,
+    health,
+    programme,
+    regimes,
+    tasks,
+)
 from infra import tracing
 from infra.clients import connect_temporal
 from infra.db import create_pool, database_url, migrate, migration_url
@@ -58,7 +70,8 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     app.add_middleware(requestlog.RequestContext)  # the request id, before anything inside can log
     app.include_router(headers.docs_router)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router,
-              catalogue.router, programme.router, evaluation.router):
+              catalogue.router, programme.router, evaluation.router, costs.router,
+              funding.router):
         app.include_router(r)
     web.install(app)
     errors.install_openapi(app)

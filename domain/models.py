@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, computed_field
 
+from domain.funding import FundingState
 from domain.policy import BASELINE, Policy
 from domain.programme import KeyQuestion, PlanIndex, ProgrammeState
 from domain.ratings import InspectionOutcome, KeyQuestionRatings
@@ -128,6 +129,9 @@ class Placement(BaseModel):
     # Regimes placed since issue 15 track the plan as a programme from entry: the formal review in months 7-9,
     # two self-assessments and the evidence files before the re-inspection (workflows/programme.py).
     programme: bool = False
+    # The usual maximum of a funding agreement's ceiling when the regime was placed (FUNDING_USUAL_MAX_PENCE);
+    # None for placements before issue 16 (they have no funding steps).
+    funding_usual_max_pence: int | None = None
 
 
 class ScheduledStep(BaseModel):
@@ -183,6 +187,17 @@ class DirectorTime(BaseModel):
     def cost_pence(self) -> int:
         """days x rate in integer pence, a half penny rounded up."""
         return (round(self.days * 2) * self.rate_pence + 1) // 2
+
+
+class DrawdownMessage(BaseModel):
+    """The trust asks for central funding against its plan's themes or actions (issue 16 item 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount_pence: int = Field(gt=0, le=10_000_000_000)
+    against: list[text(100, min_length=1)] = Field(min_length=1, max_length=20,
+                                                   description="plan themes or action ids the money is for")
+    purpose: text(2000, min_length=1)
+    actor: Actor
 
 
 class DraftReport(BaseModel):
@@ -384,6 +399,8 @@ class RegimeState(BaseModel):
     programme: ProgrammeState | None = None
     scheduled: list[ScheduledStep] = Field(default_factory=list)
     evidence_seq: int = 0
+    # Central funding (issue 16 item 1): None until the regulator records a funding agreement.
+    funding: FundingState | None = None
     # The improvement director's recorded time, month (YYYY-MM) -> {days, rate_pence, cost_pence, by, at, reason}.
     director_time: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

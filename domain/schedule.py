@@ -16,6 +16,7 @@ from domain.programme import KEY_QUESTIONS
 from domain.steps import (
     EVIDENCE_FILE_DAYS_BEFORE,
     EVIDENCE_FILES_OPEN_MONTHS_BEFORE,
+    FUNDING_MONTHS,
     PROGRAMME_REVIEW_MONTHS,
     QUALITY_SUMMIT_DAYS,
     SELF_ASSESSMENT_MONTHS,
@@ -41,12 +42,16 @@ class Due:
 
 def programme_steps(entry: date, reinspection_due: date) -> list[Due]:
     """What a regime tracking its plan as a programme (issue 15) opens as its months pass: the delivery team's
-    formal review (months 7-9), two self-assessments (due at 6 and 10 months, seed 000 §4a(vii)) and the evidence
-    files before the re-inspection due on `reinspection_due`."""
+    formal review (months 7-9), two self-assessments (due at 6 and 10 months, seed 000 §4a(vii)), the plan's
+    financial review and the funding agreement (months 4-6, issue 16), and the evidence files before the
+    re-inspection due on `reinspection_due`."""
     opens, due = (dates.add_months(entry, m) for m in PROGRAMME_REVIEW_MONTHS)
     out = [Due(Kind.programme_review, Kind.programme_review, due, opens=opens)]
     out += [Due(Kind.self_assessment, f"{Kind.self_assessment}-{n}", dates.add_months(entry, d),
                 opens=dates.add_months(entry, o)) for n, (o, d) in enumerate(SELF_ASSESSMENT_MONTHS, 1)]
+    # Central funding (issue 16 item 1): the plan's financial review, then the funding agreement in months 4-6.
+    out += [Due(kind, kind, dates.add_months(entry, d), opens=dates.add_months(entry, o))
+            for kind, (o, d) in zip((Kind.financial_review, Kind.funding_agreement), FUNDING_MONTHS, strict=True)]
     return out + evidence_files(reinspection_due)
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from temporalio import workflow
 
 from domain.dates import add_months
+from domain.funding import FinancialReviewPayload, FundingAgreementPayload
 from domain.programme import (
     ACTION_ID,
     DEFAULT_THEME,
@@ -339,6 +340,13 @@ class Kind(StrEnum):
     evidence_file = "evidence_file"
     evidence_file_check = "evidence_file_check"
     evidence_file_buddy_review = "evidence_file_buddy_review"
+    # Direct support and central funding (issue 16 item 1)
+    financial_review = "financial_review"
+    funding_agreement = "funding_agreement"
+    funding_agreement_trust = "funding_agreement_trust"
+    funding_agreement_director = "funding_agreement_director"
+    drawdown_approval = "drawdown_approval"
+    drawdown_authorisation = "drawdown_authorisation"
 
 
 # domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
@@ -457,6 +465,8 @@ SELF_ASSESSMENT_MONTHS = ((4, 6), (8, 10))  # two self-assessments (seed 000 §4
 EVIDENCE_FILES_OPEN_MONTHS_BEFORE = 3  # the evidence files open this many months before the re-inspection is due
 EVIDENCE_FILE_DAYS_BEFORE = 28  # each key question's file complete this many days before the re-inspection
 EVIDENCE_CHECK_DAYS_BEFORE = 14  # and checked by the improvement director (and the buddy) by this many days before
+FUNDING_MONTHS = ((0, 4), (0, 6))  # the financial review, then the funding agreement "in months 4-6": open, due
+FUNDING_DECISION_DAYS = 14  # each party's agreement, each drawdown's approval and authorisation
 
 # The payloads of the routine plans a diligent trust submits (tools/simulate).
 ROUTINE_PLAN = {"actions": [
@@ -702,6 +712,41 @@ CATALOGUE: dict[str, StepKind] = {
         deadline=Deadline("with the improvement director's check (seed 000 §4a(vii): the buddy trust's risk team "
                           "can quality-check the evidence)", _D("domain.steps.EVIDENCE_CHECK_DAYS_BEFORE")),
         routine=Routine("reviewed")),
+    # Direct support and central funding (issue 16 item 1; seed 004, seed 000 §4a(iv)).
+    Kind.financial_review: StepKind(
+        "Financial review of the improvement plan", Role.regulator, "funding", {"record": FinancialReviewPayload},
+        short_title="Financial review of the plan",
+        deadline=Deadline("4 months after entry, before the funding agreement",
+                          _D("domain.steps.FUNDING_MONTHS")),
+        routine=Routine("record", dated("reviewed_on", achievable=True, summary="the plan is affordable"))),
+    Kind.funding_agreement: StepKind(
+        "Funding agreement recorded (areas of direct support, ceiling)", Role.regulator, "funding",
+        {"record": FundingAgreementPayload},
+        short_title="Funding agreement",
+        deadline=Deadline("finalised in months 4-6: due 6 months after entry",
+                          _D("domain.steps.FUNDING_MONTHS")),
+        routine=Routine("record", _copy({"ceiling_pence": 25_000_000, "areas": ["clinical governance"]}))),
+    Kind.funding_agreement_trust: StepKind(
+        "Funding agreement agreed by the trust", Role.trust, "funding", {"agree": _E, "return": _E},
+        frozenset({"return"}), short_title="Funding agreement: trust",
+        deadline=Deadline("14 days after the regulator records it", _D("domain.steps.FUNDING_DECISION_DAYS")),
+        routine=Routine("agree")),
+    Kind.funding_agreement_director: StepKind(
+        "Funding agreement agreed by the improvement director", Role.improvement_director, "funding",
+        {"agree": _E, "return": _E}, frozenset({"return"}), short_title="Funding agreement: ID",
+        deadline=Deadline("14 days after the regulator records it", _D("domain.steps.FUNDING_DECISION_DAYS")),
+        routine=Routine("agree")),
+    Kind.drawdown_approval: StepKind(
+        "Drawdown approved by the improvement director", Role.improvement_director, "funding",
+        {"approve": _E, "refuse": _E}, frozenset({"refuse"}), short_title="Drawdowns approved (ID)",
+        deadline=Deadline("14 days after the trust requests it", _D("domain.steps.FUNDING_DECISION_DAYS")),
+        routine=Routine("approve")),
+    Kind.drawdown_authorisation: StepKind(
+        "Drawdown authorised by the regulator", Role.regulator, "funding",
+        {"authorise": _E, "refuse": _E}, frozenset({"refuse"}), short_title="Drawdowns authorised (regulator)",
+        deadline=Deadline("14 days after the improvement director approves it",
+                          _D("domain.steps.FUNDING_DECISION_DAYS")),
+        routine=Routine("authorise")),
 }
 
 
@@ -1231,3 +1276,53 @@ def _revision_starts_from_the_outstanding_actions(rt, st, d, payload) -> None:
     if not index.published:
         raise Refused(RejectionKind.invalid_payload, "a revised action plan is published: give published_at and "
                                                      "published_on")
+
+
+# ---------------------------------------------------------------------------- central funding (issue 16 item 1)
+@check(Kind.funding_agreement)
+def _agreement_after_review_within_the_usual_ceiling(rt, st, d, payload) -> None:
+    if not isinstance(payload, FundingAgreementPayload) or not where_a_decision_arrives():
+        return
+    if not any(s.kind == Kind.financial_review and s.status == "done" for s in rt.s.steps.values()):
+        raise Refused(RejectionKind.rule_broken, "the plan's financial review comes first (seed 000 §4a(iv): it "
+                                                 "gives assurance the plan is achievable)")
+    usual = rt.s.placement.funding_usual_max_pence
+    if usual is not None and payload.ceiling_pence > usual and not payload.above_usual_reason:
+        raise Refused(RejectionKind.reason_required, f"a ceiling of {payload.ceiling_pence:,} pence is above the usual "
+                                                     f"maximum of {usual:,}: say why in above_usual_reason")
+
+
+@after(Kind.funding_agreement)
+def _agreement_recorded(rt, st, d, payload: FundingAgreementPayload) -> None:
+    rt.funding_recorded(st, payload)
+
+
+@after(Kind.funding_agreement_trust, "agree")
+@after(Kind.funding_agreement_director, "agree")
+def _agreement_agreed(rt, st, d, payload) -> None:
+    rt.funding_party_agreed(st, d.actor)
+
+
+@after(Kind.funding_agreement_trust, "return")
+@after(Kind.funding_agreement_director, "return")
+def _agreement_returned(rt, st, d, payload) -> None:
+    rt.funding_returned(st, d)
+
+
+@check(Kind.drawdown_approval, Kind.drawdown_authorisation)
+def _drawdown_by_other_people_within_the_ceiling(rt, st, d, payload) -> None:
+    f = rt.s.funding
+    dd = f.get(int(st.subject["drawdown"])) if f else None
+    if dd is None:
+        raise Refused(RejectionKind.unknown_step, "no such drawdown")
+    if d.actor.user_id in (dd.requested_by, dd.approved_by):
+        raise Refused(RejectionKind.separation_of_duties, f"{d.actor.user_id} already acted on drawdown {dd.n}")
+    if d.action in ("approve", "authorise") and f.authorised_pence() + dd.amount_pence > f.ceiling_pence:
+        raise Refused(RejectionKind.rule_broken, f"drawdown {dd.n} of {dd.amount_pence:,} pence would take the "
+                                                 f"authorised total above the ceiling of {f.ceiling_pence:,}")
+
+
+@after(Kind.drawdown_approval)
+@after(Kind.drawdown_authorisation)
+def _drawdown_decided(rt, st, d, payload) -> None:
+    rt.drawdown_decided(st, d)

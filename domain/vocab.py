@@ -130,6 +130,10 @@ class AuditEvent(StrEnum):
     readiness_at_risk = "readiness_at_risk"
     # the cost of the interventions (issue 16)
     director_time_recorded = "director_time_recorded"
+    funding_agreed = "funding_agreed"
+    drawdown_requested = "drawdown_requested"
+    drawdown_paid = "drawdown_paid"
+    drawdown_payment_refused = "drawdown_payment_refused"
 
 
 def kebab_case(name: str) -> str:

@@ -43,6 +43,13 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "evidence_file": ("complete", lambda d: {"summary": "complete"}),
     "evidence_file_check": ("checked", None),
     "evidence_file_buddy_review": ("reviewed", None),
+    # Central funding (issue 16 item 1)
+    "financial_review": ("record", lambda d: {"reviewed_on": d, "achievable": True, "summary": "affordable"}),
+    "funding_agreement": ("record", lambda d: {"ceiling_pence": 10_000_000, "areas": ["governance"]}),
+    "funding_agreement_trust": ("agree", None),
+    "funding_agreement_director": ("agree", None),
+    "drawdown_approval": ("approve", None),
+    "drawdown_authorisation": ("authorise", None),
 }
 
 

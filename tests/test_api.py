@@ -65,6 +65,8 @@ async def test_role_matrix_refusals_change_nothing(stack):
         ("POST", f"/regimes/{rid}/plan/changes", lambda: {"plan": PLAN, "reason": "r"}): {"trust"},
         ("POST", f"/regimes/{rid}/director-time", lambda: {"month": f"{today():%Y-%m}", "days": 1}):
             {"improvement_director", "regulator"},
+        ("POST", f"/regimes/{rid}/funding/drawdowns", lambda: {"amount_pence": 100, "against": ["A1"],
+                                                               "purpose": "p"}): {"trust"},
         ("POST", f"/regimes/{rid}/evidence", lambda: {"title": "t", "dated": str(today()), "shows": "s",
                                                      "url": "https://example.org/e"}): {"trust"},
     }

@@ -89,6 +89,14 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("GET", "/regimes/{regime_id}/evidence"): (READERS, NATIONAL, None),
         ("POST", "/regimes/{regime_id}/plan/changes"): ({"trust"}, set(), lambda: {
             "plan": PLAN, "reason": "matrix"}),
+        # The cost of the interventions (issue 16 item 2): the director records their time, or the regulator.
+        ("GET", "/regimes/{regime_id}/costs"): (READERS, NATIONAL, None),
+        ("POST", "/regimes/{regime_id}/director-time"): ({"improvement_director", "regulator"}, {"regulator"}, lambda: {
+            "month": f"{d:%Y-%m}", "days": 1, "reason": "matrix"}),
+        # Central funding (issue 16 item 1): the trust requests drawdowns (here refused: nothing is agreed yet).
+        ("GET", "/regimes/{regime_id}/funding"): (READERS, NATIONAL, None),
+        ("POST", "/regimes/{regime_id}/funding/drawdowns"): ({"trust"}, set(), lambda: {
+            "amount_pence": 100, "against": ["A1"], "purpose": "matrix"}),
         ("POST", "/regimes/{regime_id}/evidence"): ({"trust"}, set(), lambda: {
             "title": "Ward audit", "dated": str(d), "shows": "matrix", "url": "https://example.org/audit.pdf"}),
     }

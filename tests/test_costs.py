@@ -63,7 +63,7 @@ async def test_buddy_payments_and_the_directors_time_by_quarter(stack):
     director[quarter_of(later)] = director.get(quarter_of(later), 0) + 2 * rate
     assert {k: q["director_time_pence"] for k, q in by_q.items() if q["director_time_pence"]} == director
     assert c["director_days"] == 6 and c["director_time_pence"] == 6 * rate
-    assert c["total_pence"] == 3_750_000 + 6 * rate and c["direct_funding_pence"] is None
+    assert c["total_pence"] == 3_750_000 + 6 * rate and c["direct_funding_pence"] == 0
     assert c["cost_per_month_pence"] == round(c["total_pence"] / max(c["months_in_special_measures"], 1.0))
     corrected = await stack.pool.fetch("SELECT actor, reason, detail FROM audit_log WHERE regime_id = $1 AND "
                                        "event = 'director_time_recorded' ORDER BY seq", w.rid)

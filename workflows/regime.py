@@ -28,6 +28,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from temporalio.workflow import ParentClosePolicy
 
 from workflows.buddy import BuddyPartnershipWorkflow
+from workflows.funding import FundingRuntime
 from workflows.programme import ProgrammeRuntime
 
 with workflow.unsafe.imports_passed_through():
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         Delegation,
         DirectorTime,
         DraftReport,
+        DrawdownMessage,
         Enforcement,
         EvidenceRecord,
         InspectionRecord,
@@ -122,7 +124,7 @@ LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.reg
 
 
 @workflow.defn
-class RegimeWorkflow(StepEngine, ProgrammeRuntime):
+class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
     CATALOGUE = CATALOGUE
 
     @workflow.init
@@ -237,6 +239,8 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime):
 
     def _next_wake(self) -> datetime | None:
         candidates = self._ladder_wakes() + self._effects_wake() + self._programme_wakes()
+        if self._drawdowns_retry_at is not None and self._drawdowns_due():
+            candidates.append(self._drawdowns_retry_at)
         if self.s.next_monthly is not None and self.s.phase in ACTIVE_PHASES:
             candidates.append(dates.london_midnight(self.s.next_monthly))
         return min(candidates) if candidates else None
@@ -349,6 +353,7 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime):
         self._upsert_search_attributes()
         if self._effects_retry_at is not None and workflow.now() < self._effects_retry_at:
             return  # the database was unavailable: wait for the retry time rather than hold the loop again
+        await self._record_drawdowns()  # (nothing to do, and no command, without an authorised drawdown)
         handed_off = False
         while self._effects:
             batch, self._effects = self._effects, []
@@ -362,6 +367,11 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime):
                 return  # queued again; the run loop goes on and tries later (StepEngine._write_effects)
             if not self._effects and workflow.patched(SEARCH_ATTRIBUTES_AFTER_FLUSH):
                 self._upsert_search_attributes()
+            if not self._effects and self._drawdowns_due():
+                # A drawdown authorised while this flush was writing: the loop clears its wake flag after the
+                # flush (WAKE_RESET_BEFORE_FLUSH), so it is paid now rather than at the next timer, days later.
+                # (Nothing is ever due in a history recorded before issue 16: no extra command on replay.)
+                await self._record_drawdowns()
         if handed_off:
             # A running child is in-flight work for its parent, which stops the regime's timers being skipped
             # (tests, simulation) for as long as the partnership lives; with ABANDON the link is cut at the
@@ -937,6 +947,20 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime):
         if e.dated > self.today():
             raise reject(RejectionKind.rule_broken, "evidence is dated on or before the day it is recorded")
 
+    # ---------------------------------------------------------------- central funding (issue 16 item 1)
+    @workflow.update
+    def request_drawdown(self, m: DrawdownMessage) -> StepView:
+        """The trust asks for funding under the agreed ceiling; the improvement director approves it next."""
+        self._updates_this_run += 1
+        self._validate_drawdown(m)
+        st = self.add_drawdown(m)
+        self._wake = True
+        return StepView(step=st, phase=self.s.phase)
+
+    @request_drawdown.validator
+    def _validate_drawdown(self, m: DrawdownMessage) -> None:
+        self.check_drawdown(m)
+
     # ---------------------------------------------------------------- the cost of the interventions (issue 16)
     @workflow.update
     def record_director_time(self, t: DirectorTime) -> dict[str, Any]:
@@ -993,6 +1017,9 @@ def _same_decision(a: Step, b: Step) -> bool:
         return pa == pb
     if a.group == CATALOGUE[Kind.monthly_return].group:
         return a.subject.get("month") == b.subject.get("month")
+    if a.group == CATALOGUE[Kind.drawdown_approval].group:
+        # A drawdown's approval and authorisation; a funding agreement's parties (issue 16).
+        return any(k in a.subject and a.subject.get(k) == b.subject.get(k) for k in ("drawdown", "agreement"))
     if a.group == CATALOGUE[Kind.evidence_file].group and "file_step" in a.subject | b.subject:
         # An evidence file and its checks (issue 15): whoever completed it does not also check it.
         return a.subject.get("file_step", a.id) == b.subject.get("file_step", b.id)

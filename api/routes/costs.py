@@ -1,5 +1,5 @@
 """The cost of the interventions per regime (issue 16 item 2): buddy payments made, the improvement director's
-recorded time at its day rate, and direct funding (not recorded by the service yet), by calendar quarter.
+recorded time at its day rate, and central funding drawn down and paid, by calendar quarter.
 
 Every figure is integer pence. Buddy payments are read from `buddy_payments` (written once per partnership and
 quarter by the payment activity), by the London date they were authorised; the director's time is the regime's
@@ -50,6 +50,7 @@ class DirectorTimeRecorded(BaseModel):
 class QuarterCost(BaseModel):
     quarter: str = Field(description="calendar quarter, e.g. 2027-Q1")
     buddy_paid_pence: int
+    direct_funding_pence: int
     director_days: float
     director_time_pence: int
     total_pence: int
@@ -61,7 +62,7 @@ class Costs(BaseModel):
     buddy_paid_pence: int
     director_days: float
     director_time_pence: int
-    direct_funding_pence: int | None = Field(None, description="not recorded by the service yet (issue 16 item 1)")
+    direct_funding_pence: int = Field(description="central funding drawn down and paid (GET /regimes/{id}/funding)")
     total_pence: int
     months_in_special_measures: float = Field(description="from entry to exit (or today), in months of 30.4 days")
     cost_per_month_pence: int = Field(description="total / months in special measures (at least one month), "
@@ -81,20 +82,25 @@ async def costs_of(pool: asyncpg.Pool, state: RegimeState, regime_id: str, today
     by_q: dict[str, dict[str, Any]] = {}
 
     def q(key: str) -> dict[str, Any]:
-        return by_q.setdefault(key, {"quarter": key, "buddy_paid_pence": 0, "director_days": 0.0,
-                                     "director_time_pence": 0})
+        return by_q.setdefault(key, {"quarter": key, "buddy_paid_pence": 0, "direct_funding_pence": 0,
+                                     "director_days": 0.0, "director_time_pence": 0})
     for r in rows:
         q(quarter_of(london_date(r["authorised_at"])))["buddy_paid_pence"] += int(r["amount_pence"])
+    funded = await pool.fetch("SELECT amount_pence, authorised_at FROM funding_payments WHERE regime_id = $1",
+                              regime_id)
+    for r in funded:
+        q(quarter_of(london_date(r["authorised_at"])))["direct_funding_pence"] += int(r["amount_pence"])
     for month, t in state.director_time.items():
         x = q(quarter_of(month))
         x["director_days"] += float(t["days"])
         x["director_time_pence"] += int(t["cost_pence"])
-    quarters = [QuarterCost(**x, total_pence=x["buddy_paid_pence"] + x["director_time_pence"])
-                for _, x in sorted(by_q.items())]
+    quarters = [QuarterCost(**x, total_pence=x["buddy_paid_pence"] + x["direct_funding_pence"] +
+                            x["director_time_pence"]) for _, x in sorted(by_q.items())]
     end = state.exit_date or today
     months = months_between(state.placement.entry_date, end)
     total = sum(x.total_pence for x in quarters)
     return Costs(regime_id=regime_id, quarters=quarters, buddy_paid_pence=sum(x.buddy_paid_pence for x in quarters),
+                 direct_funding_pence=sum(x.direct_funding_pence for x in quarters),
                  director_days=sum(x.director_days for x in quarters),
                  director_time_pence=sum(x.director_time_pence for x in quarters), total_pence=total,
                  months_in_special_measures=months,
@@ -102,8 +108,8 @@ async def costs_of(pool: asyncpg.Pool, state: RegimeState, regime_id: str, today
 
 
 @router.get("/{regime_id}/costs", operation_id="getCosts", response_model=Costs,
-            summary="The cost of the interventions by quarter: buddy payments made, the improvement director's "
-                    "recorded time; direct funding is not recorded yet")
+            summary="The cost of the interventions by quarter: buddy payments made, central funding paid, the "
+                    "improvement director's recorded time")
 async def get_costs(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)

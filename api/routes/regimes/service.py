@@ -278,6 +278,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         quality_summits=True,
         buddy_appointment=True,
         programme=True,
+        funding_usual_max_pence=settings.funding_usual_max_pence,
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events

@@ -1,0 +1,84 @@
+"""Central funding of a regime's improvement programme (issue 16 item 1): the agreement, drawdowns, payments.
+
+The agreement is recorded and agreed as steps (`funding_agreement`, then the trust's and the improvement
+director's); each drawdown the trust requests here is approved (ID) and authorised (regulator) as steps too,
+through `POST /regimes/{id}/steps/{step}/decisions`. The payment is recorded once by the regime's funding activity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from activities.funding import funding_payments
+from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
+from api.idempotency import idempotent
+from api.routes.regimes.bodies import RegimeIdPath
+from api.routes.regimes.permissions import actor, regime_row, require_act
+from api.routes.regimes.service import as_json, live_state, run_update
+from domain.models import DrawdownMessage, StepView
+from domain.text import text
+from workflows.regime import RegimeWorkflow
+
+router = APIRouter(prefix="/regimes", tags=["funding"])
+
+
+class DrawdownBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_pence: int = Field(gt=0, le=10_000_000_000, description="integer pence")
+    against: list[text(100, min_length=1)] = Field(min_length=1, max_length=20,
+                                                   description="themes or action ids of the agreed plan")
+    purpose: text(2000, min_length=1)
+
+
+class FundingView(BaseModel):
+    regime_id: str
+    agreed: bool
+    agreed_on: str | None = None
+    ceiling_pence: int
+    areas: list[str]
+    requested_pence: int = Field(description="requested, approved, authorised or paid: what the ceiling covers")
+    authorised_pence: int
+    paid_pence: int
+    remaining_pence: int
+    drawdowns: list[dict[str, Any]]
+    payments: list[dict[str, Any]] = Field(description="recorded payments, one per drawdown")
+
+
+@router.get("/{regime_id}/funding", operation_id="getFunding", response_model=FundingView,
+            summary="The funding agreement: ceiling, areas of direct support, drawdowns and their payments")
+async def get_funding(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
+    row = await regime_row(pool, regime_id, user)
+    state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
+    f = state.funding
+    payments = await funding_payments(pool, regime_id)
+    if f is None:
+        return JSONResponse(FundingView(regime_id=regime_id, agreed=False, ceiling_pence=0, areas=[],
+                                        requested_pence=0, authorised_pence=0, paid_pence=0, remaining_pence=0,
+                                        drawdowns=[], payments=payments).model_dump(mode="json"))
+    return JSONResponse(FundingView(
+        regime_id=regime_id, agreed=f.agreed, agreed_on=f.agreed_on, ceiling_pence=f.ceiling_pence, areas=f.areas,
+        requested_pence=f.committed_pence(), authorised_pence=f.authorised_pence(), paid_pence=f.paid_pence(),
+        remaining_pence=f.remaining_pence(), drawdowns=[d.model_dump(mode="json") for d in f.drawdowns],
+        payments=payments).model_dump(mode="json"))
+
+
+@router.post("/{regime_id}/funding/drawdowns", status_code=201, operation_id="requestDrawdown",
+             response_model=StepView,
+             summary="Request a drawdown of central funding against plan themes or actions (trust); refused above "
+                     "what is left under the ceiling")
+async def request_drawdown(regime_id: RegimeIdPath, req: DrawdownBody, request: Request, user: CurrentUser,
+                           pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
+    row = await regime_row(pool, regime_id, user)
+    require_act(user, "trust", row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        m = DrawdownMessage(amount_pence=req.amount_pence, against=req.against, purpose=req.purpose,
+                            actor=actor(user, "trust", rid))
+        view = await run_update(client.get_workflow_handle(regime_id), RegimeWorkflow.request_drawdown, m, settings)
+        return 201, as_json(view)
+
+    return await idempotent(request, pool, user, as_json(req), handler)
