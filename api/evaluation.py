@@ -30,10 +30,6 @@ import asyncpg
 from domain.dates import london_date
 
 DAYS_PER_MONTH = 30.4375  # as domain.dates.months_between
-NOT_RECORDED = {
-    "direct_funding": "Central (direct) funding to the trust: not recorded by the service yet",
-    "improvement_director": "The improvement director's time: not recorded by the service yet",
-}
 TABLES = ("survival", "by-entry-year", "reentry", "cost")
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"), as api/routes/audit.py.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -43,7 +39,14 @@ SELECT r.regime_id, r.ods_code, r.trust_name, r.entry_date, r.phase, r.exit_date
        r.previous_regime_id, r.extensions, r.updated_at,
        (SELECT max(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'regime_closed') AS closed_at,
        (SELECT coalesce(sum(p.amount_pence), 0) FROM buddy_payments p WHERE p.regime_id = r.regime_id)::bigint
-           AS buddy_paid_pence
+           AS buddy_paid_pence,
+       (SELECT coalesce(sum(f.amount_pence), 0) FROM funding_payments f WHERE f.regime_id = r.regime_id)::bigint
+           AS funding_paid_pence,
+       -- The improvement director's time: each month's latest record (a correction replaces it), at its rate.
+       (SELECT coalesce(sum((t.detail->>'cost_pence')::numeric), 0) FROM (
+            SELECT DISTINCT ON (a.detail->>'month') a.detail FROM audit_log a
+            WHERE a.regime_id = r.regime_id AND a.event = 'director_time_recorded'
+            ORDER BY a.detail->>'month', a.seq DESC) t)::bigint AS director_time_pence
 FROM regimes r ORDER BY r.entry_date, r.regime_id
 """
 
@@ -53,7 +56,8 @@ def today() -> date:
 
 
 async def rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Every regime, with its closure instant (if any) and the buddy payments paid for it."""
+    """Every regime, with its closure instant (if any) and what its interventions cost: buddy payments and central
+    funding paid, the improvement director's recorded time."""
     return [dict(r) for r in await pool.fetch(SQL)]
 
 
@@ -162,12 +166,17 @@ def compute(regimes: list[dict[str, Any]], as_of: date | None = None) -> dict[st
 
     costs = []
     for i in items:
-        per_month = round(i["buddy_paid_pence"] / (i["days"] / DAYS_PER_MONTH)) if i["days"] else None
+        buddy, funding = int(i["buddy_paid_pence"]), int(i.get("funding_paid_pence") or 0)
+        director = int(i.get("director_time_pence") or 0)
+        total = buddy + funding + director
         costs.append({"regime_id": i["regime_id"], "trust_name": i["trust_name"], "ods_code": i["ods_code"],
                       "entry_date": i["entry_date"], "end_date": i["end_date"], "outcome": i["outcome"],
-                      "days": i["days"], "months": months(i["days"]), "buddy_paid_pence": int(i["buddy_paid_pence"]),
-                      "buddy_per_month_pence": per_month})
+                      "days": i["days"], "months": months(i["days"]), "buddy_paid_pence": buddy,
+                      "buddy_per_month_pence": round(buddy / (i["days"] / DAYS_PER_MONTH)) if i["days"] else None,
+                      "funding_paid_pence": funding, "director_time_pence": director, "total_pence": total,
+                      "total_per_month_pence": round(total / (i["days"] / DAYS_PER_MONTH)) if i["days"] else None})
     paid = sum(c["buddy_paid_pence"] for c in costs)
+    total = sum(c["total_pence"] for c in costs)
     total_days = sum(c["days"] for c in costs)
     cost = {
         "buddy_paid_pence": paid, "months": months(total_days),
@@ -175,7 +184,11 @@ def compute(regimes: list[dict[str, Any]], as_of: date | None = None) -> dict[st
         "buddy_per_regime_pence": round(paid / len(costs)) if costs else None,
         "median_per_regime_pence": round(statistics.median([c["buddy_paid_pence"] for c in costs])) if costs else None,
         "regimes_with_payments": sum(1 for c in costs if c["buddy_paid_pence"]),
-        "not_recorded": [{"item": k, "note": v} for k, v in NOT_RECORDED.items()],
+        "funding_paid_pence": sum(c["funding_paid_pence"] for c in costs),
+        "director_time_pence": sum(c["director_time_pence"] for c in costs),
+        "total_pence": total,
+        "total_per_month_pence": round(total / (total_days / DAYS_PER_MONTH)) if total_days else None,
+        "total_per_regime_pence": round(total / len(costs)) if costs else None,
         "items": costs,
     }
     return {
@@ -217,12 +230,12 @@ def table(ev: dict[str, Any], name: str) -> tuple[list[str], list[dict[str, Any]
     if name == "cost":
         cols = ["regime_id", "trust_name", "ods_code", "entry_date", "end_date", "outcome", "days", "months",
                 "buddy_paid_pence", "buddy_paid_pounds", "buddy_per_month_pence", "buddy_per_month_pounds",
-                "direct_funding", "improvement_director_time"]
+                "funding_paid_pence", "director_time_pence", "total_pence", "total_pounds", "total_per_month_pence"]
         out = []
         for c in ev["cost"]["items"]:
             out.append({**{k: c[k] for k in cols if k in c}, "buddy_paid_pounds": _pounds(c["buddy_paid_pence"]),
                         "buddy_per_month_pounds": _pounds(c["buddy_per_month_pence"]),
-                        "direct_funding": "not recorded", "improvement_director_time": "not recorded"})
+                        "total_pounds": _pounds(c["total_pence"])})
         return cols, out
     raise KeyError(name)
 

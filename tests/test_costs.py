@@ -70,3 +70,7 @@ async def test_buddy_payments_and_the_directors_time_by_quarter(stack):
     assert [(a["actor"], a["detail"]["cost_pence"]) for a in corrected] == [
         ("id-1", 3.5 * rate), ("id-1", 4 * rate), ("reg-1", 2 * rate)]
     assert corrected[1]["reason"] == "a day's visit missed" and corrected[1]["detail"]["corrects"]["days"] == 3.5
+    # The evaluation's cost per regime counts the same: each month's latest record, and the payment.
+    ev = (await stack.http.get("/evaluation", headers=w.ops)).json()
+    [mine] = [i for i in ev["cost"]["items"] if i["regime_id"] == w.rid]
+    assert (mine["director_time_pence"], mine["buddy_paid_pence"]) == (6 * rate, 3_750_000)

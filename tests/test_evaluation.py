@@ -140,7 +140,7 @@ async def test_median_and_curve_are_the_librarys_on_a_synthetic_cohort_of_44(sta
     item = next(i for i in cost["items"] if i["regime_id"] == paid["regime_id"])
     assert item["buddy_paid_pence"] == 3_750_050 and item["days"] == 365
     assert item["buddy_per_month_pence"] == round(3_750_050 / (365 / 30.4375))
-    assert {n["item"] for n in cost["not_recorded"]} == {"direct_funding", "improvement_director"}
+    assert cost["total_pence"] == cost["buddy_paid_pence"] + cost["funding_paid_pence"] + cost["director_time_pence"]
 
     # By entry year: each year's median is the library's on that year's regimes.
     entries = await stack.pool.fetch("SELECT regime_id, entry_date FROM regimes ORDER BY entry_date, regime_id")
@@ -205,8 +205,8 @@ async def test_the_csvs_say_what_the_json_says(stack):
     assert [(e["regime_id"], e["reentered"] == "true", int(e["days_to_reentry"]) if e["days_to_reentry"] else None)
             for e in tables["reentry"]] == [(e["regime_id"], e["reentered"], e["days_to_reentry"])
                                             for e in ev["reentry"]["items"]]
-    assert [(r["regime_id"], int(r["days"]), int(r["buddy_paid_pence"]), r["direct_funding"])
-            for r in tables["cost"]] == [(i["regime_id"], i["days"], i["buddy_paid_pence"], "not recorded")
+    assert [(r["regime_id"], int(r["days"]), int(r["buddy_paid_pence"]), int(r["total_pence"]))
+            for r in tables["cost"]] == [(i["regime_id"], i["days"], i["buddy_paid_pence"], i["total_pence"])
                                          for i in ev["cost"]["items"]]
     assert sum(int(r["buddy_paid_pence"]) for r in tables["cost"]) == ev["cost"]["buddy_paid_pence"] == 1_000_000
     assert any(r["buddy_paid_pounds"] == "10000.00" for r in tables["cost"])
@@ -258,7 +258,7 @@ async def test_the_page_shows_the_median_the_curve_and_the_downloads(stack):
     assert html.count("<tr data-year=") == len(ev["by_entry_year"])
     for name in ("survival", "by-entry-year", "reentry", "cost"):
         assert f'href="/web/evaluation/{name}.csv"' in html
-    assert "£25,000.00" in html and "not recorded by the service yet" in html
+    assert "£25,000.00" in html and 'data-figure="total-cost">' in html
     assert 'href="/web/evaluation"' in html  # the navigation's link, next to the cohort's
     assert (await stack.http.get("/web/evaluation/nothing.csv", headers=h)).status_code == 404
 

@@ -107,3 +107,6 @@ async def test_funding_agreement_and_drawdowns_paid_once(stack):
     assert (await funding())["remaining_pence"] == 5_000_000  # a refusal frees its amount
     costs = (await stack.http.get(f"/regimes/{reg.id}/costs", headers=reg.users["regulator"])).json()
     assert costs["direct_funding_pence"] == 15_000_000
+    ev = (await stack.http.get("/evaluation", headers=reg.users["operations"])).json()
+    [mine] = [c for c in ev["cost"]["items"] if c["regime_id"] == reg.id]
+    assert (mine["funding_paid_pence"], mine["total_pence"]) == (15_000_000, 15_000_000)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import Field
 
 from api import evaluation
 from api.auth import NATIONAL_ROLES
@@ -79,11 +80,11 @@ class RegimeCost(Out):
     months: float
     buddy_paid_pence: int
     buddy_per_month_pence: int | None
-
-
-class NotRecorded(Out):
-    item: str
-    note: str
+    funding_paid_pence: int = Field(description="central funding drawn down and paid (funding_payments)")
+    director_time_pence: int = Field(description="the improvement director's recorded time, each month's latest "
+                                                 "record at its rate")
+    total_pence: int
+    total_per_month_pence: int | None
 
 
 class Cost(Out):
@@ -93,7 +94,11 @@ class Cost(Out):
     buddy_per_regime_pence: int | None
     median_per_regime_pence: int | None
     regimes_with_payments: int
-    not_recorded: list[NotRecorded]
+    funding_paid_pence: int
+    director_time_pence: int
+    total_pence: int
+    total_per_month_pence: int | None
+    total_per_regime_pence: int | None
     items: list[RegimeCost]
 
 
