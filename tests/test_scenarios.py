@@ -38,7 +38,7 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     got = by_file(results)
     assert set(got) >= {"exit_on_time", "late_plan_escalations", "extension_then_exit", "sos_letter_then_merger",
                         "multi_site_exceptional_exit", "reentry_after_exit", "continue_as_new",
-                        "two_buddies_payments", "improvement_programme"}
+                        "two_buddies_payments", "improvement_programme", "funding_and_costs"}
 
     # The timelines tell each story, not just its ending.
     [on_time] = got["exit_on_time"]["regimes"]
@@ -82,6 +82,7 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     assert {"RBX01.sign_trust", "RBX01.q1.confirm_buddy", "RBX02-maternity.q3.authorise"} <= steps
 
     _the_plan_as_a_programme(got["improvement_programme"])
+    _funding_and_costs(got["funding_and_costs"])
 
     [can] = got["continue_as_new"]["regimes"]
     runs = can["final"]["history"]
@@ -161,6 +162,39 @@ def _the_plan_as_a_programme(result: dict) -> None:
     assert 0 < p["state_bytes"] <= p["max_state_bytes"] < 16_000
 
 
+def _funding_and_costs(result: dict) -> None:
+    """scenarios/funding_and_costs.yaml: a funding agreement of £300,000, drawdowns paid once each, one refused
+    above the ceiling, and the cost of the interventions adding up."""
+    [reg] = result["regimes"]
+    f, c = reg["funding"], reg["costs"]
+    milestones = {m["step"]: m for m in reg["milestones"]}
+
+    # The financial review before the agreement, which records the scenario's terms and both parties agree.
+    assert milestones["financial_review"]["done_day"] < milestones["funding_agreement"]["done_day"] < f["agreed_day"]
+    assert (f["agreed"], f["ceiling_pence"], len(f["areas"])) == (True, 30_000_000, 3)
+
+    # Each drawdown approved by the improvement director, authorised by the regulator, paid exactly once.
+    assert [(d["n"], d["amount_pence"], d["status"], d["payments"], d["paid_pence"]) for d in f["drawdowns"]] == [
+        (1, 12_000_000, "paid", 1, 12_000_000), (2, 9_000_000, "paid", 1, 9_000_000)]
+    assert all(d["approved_by"].startswith("id-") and d["authorised_by"].startswith("regulator-")
+               and d["requested_day"] < d["authorised_day"] for d in f["drawdowns"])
+    assert f["recorded_payments"] == f["drawdowns_paid"] == 2 and f["paid_pence"] == 21_000_000
+
+    # The third request, above the £90,000 left under the ceiling, was refused when made: no step, no money.
+    [refused] = f["requests_refused"]
+    assert (refused["day"], refused["status_code"], refused["amount_pence"]) == (250, 422, 15_000_000)
+    assert "above what is left under the ceiling" in refused["refused"]
+    assert "drawdown_approval-3" not in milestones and f["remaining_pence"] == 9_000_000
+
+    # The costs: buddy payments, central funding paid and the director's time (month 2 corrected, not doubled).
+    rate = c["director_time_pence"] / c["director_days"]
+    assert (c["buddy_paid_pence"], c["direct_funding_pence"], c["director_days"]) == (4_000_000, 21_000_000, 32)
+    assert c["total_pence"] == 4_000_000 + 21_000_000 + 32 * rate
+    assert sum(q["direct_funding_pence"] for q in c["quarters"]) == 21_000_000
+    assert sum(q["total_pence"] for q in c["quarters"]) == c["total_pence"]
+    assert reg["final"]["phase"] == "exited" and reg["final"]["finished"]
+
+
 def test_cli_simulate_prints_json_timeline(temporal_address, database_url, monkeypatch):
     monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_address)
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -224,6 +258,24 @@ BAD = {
                                                       "months run from 1"),
     "unknown_theme.yaml": (PLAN + "expect:\n  programme:\n    themes: {Sepsys: {4: off_track}}\n",
                            ":14: expect.programme.themes.Sepsys: 'Sepsys' is not a theme of the scenario's plan"),
+    "drawdown_unknown_action.yaml": (PLAN + "  - day: 200\n    who: trust\n    do: request_drawdown\n"
+                                     "    payload:\n      amount_pence: 1000000\n      against: [S9]\n"
+                                     "      purpose: Screening\n",
+                                     ":17: steps[1].payload.against[0]: 'S9' is not a theme or action"),
+    "drawdown_in_pounds.yaml": (PLAN + "  - day: 200\n    who: trust\n    do: request_drawdown\n"
+                                "    payload: {amount_pence: 1500.50, against: [Sepsis], purpose: Screening}\n",
+                                ":15: steps[1].payload.amount_pence: a whole number of pence"),
+    "drawdown_by_the_id.yaml": (PLAN + "  - day: 200\n    who: improvement_director\n    do: request_drawdown\n"
+                                "    payload: {amount_pence: 100, against: [Sepsis], purpose: Screening}\n",
+                                ":13: steps[1].who: request_drawdown is done by trust, not improvement_director"),
+    "director_time_to_come.yaml": (PLAN + "  - day: 20\n    who: improvement_director\n"
+                                   "    do: record_director_time\n    payload: {month: 3, days: 4}\n",
+                                   ":15: steps[1].payload.month: "),
+    "director_time_quarter_days.yaml": (PLAN + "  - day: 40\n    who: improvement_director\n"
+                                        "    do: record_director_time\n    payload: {month: 1, days: 2.25}\n",
+                                        ":15: steps[1].payload.days: 2.25: days in the month, in half days"),
+    "funding_above_the_bound.yaml": (PLAN + "funding: {ceiling_pence: 0, areas: [sepsis]}\n",
+                                     ":12: funding.ceiling_pence: Input should be greater than 0"),
     "evidence_no_document.yaml": (PLAN + "  - day: 30\n    who: trust\n    do: record_evidence\n    payload:\n"
                                   "      title: Audit\n      shows: 90%\n      actions: [S1]\n",
                                   ":15: steps[1].payload: give the document"),

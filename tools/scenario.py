@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from domain.dates import add_months
+from domain.funding import FundingAgreementPayload
 from domain.ledger import BUDDY_STEPS
 from domain.models import ROLES
 from domain.policy import PolicyChoices
@@ -49,7 +51,12 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "add_buddy": ("regulator",),
     "propose_plan_change": ("trust",),
     "record_evidence": ("trust",),
+    "request_drawdown": ("trust",),
+    "record_director_time": ("improvement_director", "regulator"),
 }
+# Keys of a request_drawdown payload for the simulator only: the request is to be refused (422), not sent.
+DRAWDOWN_SIM_KEYS = ("expect_refused",)
+YEAR_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 STEP_ACTIONS = sorted({a for k in CATALOGUE.values() for a in k.actions})
 DAY_REF = re.compile(r"^day\s+(-?\d+)$")
 RATING_PRESETS: dict[str, dict[str, str]] = {
@@ -202,6 +209,27 @@ class ProgrammeExpect(_Strict):
                                                                                "checked")
 
 
+class FundingExpect(_Strict):
+    """Checks on central funding, read from GET /regimes/{id}/funding at the end (the timeline's `funding`)."""
+    agreed: bool | None = None
+    ceiling_pence: int | None = None
+    paid_pence: int | None = Field(None, description="drawdowns paid, pence")
+    drawdowns_paid: int | None = Field(None, description="drawdowns paid (each paid once: one payment each)")
+    drawdowns_refused: int | None = Field(None, description="drawdowns refused by the improvement director or the "
+                                                            "regulator")
+    refused: int | None = Field(None, description="requests the API refused when they were made (e.g. above what is "
+                                                  "left under the ceiling)")
+
+
+class CostsExpect(_Strict):
+    """Checks on the cost of the interventions, read from GET /regimes/{id}/costs at the end."""
+    buddy_paid_pence: int | None = None
+    direct_funding_pence: int | None = None
+    director_days: float | None = None
+    director_time_pence: int | None = None
+    total_pence: int | None = None
+
+
 class ExpectSpec(_Strict):
     phase: str | None = None
     segment: int | None = None
@@ -218,6 +246,8 @@ class ExpectSpec(_Strict):
     done_days: dict[str, int] = Field(default_factory=dict, description="step id -> the day it was done")
     outcomes: dict[str, str] = Field(default_factory=dict, description="step id -> its outcome (the action taken)")
     programme: ProgrammeExpect | None = None
+    funding: FundingExpect | None = None
+    costs: CostsExpect | None = None
 
 
 class RegimeSpec(_Strict):
@@ -226,6 +256,8 @@ class RegimeSpec(_Strict):
     steps: list[StepSpec] = Field(default_factory=list)
     until_day: int | None = Field(None, ge=0, le=MAX_DAYS)
     plan_progress: PlanProgressSpec | None = None
+    funding: FundingAgreementPayload | None = Field(
+        None, description="the funding agreement the regulator records as routine, instead of the catalogue's")
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
 
 
@@ -537,6 +569,13 @@ def _check_programme(base: tuple[Any, ...], reg: RegimeSpec, e: date) -> Problem
             out += _check_plan_change(path, p, plan)
         elif st.do == "record_evidence":
             out += _check_evidence(path, p, plan)
+        elif st.do == "request_drawdown":
+            for j, x in enumerate(p["against"] if isinstance(p.get("against"), list) else []):
+                if x not in plan.ids and x not in plan.themes:
+                    out.append((path + ("against", j), f"{x!r} is not a theme or action of the scenario's plan "
+                                                       f"(themes: {', '.join(plan.themes)})"))
+        elif st.do == "record_director_time" and (st.day is None) != (st.date is None):
+            out += _check_director_month(path, p, e, step_day(st, e))
     pp = reg.plan_progress
     if pp is not None:
         where = base + ("plan_progress",)
@@ -617,6 +656,7 @@ OPERATION_NEEDS: dict[str, tuple[str, ...]] = {
     "send_draft_report": ("reference",),
     "record_enforcement": ("action", "detail"), "add_buddy": ("buddy",), "amend_deadline": ("reason",),
     "propose_plan_change": ("reason",), "record_evidence": ("title", "shows"),
+    "request_drawdown": ("amount_pence", "against", "purpose"), "record_director_time": ("month", "days"),
 }
 
 
@@ -627,10 +667,84 @@ def _check_operation(st: StepSpec) -> Problems:
         out += _check_inspection(p)
     if st.do == "add_buddy":
         out += _check_buddy(p)
+    if st.do == "request_drawdown":
+        out += _check_drawdown(p)
+        if p.get("expect_refused") is True and st.expect_status not in (None, 422):
+            out.append((("expect_refused",), f"a drawdown expected to be refused is refused with 422, not "
+                                             f"{st.expect_status} (drop expect_status)"))
+    if st.do == "record_director_time":
+        out += _check_director_time(p)
     for k, v in p.items():
         if isinstance(v, str) and v.startswith("day") and not DAY_REF.match(v):
             out.append(((k,), f"{v!r}: write a relative day as 'day N'"))
     return out
+
+
+def _pence(v: Any, positive: bool = True) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and (v > 0 if positive else v >= 0)
+
+
+def _check_drawdown(p: dict[str, Any]) -> Problems:
+    """request_drawdown: `amount_pence` (whole pence), `against` (themes or action ids), `purpose`, and for the
+    simulator only `expect_refused`."""
+    out: Problems = []
+    if "amount_pence" in p and not _pence(p["amount_pence"]):
+        out.append((("amount_pence",), "a whole number of pence, more than 0 (e.g. 12000000 for £120,000)"))
+    a = p.get("against")
+    if "against" in p and not (isinstance(a, list) and a and all(isinstance(x, str) and x for x in a)):
+        out.append((("against",), "a list of the plan's themes or action ids, at least one"))
+    if "purpose" in p and not (isinstance(p["purpose"], str) and p["purpose"].strip()):
+        out.append((("purpose",), "what the money is for (text)"))
+    if "expect_refused" in p and not isinstance(p["expect_refused"], bool):
+        out.append((("expect_refused",), "true or false"))
+    for k in p:
+        if k not in ("amount_pence", "against", "purpose", *DRAWDOWN_SIM_KEYS):
+            out.append(((k,), "unknown field (amount_pence, against, purpose, expect_refused)"))
+    return out
+
+
+def _check_director_time(p: dict[str, Any]) -> Problems:
+    """record_director_time: `month` (N, the regime's N-th calendar month, or YYYY-MM), `days` (half days),
+    `reason` (to correct a month recorded already)."""
+    out: Problems = []
+    m = p.get("month")
+    if "month" in p and not ((isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_MONTHS)
+                             or (isinstance(m, str) and YEAR_MONTH.match(m))):
+        out.append((("month",), f"{m!r}: the regime's N-th month (1 is the month of entry, up to {MAX_MONTHS}) "
+                                "or a month as YYYY-MM"))
+    d = p.get("days")
+    if "days" in p and not (isinstance(d, int | float) and not isinstance(d, bool) and 0 <= d <= 31
+                            and float(d * 2).is_integer()):
+        out.append((("days",), f"{d!r}: days in the month, in half days from 0 to 31"))
+    if "reason" in p and not (isinstance(p["reason"], str) and p["reason"].strip()):
+        out.append((("reason",), "why the month is corrected (text)"))
+    for k in p:
+        if k not in ("month", "days", "reason"):
+            out.append(((k,), "unknown field (month, days, reason)"))
+    return out
+
+
+def director_month(value: int | str, entry: date) -> str:
+    """A record_director_time month as YYYY-MM: N is the regime's N-th calendar month (1: the month of entry)."""
+    if isinstance(value, int):
+        return f"{add_months(entry.replace(day=1), value - 1):%Y-%m}"
+    return value
+
+
+def _check_director_month(path: tuple[Any, ...], p: dict[str, Any], e: date, day: int) -> Problems:
+    """The month is one of the regime's, begun by the step's day (the API refuses a month to come)."""
+    m = p.get("month")
+    if not ((isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_MONTHS)
+            or (isinstance(m, str) and YEAR_MONTH.match(m))):
+        return []  # reported by _check_director_time
+    ym = director_month(m, e)
+    when = e + timedelta(days=day)
+    if ym < f"{e:%Y-%m}":
+        return [(path + ("month",), f"{ym} is before the month of entry ({e:%Y-%m})")]
+    if ym > f"{when:%Y-%m}":
+        return [(path + ("month",), f"{ym} has not begun on day {day} ({when.isoformat()}): record it in or after "
+                                    "that month")]
+    return []
 
 
 def _errors(prefix: tuple[Any, ...], model: type[BaseModel], value: Any) -> Problems:

@@ -12,11 +12,12 @@ from domain import dates
 from domain.ledger import BUDDY_STEPS
 from domain.steps import CATALOGUE
 from tools.scenario import RegimeSpec
+from tools.simulate.funding import FundingWork, funding_expectations
 from tools.simulate.programme import ProgrammeWork
 from tools.simulate.session import RegimeRun
 
 
-class Timeline(ProgrammeWork):
+class Timeline(ProgrammeWork, FundingWork):
     """A regime's timeline, read back from the API and from Temporal once it has run."""
 
     # ------------------------------------------------------------------ timeline
@@ -102,6 +103,7 @@ class Timeline(ProgrammeWork):
               "escalations": escalations, "ratings": rating_rows, "payments": payments, "final": final,
               "programme": await self.programme_timeline(run, st),
               "actions": run.actions, "wall_seconds": round(time.monotonic() - run.started, 1)}
+        tl["funding"], tl["costs"] = await self.funding_timeline(run)
         tl["expectations"] = check_expectations(run.spec, tl)
         return tl
 
@@ -173,7 +175,7 @@ def check_expectations(spec: RegimeSpec, tl: dict[str, Any]) -> list[dict[str, A
         add(f"outcomes[{step}]", outcome, next((m["outcome"] for m in tl["milestones"] if m["step"] == step), None))
     if x.programme is not None:
         out += _programme_expectations(x.programme, tl.get("programme") or {})
-    return out
+    return out + funding_expectations(spec, tl)
 
 
 def _programme_expectations(x: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -223,6 +225,8 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
                 con.print(_payments_table(reg["payments"]))
             if reg.get("programme"):
                 _print_programme(con, reg["programme"])
+            if (reg.get("funding") or {}).get("drawdowns") or (reg.get("costs") or {}).get("total_pence"):
+                _print_funding(con, reg["funding"], reg["costs"])
             _print_final(con, f, reg["expectations"])
 
 
@@ -318,6 +322,36 @@ def _print_programme(con: Any, p: dict[str, Any]) -> None:
               f"{p['evidence_items']} evidence item(s); evidence files checked: "
               f"{', '.join(p['evidence_files_checked']) or 'none'}; summary in the workflow's state "
               f"{p['state_bytes']:,} bytes (at most {p['max_state_bytes']:,})")
+
+
+def _print_funding(con: Any, f: dict[str, Any], c: dict[str, Any]) -> None:
+    """Central funding (the agreement, each drawdown and its payment, the refused requests) and the cost of the
+    interventions by quarter."""
+    from rich.table import Table
+
+    t = Table("drawdown", "requested (day)", "against", "amount", "status", "authorised (day)", "payments",
+              title=f"Central funding: ceiling {_money(f['ceiling_pence'])}"
+                    + (f", agreed day {f['agreed_day']}" if f["agreed"] else ", not agreed")
+                    + f"; areas: {', '.join(f['areas']) or '-'}", title_justify="left")
+    for d in f["drawdowns"]:
+        t.add_row(str(d["n"]), str(d["requested_day"]), " ".join(d["against"]), _money(d["amount_pence"]),
+                  d["status"] + (f": {d['refused_reason']}" if d["refused_reason"] else ""),
+                  "-" if d["authorised_day"] is None else str(d["authorised_day"]), str(d["payments"]))
+    for x in f["requests_refused"]:
+        t.add_row("-", str(x["day"]), " ".join(x["against"]), _money(x["amount_pence"]),
+                  f"[red]refused {x['status_code']}[/]: {x['refused']}", "-", "0", style="dim")
+    t.add_row("[bold]paid[/]", "", "", f"[bold]{_money(f['paid_pence'])}[/]",
+              f"{f['drawdowns_paid']} paid, {_money(f['remaining_pence'])} left", "", str(f["recorded_payments"]))
+    con.print(t)
+    q = Table("quarter", "buddy paid", "central funding", "director days", "director time", "total",
+              title="The cost of the interventions", title_justify="left")
+    for x in c.get("quarters", []):
+        q.add_row(x["quarter"], _money(x["buddy_paid_pence"]), _money(x["direct_funding_pence"]),
+                  f"{x['director_days']:g}", _money(x["director_time_pence"]), _money(x["total_pence"]))
+    q.add_row("[bold]total[/]", _money(c.get("buddy_paid_pence")), _money(c.get("direct_funding_pence")),
+              f"{c.get('director_days', 0):g}", _money(c.get("director_time_pence")),
+              f"[bold]{_money(c.get('total_pence'))}[/]")
+    con.print(q)
 
 
 def _print_final(con: Any, f: dict[str, Any], expectations: list[dict[str, Any]]) -> None:

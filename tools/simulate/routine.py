@@ -11,13 +11,14 @@ from domain.ledger import BUDDY_STEPS, FORECAST_LEAD_DAYS
 from domain.steps import CATALOGUE, RoutineContext
 from tools.polling import eventually
 from tools.scenario import BUDDY_ROUTINE
+from tools.simulate.funding import FundingWork
 from tools.simulate.programme import ProgrammeWork
 from tools.simulate.session import RegimeRun, SimulationError, _detail, user_for
 
 BUDDY_STRIDE_DAYS = 28
 
 
-class RoutineWork(ProgrammeWork):
+class RoutineWork(ProgrammeWork, FundingWork):
     """The routine steps of a regime and of its partnerships: Simulation does them at every stop."""
 
     # ------------------------------------------------------------------ routine work
@@ -44,6 +45,7 @@ class RoutineWork(ProgrammeWork):
                     today=run.entry + timedelta(days=run.day), step=s, state=state,
                     user=lambda role: user_for(role, self.ods)))  # e.g. appoint the director who then acts
                 payload = await self.programme_decision(run, s, state, action, payload)
+                payload = self.funding_decision(run, s, action, payload)
                 # A regime step for a buddy trust (its evidence file review) is done by that trust's lead.
                 org = s["subject"].get("buddy_ods") if s["role"] == "buddy" else None
                 r = await self.call("POST", f"/regimes/{run.regime_id}/steps/{s['id']}/decisions", role=s["role"],

@@ -20,18 +20,19 @@ from tools.scenario import (
     RegimeSpec,
     Scenario,
     StepSpec,
+    director_month,
     entry_date,
     load,
     ratings,
     resolve_dates,
     step_day,
 )
-from tools.simulate.report import Timeline
+from tools.simulate.report import Timeline, _money
 from tools.simulate.routine import RoutineWork
 from tools.simulate.session import Progress, RegimeRun, SimulationError, _detail, _quiet
 from tools.stack import ServiceStack, embedded_services, run_stack
 
-ACTIVE = ("in_special_measures", "extended", "long_term_solution")
+ACTIVE = ("in_special_measures", "extended", "long_term_solution", "in_finance_special_measures")
 
 
 def noon(d: date) -> datetime:
@@ -198,12 +199,18 @@ class Simulation(RoutineWork, Timeline):
             r, step_id = await self.propose_plan_change(run, before, st, payload)
         elif st.do == "record_evidence":
             r = await self.record_evidence(run, st, payload, today)
+        elif st.do == "request_drawdown":
+            r, step_id = await self.request_drawdown(run, st, payload)
+        elif st.do == "record_director_time":
+            r = await self.record_director_time(run, st, payload)
         else:
             step_id = await self._resolve_decision_step(run, before, st, path)
             r = await self.call("POST", f"/regimes/{rid}/steps/{step_id}/decisions", role=st.who, user=st.user,
                                 org=st.org, body={"action": st.do, "payload": payload, "comment": st.comment,
                                                   "role": st.who})
         expected = st.expect_status
+        if st.do == "request_drawdown" and payload.get("expect_refused"):
+            expected = 422
         ok = r.status_code == expected if expected is not None else 200 <= r.status_code < 300
         if not ok:
             raise SimulationError(f"{self.sc.where(path)}: on day {run.day} {st.who} could not {st.do}"
@@ -213,7 +220,10 @@ class Simulation(RoutineWork, Timeline):
             await self._await_signal(rid, before["seq"], path)
         what = step_id or payload.get("reference") or payload.get("solution") or payload.get("action") or \
             payload.get("title") or (
-            payload.get("buddy", {}).get("ods_code") if st.do == "add_buddy" else None)
+            payload.get("buddy", {}).get("ods_code") if st.do == "add_buddy" else None) or (
+            f"{director_month(payload['month'], run.entry)}: {payload['days']} days"
+            if st.do == "record_director_time" else None) or (
+            f"{_money(payload['amount_pence'])}" if st.do == "request_drawdown" else None)
         note = st.note or (f"refused as expected: {r.status_code}" if expected and expected >= 400 else None)
         self._log(run, st.who, st.do, what, note=note)
 

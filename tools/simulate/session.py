@@ -55,6 +55,8 @@ class RegimeRun:
     plan_months: list[dict[str, Any]] = field(default_factory=list)
     last_report: tuple[str, str] | None = None
     named_plans: dict[str, bool] = field(default_factory=dict)
+    # Central funding (tools/simulate/funding.py): every drawdown the trust asked for, granted a step or refused.
+    drawdown_requests: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Session:
