@@ -96,6 +96,11 @@ class RegimeView(RegimeState):
     projection: RegimeSummary
     policy: Policy = Field(description="the policy the regime runs under, as recorded when it was placed "
                                        "(the same as placement.policy; docs/regime.md)")
+    trust_regimes: dict[str, Any] = Field(
+        default_factory=dict, description="the trust's regimes side by side ({regime_id, measures, phase, segment, "
+                                          "entry_date, exit_date}), what it is in special measures for now (`in`) and "
+                                          "its segment: 4 while in quality or finance special measures, 3 only when "
+                                          "in neither (seed 002)")
 
 
 class StepDecided(Out):

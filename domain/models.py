@@ -129,6 +129,10 @@ class Placement(BaseModel):
     # Regimes placed since issue 15 track the plan as a programme from entry: the formal review in months 7-9,
     # two self-assessments and the evidence files before the re-inspection (workflows/programme.py).
     programme: bool = False
+    # What the trust is in special measures for (issue 16 item 3; seed 002): quality (every placement recorded
+    # before), finance (its own definition: the regulator's finance decision, a financial recovery plan, exit
+    # decided by the regulator), or both at once with one joined-up programme.
+    measures: Literal["quality", "finance", "combined"] = "quality"
     # The usual maximum of a funding agreement's ceiling when the regime was placed (FUNDING_USUAL_MAX_PENCE);
     # None for placements before issue 16 (they have no funding steps).
     funding_usual_max_pence: int | None = None
@@ -401,6 +405,8 @@ class RegimeState(BaseModel):
     evidence_seq: int = 0
     # Central funding (issue 16 item 1): None until the regulator records a funding agreement.
     funding: FundingState | None = None
+    # A combined regime: the day the regulator took the trust out of finance special measures.
+    finance_exited_on: date | None = None
     # The improvement director's recorded time, month (YYYY-MM) -> {days, rate_pence, cost_pence, by, at, reason}.
     director_time: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

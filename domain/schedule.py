@@ -16,6 +16,7 @@ from domain.programme import KEY_QUESTIONS
 from domain.steps import (
     EVIDENCE_FILE_DAYS_BEFORE,
     EVIDENCE_FILES_OPEN_MONTHS_BEFORE,
+    FINANCE_REVIEW_MONTHS,
     FUNDING_MONTHS,
     PROGRAMME_REVIEW_MONTHS,
     QUALITY_SUMMIT_DAYS,
@@ -40,7 +41,7 @@ class Due:
     opens: date | None = None
 
 
-def programme_steps(entry: date, reinspection_due: date) -> list[Due]:
+def programme_steps(entry: date, reinspection_due: date, measures: str = "quality") -> list[Due]:
     """What a regime tracking its plan as a programme (issue 15) opens as its months pass: the delivery team's
     formal review (months 7-9), two self-assessments (due at 6 and 10 months, seed 000 §4a(vii)), the plan's
     financial review and the funding agreement (months 4-6, issue 16), and the evidence files before the
@@ -52,6 +53,8 @@ def programme_steps(entry: date, reinspection_due: date) -> list[Due]:
     # Central funding (issue 16 item 1): the plan's financial review, then the funding agreement in months 4-6.
     out += [Due(kind, kind, dates.add_months(entry, d), opens=dates.add_months(entry, o))
             for kind, (o, d) in zip((Kind.financial_review, Kind.funding_agreement), FUNDING_MONTHS, strict=True)]
+    if measures == "finance":  # readiness for a CQC re-inspection is quality's
+        return [d for d in out if d.kind != Kind.self_assessment]
     return out + evidence_files(reinspection_due)
 
 
@@ -64,15 +67,20 @@ def evidence_files(reinspection_due: date) -> list[Due]:
             for q in KEY_QUESTIONS]
 
 
-def entry_steps(entry: date) -> list[Due]:
-    """The steps a regime opens on the day it is entered, in the order it opens them."""
-    return [
+def entry_steps(entry: date, measures: str = "quality") -> list[Due]:
+    """The steps a regime opens on the day it is entered, in the order it opens them. Finance special measures
+    (issue 16 item 3) have no CQC re-inspection: the regulator reviews the exit itself (`finance_review`)."""
+    out = [
         Due(Kind.improvement_plan, Kind.improvement_plan, entry + timedelta(days=PLAN_DAYS)),
         Due(Kind.appoint_improvement_director, Kind.appoint_improvement_director,
             dates.add_months(entry, APPOINTMENT_MONTHS)),
         Due(Kind.board_to_board, Kind.board_to_board, dates.add_months(entry, APPOINTMENT_MONTHS)),
-        Due(Kind.reinspection, f"{Kind.reinspection}-1", dates.add_months(entry, REINSPECTION_MONTHS)),
     ]
+    if measures != "finance":
+        out.append(Due(Kind.reinspection, f"{Kind.reinspection}-1", dates.add_months(entry, REINSPECTION_MONTHS)))
+    if measures != "quality":
+        out.append(Due(Kind.finance_review, Kind.finance_review, dates.add_months(entry, FINANCE_REVIEW_MONTHS[0])))
+    return out
 
 
 def entry_summit(entry: date, placed_on: date) -> Due | None:

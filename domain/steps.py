@@ -252,6 +252,13 @@ class ExtendPayload(BaseModel):
                           f"required when months is above {EXTENSION_GUIDANCE_MONTHS}, refused otherwise")
 
 
+class FinanceReviewPayload(BaseModel):
+    """The regulator's review of finance special measures: the trust exits, or remains (with the reason)."""
+    model_config = ConfigDict(extra="forbid")
+    reviewed_on: date
+    summary: text(4000, min_length=1)
+
+
 class EmptyPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -347,6 +354,8 @@ class Kind(StrEnum):
     funding_agreement_director = "funding_agreement_director"
     drawdown_approval = "drawdown_approval"
     drawdown_authorisation = "drawdown_authorisation"
+    # Finance special measures (issue 16 item 3)
+    finance_review = "finance_review"
 
 
 # domain.models names Kind members (a placement's basis) and the handlers below use its SYSTEM actor: each module
@@ -467,6 +476,7 @@ EVIDENCE_FILE_DAYS_BEFORE = 28  # each key question's file complete this many da
 EVIDENCE_CHECK_DAYS_BEFORE = 14  # and checked by the improvement director (and the buddy) by this many days before
 FUNDING_MONTHS = ((0, 4), (0, 6))  # the financial review, then the funding agreement "in months 4-6": open, due
 FUNDING_DECISION_DAYS = 14  # each party's agreement, each drawdown's approval and authorisation
+FINANCE_REVIEW_MONTHS = (12, 6)  # the regulator's first finance exit review after entry, then after each "remain"
 
 # The payloads of the routine plans a diligent trust submits (tools/simulate).
 ROUTINE_PLAN = {"actions": [
@@ -747,6 +757,14 @@ CATALOGUE: dict[str, StepKind] = {
         deadline=Deadline("14 days after the improvement director approves it",
                           _D("domain.steps.FUNDING_DECISION_DAYS")),
         routine=Routine("authorise")),
+    Kind.finance_review: StepKind(
+        "Finance special measures reviewed: exit or remain (regulator)", Role.regulator, "exit_decision",
+        {"exit": FinanceReviewPayload, "remain": FinanceReviewPayload}, frozenset({"remain"}),
+        short_title="Finance exit review",
+        deadline=Deadline("12 months after entry, then 6 months after each decision to remain (the regulator decides "
+                          "the exit from finance special measures, seed 002; the months are the service's)",
+                          _D("domain.steps.FINANCE_REVIEW_MONTHS")),
+        routine=Routine("exit", dated("reviewed_on", summary="the financial recovery plan is delivered"))),
 }
 
 
@@ -898,7 +916,47 @@ def _letter_sent(rt, st, d, payload: LetterPayload) -> None:
 
 @after(Kind.board_to_board_post_exit)
 def _post_exit_boards_met(rt, st, d, payload) -> None:
+    if rt.s.phase == Phase.in_finance_special_measures:
+        return  # after the quality exit of a combined regime: the regime goes on in finance special measures
     rt.finish(Phase.exited, "post-exit board-to-board held")
+
+
+def _quality_exit_still_in_finance(rt, d) -> None:
+    """A combined regime's quality exit while the trust is still in finance special measures (seed 002: it stays in
+    segment 4): the quality steps end, the joined-up programme and the finance review go on."""
+    today = rt.decision_recorded(d)  # (the decision's record keeps the day; exit_date is the end of both)
+    rt.set_phase(Phase.in_finance_special_measures, d.actor, "exit from quality special measures on CQC's "
+                 "recommendation; still in finance special measures, so in segment 4")
+    rt.open_step(Kind.board_to_board_post_exit, add_months(today, 6))
+
+
+@after(Kind.finance_review, "remain")
+def _finance_remains(rt, st, d, payload) -> None:
+    rt.open_step(Kind.finance_review, add_months(rt.today(), FINANCE_REVIEW_MONTHS[1]))
+
+
+@after(Kind.finance_review, "exit")
+def _finance_exit(rt, st, d, payload) -> None:
+    """The regulator takes the trust out of finance special measures. Only when it is in neither quality nor finance
+    special measures does it move to segment 3 (seed 002)."""
+    today = rt.today()
+    rt.s.finance_exited_on = today
+    still_quality = rt.s.placement.measures == "combined" and rt.s.phase != Phase.in_finance_special_measures
+    if still_quality:
+        rt.audit(kind_event(Kind.finance_review, "finance_exited"), d.actor, step=st,
+                 reason="out of finance special measures; still in quality special measures, so in segment 4")
+        return
+    rt.decision_recorded(d)
+    rt.s.exit_date = today
+    rt.s.segment = SEGMENT_AFTER_QUALITY_EXIT
+    rt.cancel_open("the trust exited special measures", keep=(Kind.quality_summit, Kind.factual_accuracy,
+                                                             Kind.board_to_board_post_exit))
+    rt.s.next_monthly = None
+    rt.set_phase(Phase.exited, d.actor, "exit from finance special measures decided by the regulator" +
+                 ("; out of quality special measures already" if rt.s.placement.measures == "combined" else ""))
+    if not any(s.kind == Kind.board_to_board_post_exit and s.status == "open" for s in rt.s.steps.values()):
+        rt.open_step(Kind.board_to_board_post_exit, add_months(today, 6))
+    rt.end_buddies("the trust exited special measures")
 
 
 @after(Kind.monthly_return)
@@ -944,6 +1002,9 @@ def _cqc_recommended(rt, st, d, payload) -> None:
 
 @after(Kind.regulator_decision, "exit")
 def _exit_decided(rt, st, d, payload: ExitDecisionPayload) -> None:
+    if rt.s.placement.measures == "combined" and rt.s.finance_exited_on is None:
+        _quality_exit_still_in_finance(rt, d)
+        return
     today = rt.decision_recorded(d)
     rt.s.continued_support = list(payload.continued_support) + [
         f"{i.description} ({i.owner}, by {i.due.isoformat()})" for i in payload.support_items]

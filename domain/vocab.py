@@ -18,11 +18,15 @@ class Phase(StrEnum):
     in_special_measures = "in_special_measures"
     extended = "extended"  # the regulator extended the regime after CQC recommended it remain
     long_term_solution = "long_term_solution"  # the Chief Inspector wrote to the Secretary of State
+    # A combined quality-and-finance regime whose trust has exited quality special measures and is still in
+    # finance special measures (seed 002: it stays in segment 4), issue 16 item 3.
+    in_finance_special_measures = "in_finance_special_measures"
     exited = "exited"
     closed_structural = "closed_structural"  # merger, acquisition, service reconfiguration...
 
 
-ACTIVE_PHASES: tuple[Phase, ...] = (Phase.in_special_measures, Phase.extended, Phase.long_term_solution)
+ACTIVE_PHASES: tuple[Phase, ...] = (Phase.in_special_measures, Phase.extended, Phase.long_term_solution,
+                                    Phase.in_finance_special_measures)
 
 
 class Role(StrEnum):

@@ -34,8 +34,8 @@ SOURCES = [p for d in ("workflows", "domain", "activities", "api") for p in (ROO
 
 
 def test_values_are_the_stored_strings():
-    assert [p.value for p in Phase] == ["in_special_measures", "extended", "long_term_solution", "exited",
-                                        "closed_structural"]
+    assert [p.value for p in Phase] == ["in_special_measures", "extended", "long_term_solution",
+                                        "in_finance_special_measures", "exited", "closed_structural"]
     assert [r.value for r in Role] == ["trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc",
                                        "operations", "admin", "system"]
     assert ROLES == PARTY_ROLES and Role.system not in ROLES and len(ROLES) == len(Role) - 1
@@ -47,7 +47,8 @@ def test_values_are_the_stored_strings():
     assert AuditEvent.regime_entered == "regime_entered" and AuditEvent.support_plan_agreed == "support_plan.agreed"
     assert decision_event(Kind.plan_review, "agree") == "plan_review.agree"
     assert kind_event(Kind.improvement_plan, "signed_off") == "improvement_plan.signed_off"
-    assert ACTIVE_PHASES == (Phase.in_special_measures, Phase.extended, Phase.long_term_solution)
+    assert ACTIVE_PHASES == (Phase.in_special_measures, Phase.extended, Phase.long_term_solution,
+                             Phase.in_finance_special_measures)
     # A member is its string wherever a string is expected.
     assert f"{Phase.exited}" == "exited" and str(Role.trust) == "trust" and json.dumps(Role.cqc) == '"cqc"'
 

@@ -148,6 +148,7 @@ class RegimeProjection(BaseModel):
                                                            "when the regime was closed by a structural solution")
     successor_ods_code: str | None = Field(None, description="the organisation the trust became (merger, "
                                                              "acquisition)")
+    measures: str = Field("quality", description="quality, finance or combined special measures")
 
 
 class EffectBatch(BaseModel):

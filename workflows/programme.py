@@ -30,10 +30,10 @@ class ProgrammeRuntime:
     s: Any
 
     # ---------------------------------------------------------------- scheduled from entry
-    def schedule_programme(self, entry: date, reinspection_due: date) -> None:
+    def schedule_programme(self, entry: date, reinspection_due: date, measures: str = "quality") -> None:
         """What a regime placed with the programme (Placement.programme) opens as its months pass
         (domain.schedule.programme_steps): those still due when it is placed."""
-        self._schedule_all(schedule.programme_steps(entry, reinspection_due))
+        self._schedule_all(schedule.programme_steps(entry, reinspection_due, measures))
 
     def schedule_evidence_files(self, reinspection_due: date) -> None:
         """One evidence file per key question before the re-inspection due on `reinspection_due`."""

@@ -168,7 +168,9 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
     # ---------------------------------------------------------------- entry
     def _enter(self, p: Placement) -> None:
         self.s.segment = SEGMENT_IN_SPECIAL_MEASURES
-        if p.basis == Kind.cqc_recommendation and p.entry_ratings is not None:
+        if p.measures == "finance":
+            basis = f"finance special measures, the regulator's decision: {p.regulator_reason}"
+        elif p.basis == Kind.cqc_recommendation and p.entry_ratings is not None:
             verdict = entry_rule(p.entry_ratings)
             if verdict.met:
                 basis = "CQC recommendation; entry rule met: " + "; ".join(verdict.reasons)
@@ -183,16 +185,18 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
             "trust": p.trust.model_dump(), "entry_date": p.entry_date.isoformat(), "segment": 4,
             "previous_regime_id": p.previous_regime_id,
         })
-        for due in schedule.entry_steps(p.entry_date):
+        for due in schedule.entry_steps(p.entry_date, p.measures):
             self.open_step(due.kind, due.due, step_id=due.step_id)
-        summit = schedule.entry_summit(p.entry_date, self.today()) if p.quality_summits else None
+        summit = (schedule.entry_summit(p.entry_date, self.today())
+                  if p.quality_summits and p.measures != "finance" else None)
         if summit is not None:  # (none for a regime taken on after its date: it was held before)
             self.open_step(summit.kind, summit.due, step_id=summit.step_id, subject=dict(summit.subject))
         buddy = schedule.buddy_appointment(p.entry_date, self.today()) if p.buddy_appointment else None
         if buddy is not None:
             self.open_step(buddy.kind, buddy.due, step_id=buddy.step_id)
         if p.programme:
-            self.schedule_programme(p.entry_date, dates.add_months(p.entry_date, schedule.REINSPECTION_MONTHS))
+            self.schedule_programme(p.entry_date, dates.add_months(p.entry_date, schedule.REINSPECTION_MONTHS),
+                                    p.measures)
         # Monthly returns are tracked from the month the service took the regime on.
         self.s.next_monthly = schedule.first_tracked_month(
             p.entry_date, self.today(), p.calendar.first_return_lead_days if p.calendar else None)
@@ -338,6 +342,7 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
             sos_letter=self.s.sos_letter is not None, closed=self.s.finished,
             closure_solution=(self.s.closure or {}).get("solution"),
             successor_ods_code=(self.s.closure or {}).get("successor_ods_code"),
+            measures=self.s.placement.measures,
         )
 
     def _clock_figures(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 from api.auth import User
 from api.web import labels
 from domain import ladder as escalation
+from domain.vocab import ACTIVE_PHASES
 from settings import Settings
 
 SORTS = ("trust", "phase", "months", "next_due", "overdue", "escalation", "buddies")
@@ -245,7 +246,8 @@ def row_view(r: Any, c: Clock, settings: Settings) -> dict[str, Any]:
 
 async def relatives(pool: asyncpg.Pool, user: User, row: Any) -> list[dict[str, Any]]:
     """Every regime of the same trust, oldest first, marked earlier / this / later."""
-    rows = await pool.fetch("SELECT regime_id, entry_date, exit_date, phase, previous_regime_id FROM regimes "
+    rows = await pool.fetch("SELECT regime_id, entry_date, exit_date, phase, previous_regime_id, measures, segment "
+                            "FROM regimes "
                             "WHERE ods_code = $1 OR regime_id = $2 OR previous_regime_id = $3 "
                             "ORDER BY entry_date, regime_id", row["ods_code"], row["previous_regime_id"],
                             row["regime_id"])
@@ -255,6 +257,9 @@ async def relatives(pool: asyncpg.Pool, user: User, row: Any) -> list[dict[str, 
                "earlier" if r["entry_date"] < row["entry_date"] or r["regime_id"] == row["previous_regime_id"]
                else "later")
         out.append({**dict(r), "relation": rel, "phase_label": labels.phase_label(r["phase"]),
+                    "measures_label": {"quality": "quality", "finance": "finance",
+                                       "combined": "quality and finance"}.get(r["measures"], r["measures"]),
+                    "active": r["phase"] in ACTIVE_PHASES,
                     "direct": r["regime_id"] == row["previous_regime_id"] or
                     r["previous_regime_id"] == row["regime_id"]})
     return out

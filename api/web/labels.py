@@ -14,6 +14,7 @@ PHASES: dict[str, tuple[str, str]] = {
     "in_special_measures": ("In special measures", "orange"),
     "extended": ("Extended", "red"),
     "long_term_solution": ("Long-term solution", "purple"),
+    "in_finance_special_measures": ("In finance special measures", "orange"),
     "exited": ("Exited", "green"),
     "closed_structural": ("Closed: structural solution", "grey"),
 }

@@ -29,6 +29,10 @@ class PlacementRequest(BaseModel):
                     "responsive": "requires_improvement", "well_led": "inadequate", "overall": "inadequate"}}]})
     trust: Trust
     entry_date: date
+    measures: Literal["quality", "finance", "combined"] = Field(
+        "quality", description="what the trust is placed in special measures for: quality (CQC's recommendation or "
+                               "the regulator's decision), finance (the regulator's finance decision: basis "
+                               "regulator_decision with its reason), or both at once with one joined-up programme")
     basis: Literal[Kind.cqc_recommendation, Kind.regulator_decision] = Kind.cqc_recommendation
     ratings: KeyQuestionRatings | None = Field(None, description="the CQC ratings that triggered entry")
     inspection: InspectionOutcome | None = Field(None, description="the full triggering inspection outcome")

@@ -68,6 +68,7 @@ from domain.ratings import InspectionOutcome
 from domain.rules import entry_rule
 from domain.steps import CATALOGUE, Kind
 from domain.text import json_error
+from domain.vocab import ACTIVE_PHASES, Phase
 from infra import bank_holidays
 from settings import Settings
 from workflows.buddy import BuddyPartnershipWorkflow
@@ -75,8 +76,9 @@ from workflows.common import BuddyRequest
 from workflows.regime import RegimeWorkflow
 
 
-def regime_id_for(ods: str, entry: date) -> str:
-    return f"regime-{ods}-{entry.isoformat()}"
+def regime_id_for(ods: str, entry: date, measures: str = "quality") -> str:
+    """`regime-<ODS>-<entry date>`; a finance regime, which can run beside a quality one, `regime-<ODS>-finance-<date>`."""
+    return f"regime-{ods}-finance-{entry.isoformat()}" if measures == "finance" else f"regime-{ods}-{entry.isoformat()}"
 
 
 async def step_target(pool: asyncpg.Pool, regime_id: str,
@@ -244,6 +246,9 @@ def check_placement(user: User, req: PlacementRequest) -> None:
                             "confirms a recommendation that does not meet it with its reason (regulator_reason).",
                           reasons=verdict.reasons)
     require_may_tune(user, req.continue_as_new_after_events)
+    if req.measures == "finance" and req.basis != Kind.regulator_decision:
+        raise Problem(422, "rule-broken", "finance special measures are the regulator's decision: basis "
+                                          "regulator_decision, with its reason")
     if req.basis == Kind.regulator_decision and not (req.regulator_reason and req.regulator_reason.strip()):
         raise Problem(422, "reason-required", "a placement by regulator decision needs regulator_reason")
 
@@ -251,19 +256,27 @@ def check_placement(user: User, req: PlacementRequest) -> None:
 async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User, rid: str,
                 req: PlacementRequest) -> tuple[int, Any]:
     ods = req.trust.ods_code
-    regime_id = regime_id_for(ods, req.entry_date)
+    regime_id = regime_id_for(ods, req.entry_date, req.measures)
+    # A trust may be in quality and in finance special measures at once, as two regimes (or one combined): a new
+    # regime conflicts with a running one only where what they are for overlaps.
+    overlapping = {"quality": ["quality", "combined"], "finance": ["finance", "combined"],
+                   "combined": ["quality", "finance", "combined"]}[req.measures]
     previous = await pool.fetchrow(
-        "SELECT regime_id, phase FROM regimes WHERE ods_code = $1 ORDER BY created_at DESC LIMIT 1", ods)
-    if previous and previous["phase"] in ("in_special_measures", "extended", "long_term_solution"):
+        "SELECT regime_id, phase, measures FROM regimes WHERE ods_code = $1 AND measures = ANY($2::text[]) "
+        "ORDER BY created_at DESC LIMIT 1", ods, overlapping)
+    # A combined regime out of quality special measures and still in finance holds the finance side only.
+    if previous and previous["phase"] in ACTIVE_PHASES and not (
+            previous["phase"] == Phase.in_finance_special_measures and req.measures == "quality"):
         raise Problem(409, "already-in-special-measures",
                       f"trust {ods} is already in special measures ({previous['regime_id']})",
                       regime_id=previous["regime_id"])
     try:
         await pool.execute(
             """INSERT INTO regimes (regime_id, workflow_id, ods_code, trust_name, multi_site, entry_date, phase,
-                                    previous_regime_id) VALUES ($1,$1,$2,$3,$4,$5,'in_special_measures',$6)""",
+                                    previous_regime_id, measures)
+               VALUES ($1,$1,$2,$3,$4,$5,'in_special_measures',$6,$7)""",
             regime_id, ods, req.trust.name, req.trust.multi_site, req.entry_date,
-            previous["regime_id"] if previous else None)
+            previous["regime_id"] if previous else None, req.measures)
     except asyncpg.UniqueViolationError:
         raise Problem(409, "already-in-special-measures", f"trust {ods} is already in special measures "
                                                           f"or a regime {regime_id} exists") from None
@@ -279,6 +292,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         buddy_appointment=True,
         programme=True,
         funding_usual_max_pence=settings.funding_usual_max_pence,
+        measures=req.measures,
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
@@ -360,7 +374,24 @@ async def regime_view(pool: asyncpg.Pool, client: Any, regime_id: str, row: asyn
     s["open_steps"] = [st for st in s["steps"].values() if st["status"] == "open"]
     s["projection"] = _regime_json(row)
     s["policy"] = s["placement"]["policy"]
+    s["trust_regimes"] = await trust_regimes(pool, row["ods_code"])
     return s
+
+
+async def trust_regimes(pool: asyncpg.Pool, ods: str) -> dict[str, Any]:
+    """The trust's regimes side by side (quality and finance special measures, issue 16 item 3), and the trust's
+    oversight segment: 4 while it is in either, 3 only when it is in neither (seed 002)."""
+    rows = await pool.fetch("SELECT regime_id, measures, phase, segment, entry_date, exit_date FROM regimes "
+                            "WHERE ods_code = $1 ORDER BY entry_date, regime_id", ods)
+    items = [{"regime_id": r["regime_id"], "measures": r["measures"], "phase": r["phase"], "segment": r["segment"],
+              "entry_date": r["entry_date"].isoformat(),
+              "exit_date": r["exit_date"].isoformat() if r["exit_date"] else None} for r in rows]
+    active = [i for i in items if i["phase"] in ACTIVE_PHASES]
+    segment = 4 if active else min((i["segment"] for i in items), default=None)
+    now_in = {m for i in active for m in (
+        ("finance",) if i["phase"] == Phase.in_finance_special_measures
+        else ("quality", "finance") if i["measures"] == "combined" else (i["measures"],))}
+    return {"segment": segment, "in": sorted(now_in), "regimes": items}
 
 
 def with_deadline_basis(steps: dict[str, dict[str, Any]]) -> None:
