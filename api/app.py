@@ -22,6 +22,7 @@ from api.routes import (
     programme,
     regimes,
     tasks,
+    watchlist,
 )
 from infra import tracing
 from infra.clients import connect_temporal
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     app.include_router(headers.docs_router)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router,
               catalogue.router, programme.router, evaluation.router, costs.router,
-              funding.router):
+              funding.router, watchlist.router):
         app.include_router(r)
     web.install(app)
     errors.install_openapi(app)

@@ -135,6 +135,9 @@ class AuditEvent(StrEnum):
     # the cost of the interventions (issue 16)
     director_time_recorded = "director_time_recorded"
     funding_agreed = "funding_agreed"
+    # the challenged-providers watch list (issue 16 item 4)
+    watch_listed = "watch_listed"
+    watch_list_ended = "watch_list_ended"
     drawdown_requested = "drawdown_requested"
     drawdown_paid = "drawdown_paid"
     drawdown_payment_refused = "drawdown_payment_refused"

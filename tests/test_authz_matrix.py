@@ -97,13 +97,25 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("GET", "/regimes/{regime_id}/funding"): (READERS, NATIONAL, None),
         ("POST", "/regimes/{regime_id}/funding/drawdowns"): ({"trust"}, set(), lambda: {
             "amount_pence": 100, "against": ["A1"], "purpose": "matrix"}),
+        # The challenged-providers watch list (issue 16 item 4): the regulator keeps it; the regulator, operations
+        # and the trust's own users see an entry (the matrix's entry is another trust's: only the first two here).
+        ("POST", "/watch-list"): ({"regulator"}, {"regulator"}, lambda: {
+            "trust": {"ods_code": "RW" + ctx.pop_code(), "name": "Watched NHS Trust"}, "reasons": ["matrix"]}),
+        ("GET", "/watch-list"): ({"regulator", "operations", "trust", "improvement_director"},
+                                 {"regulator", "operations", "trust", "improvement_director"}, None),
+        ("GET", "/watch-list/{entry_id}"): ({"regulator", "operations"}, {"regulator", "operations"}, None),
+        ("GET", "/watch-list/{entry_id}/access"): ({"regulator", "operations"}, {"regulator", "operations"}, None),
+        ("POST", "/watch-list/{entry_id}/steps/{watch_step_id}/decisions"): ({"regulator"}, {"regulator"}, lambda: {
+            "action": "keep", "comment": "matrix"}),
+        ("POST", "/watch-list/{entry_id}/removal"): ({"regulator"}, {"regulator"}, lambda: {"reason": "matrix"}),
         ("POST", "/regimes/{regime_id}/evidence"): ({"trust"}, set(), lambda: {
             "title": "Ward audit", "dated": str(d), "shows": "matrix", "url": "https://example.org/audit.pdf"}),
     }
 
 
 # Run last, in this order: they end the partnership and close the regime.
-LAST = [("POST", "/regimes/{regime_id}/buddies/{partnership_id}/end"), ("POST", "/regimes/{regime_id}/closure")]
+LAST = [("POST", "/regimes/{regime_id}/buddies/{partnership_id}/end"), ("POST", "/regimes/{regime_id}/closure"),
+        ("POST", "/watch-list/{entry_id}/removal")]
 
 
 class Ctx:
@@ -134,8 +146,11 @@ async def test_every_endpoint_for_every_role_own_and_other_trust(stack):
     st = await reg.state()
     sha = st["steps"]["improvement_plan"]["data"]["document"]["sha256"]
     await stack.settle(reg.id)
+    r = await stack.http.post("/watch-list", headers=stack.auth("reg-1", "regulator"), json={
+        "trust": {"ods_code": "RMW1", "name": "Matrix Watched NHS Trust"}, "reasons": ["matrix"]})
+    assert r.status_code == 201, r.text
     values = {"regime_id": reg.id, "step_id": "improvement_plan-2", "reference": "INS-NONE", "partnership_id": pid,
-              "ods_code": "RMT1", "sha256": sha}
+              "ods_code": "RMT1", "sha256": sha, "entry_id": r.json()["entry_id"], "watch_step_id": "watch_review"}
     # A fresh plan step for each trust decision: the first return reopens it.
     r = await stack.http.post(f"/regimes/{reg.id}/steps/plan_review/decisions", json={
         "action": "return", "comment": "matrix"}, headers=stack.auth("id-own", "improvement_director", trusts=["RMT1"]))

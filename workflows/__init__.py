@@ -9,6 +9,7 @@ def __getattr__(name: str) -> list:
     if name == "WORKFLOWS":
         from workflows.buddy import BuddyPartnershipWorkflow
         from workflows.regime import RegimeWorkflow
+        from workflows.watchlist import WatchListWorkflow
 
-        return [RegimeWorkflow, BuddyPartnershipWorkflow]
+        return [RegimeWorkflow, BuddyPartnershipWorkflow, WatchListWorkflow]
     raise AttributeError(f"module 'workflows' has no attribute {name!r}")

@@ -40,6 +40,9 @@ class PlacementRequest(BaseModel):
         None, description="the regulator's reason: required when it places without CQC's recommendation, and "
                           "when it confirms a CQC recommendation whose ratings do not meet the entry rule")
     completed_steps: list[CompletedStep] = Field(default_factory=list, max_length=100)
+    watch_list_entry_id: str | None = Field(None, pattern=r"^watch-[A-Z0-9]{3,6}-\d{4}-\d{2}-\d{2}$",
+                                            description="the trust's current challenged-providers watch-list entry "
+                                                        "(regulator): it ends, linked to this regime")
     policy: PolicyChoices | None = Field(
         None, description="choices where the sources disagree made for this regime instead of the POLICY_* settings "
                           "(domain/policy.py, docs/regime.md); recorded in the regime with the names of those chosen")

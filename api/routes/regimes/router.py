@@ -78,7 +78,14 @@ async def list_regimes(user: CurrentUser, pool: DbPool, settings: SettingsDep,
 async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     # Already JSON-mode: skip FastAPI's jsonable_encoder walk over the whole state (bench/ lifecycle_cost).
-    return JSONResponse(await service.regime_view(pool, client, regime_id, row))
+    view = await service.regime_view(pool, client, regime_id, row)
+    # The trust's time on the challenged-providers watch list: only for those who may see the list (recorded).
+    from api.routes.watchlist import regime_link
+
+    link = await regime_link(pool, user, regime_id, row["ods_code"])
+    if link is not None:
+        view["watch_list"] = link
+    return JSONResponse(view)
 
 
 # ------------------------------------------------------------------ decisions

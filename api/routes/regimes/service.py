@@ -68,7 +68,7 @@ from domain.ratings import InspectionOutcome
 from domain.rules import entry_rule
 from domain.steps import CATALOGUE, Kind
 from domain.text import json_error
-from domain.vocab import ACTIVE_PHASES, Phase
+from domain.vocab import ACTIVE_PHASES, Phase, Role
 from infra import bank_holidays
 from settings import Settings
 from workflows.buddy import BuddyPartnershipWorkflow
@@ -270,6 +270,16 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         raise Problem(409, "already-in-special-measures",
                       f"trust {ods} is already in special measures ({previous['regime_id']})",
                       regime_id=previous["regime_id"])
+    entry_id = req.watch_list_entry_id
+    if entry_id is None and user.has(Role.regulator):
+        # A trust placed from the challenged-providers watch list: its entry ends, linked to the regime (seen only
+        # by those who may see the list; the regulator is one).
+        entry_id = await pool.fetchval("SELECT entry_id FROM watch_list WHERE ods_code = $1 AND status = 'on_list'",
+                                       ods)
+    if entry_id is not None:
+        from api.routes.watchlist import check_placement_link
+
+        await check_placement_link(pool, user, entry_id, ods)
     try:
         await pool.execute(
             """INSERT INTO regimes (regime_id, workflow_id, ods_code, trust_name, multi_site, entry_date, phase,
@@ -319,6 +329,10 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
     except BaseException:
         await pool.execute("DELETE FROM regimes WHERE regime_id = $1 AND last_seq = 0", regime_id)
         raise
+    if entry_id is not None:
+        from api.routes.watchlist import link_placement
+
+        await link_placement(pool, client, settings, user, rid, entry_id, ods, regime_id)
     return 201, {"regime_id": regime_id, "workflow_id": regime_id, "phase": "in_special_measures",
                  "previous_regime_id": placement.previous_regime_id,
                  "policy": placement.policy.model_dump(mode="json")}

@@ -1,0 +1,114 @@
+"""The challenged-providers watch list through the HTTP API (issue 16 item 4; seed 004: "not in the public
+domain"): the regulator adds a trust with its reasons, an improvement director is appointed with the regime's own
+step and deadline, the entry is reviewed and ends when the trust is placed in special measures (the regime linked);
+only the regulator, operations and the trust's own users see it, it appears in no regimes list, inbox, export or
+search attribute, and every read is recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from domain.dates import add_months, london_date
+from tests.helpers import placement
+from tools.polling import eventually
+
+
+async def test_a_watch_list_entry_is_confidential_gets_a_director_and_links_to_its_regime(stack):
+    today = london_date(datetime.now(UTC))
+    regulator = stack.auth("reg-1", "regulator")
+    own_trust = stack.auth("trust-W1", "trust", trusts=["RWL1"])
+    own_director = stack.auth("id-W1", "improvement_director", trusts=["RWL1"])
+    other_trust = stack.auth("trust-W9", "trust", trusts=["RWL9"])
+    cqc = stack.auth("cqc-1", "cqc")
+    commissioner = stack.auth("ccg-W1", "commissioner", trusts=["RWL1"])
+    ops = stack.auth("ops-1", "operations")
+
+    body = {"trust": {"ods_code": "RWL1", "name": "Watchful Hospitals NHS Trust"},
+            "reasons": ["A&E four-hour performance and a rising mortality index", "board instability"]}
+    r = await stack.http.post("/watch-list", json=body, headers=cqc)
+    assert r.status_code == 403
+    r = await stack.http.post("/watch-list", json=body, headers=regulator)
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    eid = entry["entry_id"]
+    assert eid == f"watch-RWL1-{today.isoformat()}" and entry["reasons"] == body["reasons"]
+    steps = {s["kind"]: s for s in entry["steps"]}
+    # The same step and deadline as a regime's: an improvement director within 3 months.
+    assert steps["appoint_improvement_director"]["due"] == add_months(today, 3).isoformat()
+    assert steps["watch_review"]["role"] == "regulator"
+    r = await stack.http.post("/watch-list", json=body, headers=regulator)
+    assert r.status_code == 409
+
+    # Who sees it: the regulator, operations, the trust's own users; anyone else is told it does not exist.
+    for h in (regulator, ops, own_trust, own_director):
+        assert (await stack.http.get(f"/watch-list/{eid}", headers=h)).status_code == 200
+    for h in (other_trust, cqc, commissioner):
+        r = await stack.http.get(f"/watch-list/{eid}", headers=h)
+        assert r.status_code == 404 and r.json()["type"].endswith("unknown-watch-list-entry")
+    assert (await stack.http.get("/watch-list", headers=cqc)).status_code == 403
+    assert [e["entry_id"] for e in (await stack.http.get("/watch-list", headers=other_trust)).json()["items"]] == []
+    assert eid in [e["entry_id"] for e in (await stack.http.get("/watch-list", headers=own_trust)).json()["items"]]
+
+    # The improvement director, recorded with the regime's own step.
+    r = await stack.http.post(f"/watch-list/{eid}/steps/appoint_improvement_director/decisions", headers=regulator,
+                              json={"action": "record", "payload": {"appointed_on": str(today),
+                                                                    "improvement_director_user_id": "id-W1"}})
+    assert r.status_code == 200, r.text
+    r = await stack.http.post(f"/watch-list/{eid}/steps/watch_review/decisions", headers=own_trust,
+                              json={"action": "keep", "comment": "x"})
+    assert r.status_code == 403
+
+    # In no regimes list, inbox, export or search attribute.
+    listed = (await stack.http.get("/regimes?limit=1000", headers=ops)).json()
+    assert not any("RWL1" == i.get("ods_code") for i in listed["items"])
+    tasks = (await stack.http.get("/tasks", headers=own_trust)).json()["items"]
+    assert not any(t.get("regime_id") == eid or t.get("workflow_id") == eid for t in tasks)
+    export = await stack.http.get("/trusts/RWL1/audit?format=csv", headers=regulator)
+    assert eid not in export.text
+    desc = await stack.client.get_workflow_handle(eid).describe()
+    names = {p.key.name for p in desc.typed_search_attributes}
+    assert not names & {"TrustOdsCode", "RegimePhase", "NextDeadline", "EscalationLevel", "RegimeId"}, names
+    assert (await stack.http.get(f"/regimes/{eid}", headers=regulator)).status_code == 404
+
+    # Placed in special measures: the entry ends, linked to the regime; only those who may see the list see it.
+    r = await stack.http.post("/regimes", json=placement("RWL1", today), headers=regulator)
+    assert r.status_code == 201, r.text
+    rid = r.json()["regime_id"]
+    entry = (await stack.http.get(f"/watch-list/{eid}", headers=regulator)).json()
+    assert (entry["status"], entry["regime_id"]) == ("placed", rid)
+    view = (await stack.http.get(f"/regimes/{rid}", headers=own_trust)).json()
+    assert view["watch_list"]["entry_id"] == eid
+    assert "watch_list" not in (await stack.http.get(f"/regimes/{rid}", headers=cqc)).json()
+    assert eid not in (await stack.http.get(f"/regimes/{rid}", headers=cqc)).text
+
+    # Who looked: every read above, by whom.
+    r = await stack.http.get(f"/watch-list/{eid}/access", headers=own_trust)
+    assert r.status_code == 403
+    looks = (await stack.http.get(f"/watch-list/{eid}/access", headers=ops)).json()["items"]
+    who = {(x["user_id"], x["what"]) for x in looks}
+    assert {("reg-1", "entry"), ("ops-1", "entry"), ("trust-W1", "entry"), ("id-W1", "entry"),
+            ("trust-W1", "list"), ("trust-W1", f"regime {rid}")} <= who
+    assert not any(x["user_id"] in ("cqc-1", "trust-W9", "ccg-W1") for x in looks)
+
+    async def audit_events() -> list[str]:
+        return [r["event"] for r in await stack.pool.fetch(
+            "SELECT event FROM audit_log WHERE regime_id = $1 ORDER BY seq", eid)]
+    events = await eventually(audit_events, until=lambda e: "watch_list_ended" in e, what="the entry's audit",
+                              timeout=10, interval=0.05)
+    assert events[0] == "watch_listed" and "appoint_improvement_director.record" in events
+
+
+async def test_the_regulator_takes_a_trust_off_the_list_with_a_reason(stack):
+    regulator = stack.auth("reg-1", "regulator")
+    r = await stack.http.post("/watch-list", headers=regulator, json={
+        "trust": {"ods_code": "RWL2", "name": "Recovering NHS Trust"}, "reasons": ["finances"]})
+    eid = r.json()["entry_id"]
+    r = await stack.http.post(f"/watch-list/{eid}/steps/watch_review/decisions", headers=regulator,
+                              json={"action": "remove"})
+    assert r.status_code == 422  # a reason
+    r = await stack.http.post(f"/watch-list/{eid}/removal", headers=regulator,
+                              json={"reason": "performance recovered for two quarters"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["end_reason"]) == ("removed", "performance recovered for two quarters")
+    r = await stack.http.post(f"/watch-list/{eid}/removal", headers=regulator, json={"reason": "again"})
+    assert r.status_code == 409
