@@ -1344,7 +1344,9 @@ def _revision_starts_from_the_outstanding_actions(rt, st, d, payload) -> None:
 def _agreement_after_review_within_the_usual_ceiling(rt, st, d, payload) -> None:
     if not isinstance(payload, FundingAgreementPayload) or not where_a_decision_arrives():
         return
-    if not any(s.kind == Kind.financial_review and s.status == "done" for s in rt.s.steps.values()):
+    reviews = [s for s in rt.s.steps.values() if s.kind == Kind.financial_review]
+    # (A regime the service took on after the review's date has none: its agreement is not held up by it.)
+    if reviews and not any(s.status == "done" for s in reviews):
         raise Refused(RejectionKind.rule_broken, "the plan's financial review comes first (seed 000 §4a(iv): it "
                                                  "gives assurance the plan is achievable)")
     usual = rt.s.placement.funding_usual_max_pence
