@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import WorkflowIDReusePolicy
@@ -27,7 +28,7 @@ from api.routes.regimes.permissions import actor
 from api.routes.regimes.service import as_json, run_update
 from domain.dates import london_date
 from domain.models import Decision, Rung, Step, Trust
-from domain.text import text
+from domain.text import json_error, text
 from domain.vocab import ACTIVE_PHASES, Role
 from domain.watchlist import WatchEnd, WatchInput, WatchStart, WatchState
 from workflows.watchlist import WatchListWorkflow
@@ -210,6 +211,10 @@ async def decide(entry_id: EntryIdPath, watch_step_id: StepIdPath, req: WatchDec
     row = await entry_row(pool, entry_id, user)
     require_regulator(user)
     require_on_list(row)
+    found = json_error(req.payload)  # bounded in shape, no control character, as a regime step's payload
+    if found is not None:
+        path, err = found
+        raise RequestValidationError([{"loc": ("body", "payload", *path), "msg": err.message(), "type": err.type}])
 
     async def handler() -> tuple[int, Any]:
         d = Decision(step_id=watch_step_id, action=req.action, actor=actor(user, "regulator", rid), comment=req.comment,
