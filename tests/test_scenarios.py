@@ -57,6 +57,12 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     assert long["wall_seconds"] < 60, f"a 24-month regime took {long['wall_seconds']} s"
     assert [r["exit_rule_met"] for r in long["ratings"][1:]] == [False, True]
 
+    # Seed 002: out of quality special measures on day 362 but still in finance, the trust stays in segment 4; it
+    # moves to segment 3 only with the finance exit (issue 16 item 3).
+    [combined] = got["combined_quality_and_finance"]["regimes"]
+    assert [(p["day"], p["to"], p["segment"]) for p in combined["phases"]] == [
+        (362, "in_finance_special_measures", 4), (540, "exited", 3)]
+
     [merger] = got["sos_letter_then_merger"]["regimes"]
     assert merger["final"]["sos_letter"]["sent_on"] and merger["final"]["closure"]["solution"] == "merger"
     assert merger["final"]["enforcement"][0]["action"] == "conditions"

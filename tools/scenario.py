@@ -97,6 +97,8 @@ class CompletedStepSpec(_Strict):
 class EntrySpec(_Strict):
     date: dt.date | None = Field(None, description="entry date; in the past makes a regime already under way")
     days_ago: int | None = Field(None, ge=0, le=MAX_DAYS)
+    measures: Literal["quality", "finance", "combined"] = Field(
+        "quality", description="what the trust is placed in special measures for (finance: basis regulator_decision)")
     basis: Literal[Kind.cqc_recommendation, Kind.regulator_decision] = Kind.cqc_recommendation
     ratings: KeyQuestionRatings | str | None = "entry_inadequate"
     regulator_reason: str | None = None

@@ -104,8 +104,19 @@ class Timeline(ProgrammeWork, FundingWork):
               "programme": await self.programme_timeline(run, st),
               "actions": run.actions, "wall_seconds": round(time.monotonic() - run.started, 1)}
         tl["funding"], tl["costs"] = await self.funding_timeline(run)
+        tl["phases"] = await self.phase_changes(run)
         tl["expectations"] = check_expectations(run.spec, tl)
         return tl
+
+    async def phase_changes(self, run: RegimeRun) -> list[dict[str, Any]]:
+        """The regime's phases as they changed, with the segment each left it in (from its audit log)."""
+        r = await self.call("GET", f"/regimes/{run.regime_id}/audit?limit=5000", role="operations")
+        if r.status_code != 200:
+            return []
+        e = run.entry
+        return [{"day": (dates.london_date(datetime.fromisoformat(a["at"])) - e).days,
+                 "from": a["detail"].get("from"), "to": a["detail"].get("to"), "segment": a["detail"].get("segment")}
+                for a in r.json()["items"] if a["event"] == "phase_changed"]
 
     async def _partner_record(self, run: RegimeRun, pid: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         r = await self.call("GET", f"/regimes/{run.regime_id}/buddies/{pid}", role="operations")

@@ -70,6 +70,8 @@ class Simulation(RoutineWork, Timeline):
             "completed_steps": [{"kind": c.kind, "completed_on": (run.entry + timedelta(days=c.day)).isoformat(),
                                  "by": c.by, "note": c.note} for c in e.completed_steps],
         }
+        if e.measures != "quality":
+            body["measures"] = e.measures
         role = "regulator"
         if e.policy is not None:
             body["policy"] = e.policy.model_dump(exclude_none=True)
