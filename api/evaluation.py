@@ -34,10 +34,8 @@ TABLES = ("survival", "by-entry-year", "reentry", "cost")
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"), as api/routes/audit.py.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-SQL = """
-SELECT r.regime_id, r.ods_code, r.trust_name, r.entry_date, r.phase, r.exit_date, r.closed, r.closure_solution,
-       r.previous_regime_id, r.extensions, r.updated_at,
-       (SELECT max(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'regime_closed') AS closed_at,
+# What a regime's interventions cost, as columns of a query over `regimes r` (the evaluation and the cohort page).
+COST_COLUMNS = """
        (SELECT coalesce(sum(p.amount_pence), 0) FROM buddy_payments p WHERE p.regime_id = r.regime_id)::bigint
            AS buddy_paid_pence,
        (SELECT coalesce(sum(f.amount_pence), 0) FROM funding_payments f WHERE f.regime_id = r.regime_id)::bigint
@@ -46,9 +44,15 @@ SELECT r.regime_id, r.ods_code, r.trust_name, r.entry_date, r.phase, r.exit_date
        (SELECT coalesce(sum((t.detail->>'cost_pence')::numeric), 0) FROM (
             SELECT DISTINCT ON (a.detail->>'month') a.detail FROM audit_log a
             WHERE a.regime_id = r.regime_id AND a.event = 'director_time_recorded'
-            ORDER BY a.detail->>'month', a.seq DESC) t)::bigint AS director_time_pence
+            ORDER BY a.detail->>'month', a.seq DESC) t)::bigint AS director_time_pence"""
+
+SQL = """
+SELECT r.regime_id, r.ods_code, r.trust_name, r.entry_date, r.phase, r.exit_date, r.closed, r.closure_solution,
+       r.previous_regime_id, r.extensions, r.updated_at,
+       (SELECT max(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'regime_closed') AS closed_at,
+       {COST_COLUMNS}
 FROM regimes r ORDER BY r.entry_date, r.regime_id
-"""
+""".replace("{COST_COLUMNS}", COST_COLUMNS.strip())
 
 
 def today() -> date:

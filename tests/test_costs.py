@@ -74,3 +74,8 @@ async def test_buddy_payments_and_the_directors_time_by_quarter(stack):
     ev = (await stack.http.get("/evaluation", headers=w.ops)).json()
     [mine] = [i for i in ev["cost"]["items"] if i["regime_id"] == w.rid]
     assert (mine["director_time_pence"], mine["buddy_paid_pence"]) == (6 * rate, 3_750_000)
+    # ... and so does the cohort page, per regime.
+    page = await stack.http.get("/web/cohort", headers=w.ops, follow_redirects=False)
+    assert page.status_code == 200, page.text[:300]
+    row = page.text.split(f'data-regime="{w.rid}"')[1].split("</tr>")[0]
+    assert f'data-cost="{3_750_000 + 6 * rate}"' in row

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.auth import User
+from api.evaluation import COST_COLUMNS
 from api.web import labels
 from domain import ladder as escalation
 from domain.vocab import ACTIVE_PHASES
@@ -284,7 +285,8 @@ async def cohort(pool: asyncpg.Pool, client: Client | None, settings: Settings, 
               AS met,
           (SELECT count(*) FROM tasks t WHERE t.regime_id = r.regime_id AND (t.state = 'done' OR (t.state = 'open'
               AND EXISTS (SELECT 1 FROM late l WHERE l.workflow_id = t.workflow_id AND l.step_id = t.step_id))))
-              AS fell_due
+              AS fell_due,
+          {COST_COLUMNS}
         FROM regimes r WHERE {scope} ORDER BY r.entry_date, r.regime_id
         """, *args)
     cl = await clocks(client, settings, [r["workflow_id"] for r in rows if not r["closed"]])
@@ -309,6 +311,8 @@ async def cohort(pool: asyncpg.Pool, client: Client | None, settings: Settings, 
             "months": labels.months(r["entry_date"], end), "extensions": r["extensions"],
             "sos_letter": r["sos_letter"], "escalations": r["escalations"], "met": r["met"],
             "fell_due": r["fell_due"], "on_time_share": (r["met"] / r["fell_due"]) if r["fell_due"] else None,
+            # The cost of the interventions (issue 16 item 2): buddy payments, central funding, the director's time.
+            "cost_pence": r["buddy_paid_pence"] + r["funding_paid_pence"] + r["director_time_pence"],
         })
     all_months = [i["months"] for i in items]
     done_months = [i["months"] for i in items if i["outcome"] != "ongoing"]
@@ -337,5 +341,6 @@ async def cohort(pool: asyncpg.Pool, client: Client | None, settings: Settings, 
         "median_done": round(statistics.median(done_months), 1) if done_months else None,
         "mean_done": round(statistics.fmean(done_months), 1) if done_months else None,
         "met": met, "fell_due": fell_due, "on_time_share": (met / fell_due) if fell_due else None,
+        "cost_pence": sum(i["cost_pence"] for i in items),
         "escalations_per_regime": round(sum(i["escalations"] for i in items) / len(items), 1) if items else None,
     }
