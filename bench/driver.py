@@ -136,15 +136,16 @@ class BenchRegime(Regime):
                 return done
             for s in sorted(todo, key=lambda s: (s["due"], s["id"])):
                 action, body = default_decision(s["kind"], self.today.isoformat(), self.ods)
-                await self.act(s["id"], action, body, comment="done", role=s["role"])
+                await self.act(s["id"], action, body, comment="done", role=s["role"], subject=s.get("subject"))
                 done.append(s["id"])
         return done
 
     async def act(self, step_id: str, action: str, payload: dict | None = None, comment: str | None = None,
-                  role: str | None = None, expect: int = 200) -> dict[str, Any]:
+                  role: str | None = None, expect: int = 200, subject: dict | None = None) -> dict[str, Any]:
         if role is None:
             return await super().act(step_id, action, payload, comment, expect=expect)
-        r = await self.stack.http.post(f"/regimes/{self.id}/steps/{step_id}/decisions", headers=self.users[role],
+        r = await self.stack.http.post(f"/regimes/{self.id}/steps/{step_id}/decisions",
+                                       headers=self.headers_for(role, subject),
                                        json={"action": action, "payload": payload or {}, "comment": comment})
         assert r.status_code == expect, r.text
         return r.json()

@@ -95,11 +95,20 @@ class Regime:
         assert r.status_code == 200, r.text
         return r.json()
 
+    def headers_for(self, role: str, subject: dict[str, Any] | None = None) -> dict[str, str]:
+        """The user who acts in `role`; a buddy trust's on a regime step that names it (an evidence file's review)."""
+        buddy = (subject or {}).get("buddy_ods")
+        if role == "buddy" and buddy:
+            return self.stack.auth(f"buddy-lead-{buddy}", "buddy", org=buddy)
+        return self.users[role]
+
     async def act(self, step_id: str, action: str, payload: dict | None = None, comment: str | None = None,
                   role: str | None = None, expect: int = 200) -> dict[str, Any]:
         st = await self.state()
-        role = role or st["steps"][step_id]["role"]
-        r = await self.stack.http.post(f"/regimes/{self.id}/steps/{step_id}/decisions", headers=self.users[role],
+        step = st["steps"][step_id]
+        role = role or step["role"]
+        r = await self.stack.http.post(f"/regimes/{self.id}/steps/{step_id}/decisions",
+                                       headers=self.headers_for(role, step.get("subject")),
                                        json={"action": action, "payload": payload or {}, "comment": comment})
         assert r.status_code == expect, r.text
         return r.json()
