@@ -6,6 +6,7 @@ for api.idempotency.idempotent."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import date, timedelta
 from typing import Any
 
@@ -74,6 +75,8 @@ from settings import Settings
 from workflows.buddy import BuddyPartnershipWorkflow
 from workflows.common import BuddyRequest
 from workflows.regime import RegimeWorkflow
+
+log = logging.getLogger(__name__)
 
 
 def regime_id_for(ods: str, entry: date, measures: str = "quality") -> str:
@@ -332,7 +335,10 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
     if entry_id is not None:
         from api.routes.watchlist import link_placement
 
-        await link_placement(pool, client, settings, user, rid, entry_id, ods, regime_id)
+        try:
+            await link_placement(pool, client, settings, user, rid, entry_id, ods, regime_id)
+        except Problem as e:  # the regime is placed whatever became of the entry meanwhile (ended by another)
+            log.warning("watch-list entry %s not linked to %s: %s", entry_id, regime_id, e.detail)
     return 201, {"regime_id": regime_id, "workflow_id": regime_id, "phase": "in_special_measures",
                  "previous_regime_id": placement.previous_regime_id,
                  "policy": placement.policy.model_dump(mode="json")}
