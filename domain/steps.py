@@ -1349,7 +1349,7 @@ def _agreement_after_review_within_the_usual_ceiling(rt, st, d, payload) -> None
     if reviews and not any(s.status == "done" for s in reviews):
         raise Refused(RejectionKind.rule_broken, "the plan's financial review comes first (seed 000 §4a(iv): it "
                                                  "gives assurance the plan is achievable)")
-    usual = rt.s.placement.funding_usual_max_pence
+    usual = rt.funding_usual_max()
     if usual is not None and payload.ceiling_pence > usual and not payload.above_usual_reason:
         raise Refused(RejectionKind.reason_required, f"a ceiling of {payload.ceiling_pence:,} pence is above the usual "
                                                      f"maximum of {usual:,}: say why in above_usual_reason")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.funding import FundingState
 from domain.models import Actor, Escalation, Rung, Step, Trust
 from domain.steps import (
     CATALOGUE,
@@ -46,6 +47,7 @@ class WatchStart(BaseModel):
     ladder: list[Rung]
     actor: Actor
     continue_as_new_after_events: int = 8000
+    funding_usual_max_pence: int | None = None
 
 
 class WatchEnd(BaseModel):
@@ -66,6 +68,7 @@ class WatchState(BaseModel):
     assignees: dict[str, str] = Field(default_factory=dict)
     delegations: list[dict[str, Any]] = Field(default_factory=list)
     ended: dict[str, Any] | None = None
+    funding: FundingState | None = None
     seq: int = 0
     retired_step_ids: list[str] = Field(default_factory=list)
     archived_counts: dict[str, int] = Field(default_factory=dict)
@@ -83,6 +86,10 @@ class WatchInput(BaseModel):
 # deadline, seed 004: the same interventions); the review is the watch list's.
 WATCH_STEPS: dict[str, StepKind] = {
     Kind.appoint_improvement_director: CATALOGUE[Kind.appoint_improvement_director],
+    # Central funding with the same steps and payments as a regime's (seed 004: the same three interventions).
+    **{k: CATALOGUE[k] for k in (Kind.funding_agreement, Kind.funding_agreement_trust,
+                                 Kind.funding_agreement_director, Kind.drawdown_approval,
+                                 Kind.drawdown_authorisation)},
     WatchKind.watch_review: StepKind(
         "Watch-list entry reviewed: keep the trust on the list or take it off (regulator)", Role.regulator,
         "watch_list", {"keep": EmptyPayload, "remove": EmptyPayload}, frozenset({"keep", "remove"}),

@@ -108,6 +108,9 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         ("POST", "/watch-list/{entry_id}/steps/{watch_step_id}/decisions"): ({"regulator"}, {"regulator"}, lambda: {
             "action": "keep", "comment": "matrix"}),
         ("POST", "/watch-list/{entry_id}/removal"): ({"regulator"}, {"regulator"}, lambda: {"reason": "matrix"}),
+        # Only the listed trust's own trust users request drawdowns (tests/test_watchlist.py); none here.
+        ("POST", "/watch-list/{entry_id}/funding/drawdowns"): (set(), set(), lambda: {
+            "amount_pence": 100, "against": ["matrix"], "purpose": "matrix"}),
         ("POST", "/regimes/{regime_id}/evidence"): ({"trust"}, set(), lambda: {
             "title": "Ward audit", "dated": str(d), "shows": "matrix", "url": "https://example.org/audit.pdf"}),
     }

@@ -58,6 +58,42 @@ async def test_a_watch_list_entry_is_confidential_gets_a_director_and_links_to_i
                               json={"action": "keep", "comment": "x"})
     assert r.status_code == 403
 
+    # Central funding with a regime's steps and payments: the agreement, its parties, a drawdown paid once.
+    decide = f"/watch-list/{eid}/steps/{{}}/decisions"
+    r = await stack.http.post(decide.format("funding_agreement"), headers=regulator, json={
+        "action": "record", "payload": {"ceiling_pence": 30_000_000, "areas": ["urgent care flow"]}})
+    assert r.status_code == 200, r.text
+    for step, who in (("funding_agreement_trust", own_trust), ("funding_agreement_director", own_director)):
+        r = await stack.http.post(decide.format(step), headers=who, json={"action": "agree"})
+        assert r.status_code == 200, r.text
+    url = f"/watch-list/{eid}/funding/drawdowns"
+    r = await stack.http.post(url, headers=cqc, json={"amount_pence": 1, "against": ["urgent care flow"],
+                                                      "purpose": "p"})
+    assert r.status_code == 404
+    r = await stack.http.post(url, headers=own_trust, json={"amount_pence": 1, "against": ["maternity"],
+                                                            "purpose": "not an agreed area"})
+    assert r.status_code == 422, r.text
+    r = await stack.http.post(url, headers=own_trust, json={"amount_pence": 30_000_001,
+                                                            "against": ["urgent care flow"], "purpose": "too much"})
+    assert r.status_code == 422 and "ceiling" in r.json()["detail"]
+    r = await stack.http.post(url, headers=own_trust, json={"amount_pence": 10_000_000,
+                                                            "against": ["urgent care flow"], "purpose": "flow team"})
+    assert r.status_code == 201, r.text
+    r = await stack.http.post(decide.format("drawdown_approval-1"), headers=own_director, json={"action": "approve"})
+    assert r.status_code == 200, r.text
+    r = await stack.http.post(decide.format("drawdown_authorisation-1"), headers=regulator,
+                              json={"action": "authorise"})
+    assert r.status_code == 200, r.text
+
+    async def funding() -> dict:
+        return (await stack.http.get(f"/watch-list/{eid}", headers=regulator)).json()["funding"]
+    f = await eventually(funding, until=lambda f: f["paid_pence"] == 10_000_000, what="the drawdown paid",
+                         timeout=15, interval=0.05)
+    assert f["remaining_pence"] == 20_000_000
+    assert await stack.pool.fetchval("SELECT count(*) FROM funding_payments WHERE regime_id = $1", eid) == 1
+    ev = (await stack.http.get("/evaluation", headers=ops)).json()
+    assert eid not in str(ev) and "RWL1" not in str(ev)  # confidential: in no national figure
+
     # In no regimes list, inbox, export or search attribute.
     listed = (await stack.http.get("/regimes?limit=1000", headers=ops)).json()
     assert not any("RWL1" == i.get("ods_code") for i in listed["items"])

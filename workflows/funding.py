@@ -30,8 +30,15 @@ def money(pence: int) -> str:
 
 
 class FundingRuntime:
+    """Host: a regime, or a watch-list entry (the same steps and payments, issue 16 item 4). `s` has `funding`,
+    `steps`, `finished`; `_regime_id()` names the row its payments are recorded against."""
+
     s: Any
     _drawdowns_retry_at: Any = None
+
+    def funding_usual_max(self) -> int | None:
+        """The usual maximum of a ceiling recorded when the regime was placed (or the entry added); None before."""
+        raise NotImplementedError
 
     # ---------------------------------------------------------------- the agreement
     def funding_recorded(self, st: Step, payload: FundingAgreementPayload) -> None:
@@ -80,12 +87,14 @@ class FundingRuntime:
         if m.amount_pence > f.remaining_pence():
             raise reject(RejectionKind.rule_broken, f"{money(m.amount_pence)} is above what is left under the "
                          f"ceiling ({money(f.remaining_pence())} of {money(f.ceiling_pence)})")
-        prog = self.s.programme
-        known = set(prog.actions) | set(prog.themes) if prog is not None else set()
+        prog = getattr(self.s, "programme", None)
+        if prog is not None and prog.versions:
+            known, what = set(prog.actions) | set(prog.themes), "a theme or action of the agreed plan"
+        else:  # no plan tracked as a programme (a watch-list entry): the agreement's areas of direct support
+            known, what = set(f.areas), "an area of direct support of the agreement"
         unknown = [a for a in m.against if a not in known]
         if unknown:
-            raise reject(RejectionKind.invalid_payload, f"against: {', '.join(unknown[:10])} is not a theme or action "
-                                                        "of the agreed plan")
+            raise reject(RejectionKind.invalid_payload, f"against: {', '.join(unknown[:10])} is not {what}")
 
     def add_drawdown(self, m: DrawdownMessage) -> Step:
         f = self.s.funding
@@ -128,7 +137,7 @@ class FundingRuntime:
         self._drawdowns_retry_at = None
         for dd in due:
             assert dd.authorised_by is not None and dd.authorised_at is not None
-            ins = DrawdownInstruction(regime_id=self.s.placement.regime_id, drawdown=dd.n, amount_pence=dd.amount_pence,
+            ins = DrawdownInstruction(regime_id=self._regime_id(), drawdown=dd.n, amount_pence=dd.amount_pence,
                                       against=dd.against, authorised_by=dd.authorised_by, authorised_at=dd.authorised_at)
             try:
                 rec = await workflow.execute_activity_method(
@@ -140,7 +149,7 @@ class FundingRuntime:
                     self.audit(AuditEvent.drawdown_payment_refused, SYSTEM, reason=dd.payment_failure,
                                detail={"drawdown": dd.n})
                     self.emit(Notify(rung="payment_refused", recipients=[Role.operations, Role.regulator],
-                                     subject=f"[payment refused] {self.s.placement.trust.ods_code} drawdown {dd.n}",
+                                     subject=f"[payment refused] {self._regime_id()} drawdown {dd.n}",
                                      body=dd.payment_failure))
                     continue
                 # The store was unavailable for the whole window: the drawdown stays authorised and unpaid (the

@@ -214,6 +214,9 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
     def _regime_id(self) -> str:
         return self.s.placement.regime_id
 
+    def funding_usual_max(self) -> int | None:
+        return self.s.placement.funding_usual_max_pence
+
     def _still_needed(self, st: Step) -> bool:
         """Closed steps the rules read again: re-inspections and what decided on them (few), and any step of
         a decision still open (the plan a sign-off is about, who acted on it: separation of duties)."""

@@ -20,16 +20,18 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain import dates
-    from domain.models import SYSTEM, Decision, Rung, Step
-    from domain.steps import Kind
+    from domain.models import SYSTEM, Decision, DrawdownMessage, Rung, Step
+    from domain.steps import FUNDING_MONTHS, Kind
     from domain.vocab import AuditEvent, RejectionKind, Role
     from domain.watchlist import WATCH_REVIEW_MONTHS, WATCH_STEPS, WatchEnd, WatchInput, WatchKind, WatchState
     from workflows.common import EffectBatch, TaskClose, TaskOpen
     from workflows.engine import StepEngine, reject
+    from workflows.funding import FundingRuntime
+from workflows.funding import FundingRuntime
 
 
 @workflow.defn
-class WatchListWorkflow(StepEngine):
+class WatchListWorkflow(StepEngine, FundingRuntime):
     CATALOGUE = WATCH_STEPS
 
     @workflow.init
@@ -48,6 +50,8 @@ class WatchListWorkflow(StepEngine):
                    detail={"trust": start.trust.model_dump(), "added_on": start.added_on.isoformat()})
         self.open_step(Kind.appoint_improvement_director, dates.add_months(start.added_on, 3))
         self.open_step(WatchKind.watch_review, dates.add_months(start.added_on, WATCH_REVIEW_MONTHS))
+        if start.funding_usual_max_pence is not None:  # the regime's funding step and deadline (months 4-6)
+            self.open_step(Kind.funding_agreement, dates.add_months(start.added_on, FUNDING_MONTHS[1][1]))
 
     @workflow.run
     async def run(self, inp: WatchInput) -> WatchState:
@@ -67,6 +71,9 @@ class WatchListWorkflow(StepEngine):
     def _regime_id(self) -> str:
         return self.s.start.entry_id
 
+    def funding_usual_max(self) -> int | None:
+        return self.s.start.funding_usual_max_pence
+
     def _continue_as_new_after_events(self) -> int:
         return self.s.start.continue_as_new_after_events
 
@@ -78,6 +85,8 @@ class WatchListWorkflow(StepEngine):
 
     def _next_wake(self) -> datetime | None:
         candidates = self._ladder_wakes() + self._effects_wake()
+        if self._drawdowns_retry_at is not None and self._drawdowns_due():
+            candidates.append(self._drawdowns_retry_at)
         return min(candidates) if candidates else None
 
     def emit(self, effect: Any) -> None:
@@ -87,7 +96,12 @@ class WatchListWorkflow(StepEngine):
         super().emit(effect)
 
     async def _flush(self) -> None:
-        while self._effects:
+        await self._record_drawdowns()
+        while self._effects or self._drawdowns_due():
+            if not self._effects:
+                if not await self._record_drawdowns():
+                    return
+                continue
             batch, self._effects = self._effects, []
             written = await self._write_effects(EffectBatch(
                 workflow_id=workflow.info().workflow_id, regime_id=self.s.start.entry_id,
@@ -125,6 +139,27 @@ class WatchListWorkflow(StepEngine):
     def _validate_decision(self, d: Decision) -> None:
         self._check_open()
         self.validate_decision(d)
+        st = self.s.steps[d.step_id]
+        if st.kind == WatchKind.watch_review and d.action == "remove":
+            self._check_no_payment_pending()
+
+    def _check_no_payment_pending(self) -> None:
+        if self._drawdowns_due():
+            raise reject(RejectionKind.conflict, "a drawdown is authorised and its payment not yet recorded: the "
+                                                 "entry ends once it is")
+
+    @workflow.update
+    def request_drawdown(self, m: DrawdownMessage) -> Step:
+        """The trust asks for central funding under the agreed ceiling (the regime's rules)."""
+        self._validate_drawdown(m)
+        st = self.add_drawdown(m)
+        self._wake = True
+        return st
+
+    @request_drawdown.validator
+    def _validate_drawdown(self, m: DrawdownMessage) -> None:
+        self._check_open()
+        self.check_drawdown(m)
 
     @workflow.update
     def end_entry(self, e: WatchEnd) -> WatchState:
@@ -137,6 +172,7 @@ class WatchListWorkflow(StepEngine):
         if e.actor.role != Role.regulator:
             raise reject(RejectionKind.wrong_role, "the regulator takes a trust off the watch list or places it")
         self._check_open()
+        self._check_no_payment_pending()
         if e.how == "placed" and not e.regime_id:
             raise reject(RejectionKind.invalid_payload, "regime_id: the regime the trust was placed in")
 

@@ -24,10 +24,10 @@ from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClient
 from api.errors import Problem
 from api.idempotency import idempotent
 from api.routes.regimes.bodies import StepIdPath
-from api.routes.regimes.permissions import actor
+from api.routes.regimes.permissions import acting_role, actor, require_act
 from api.routes.regimes.service import as_json, run_update
 from domain.dates import london_date
-from domain.models import Decision, Rung, Step, Trust
+from domain.models import Decision, DrawdownMessage, Rung, Step, Trust
 from domain.text import json_error, text
 from domain.vocab import ACTIVE_PHASES, Role
 from domain.watchlist import WatchEnd, WatchInput, WatchStart, WatchState
@@ -55,6 +55,15 @@ class WatchDecisionRequest(BaseModel):
     action: text(64, min_length=1)
     comment: text(4000) | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+    role: text(40) | None = Field(None, description="the role to act in, when the user holds several")
+
+
+class WatchDrawdownRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount_pence: int = Field(gt=0, le=10_000_000_000, description="integer pence")
+    against: list[text(100, min_length=1)] = Field(min_length=1, max_length=20,
+                                                   description="areas of direct support of the agreement")
+    purpose: text(2000, min_length=1)
 
 
 class WatchEntry(BaseModel):
@@ -70,6 +79,8 @@ class WatchEntry(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     assignees: dict[str, str] = Field(default_factory=dict)
+    funding: dict[str, Any] | None = Field(None, description="the central funding agreement, drawdowns and their "
+                                                             "payments, as a regime's")
 
 
 class WatchPage(BaseModel):
@@ -120,7 +131,17 @@ async def _view(client: Any, row: asyncpg.Record) -> dict[str, Any]:
     return WatchEntry(**{k: row[k] for k in ("entry_id", "ods_code", "trust_name", "added_on", "added_by", "status",
                                              "ended_on", "end_reason", "regime_id")},
                       reasons=state.start.reasons, steps=list(state.steps.values()),
-                      assignees=state.assignees).model_dump(mode="json")
+                      assignees=state.assignees, funding=_funding(state)).model_dump(mode="json")
+
+
+def _funding(state: WatchState) -> dict[str, Any] | None:
+    f = state.funding
+    if f is None:
+        return None
+    return {"agreed": f.agreed, "ceiling_pence": f.ceiling_pence, "areas": f.areas,
+            "requested_pence": f.committed_pence(), "authorised_pence": f.authorised_pence(),
+            "paid_pence": f.paid_pence(), "remaining_pence": f.remaining_pence(),
+            "drawdowns": [d.model_dump(mode="json") for d in f.drawdowns]}
 
 
 async def sync(pool: asyncpg.Pool, client: Any, entry_id: str) -> None:
@@ -152,7 +173,8 @@ async def add(req: WatchAddRequest, request: Request, user: CurrentUser, pool: D
             raise Problem(409, "already-on-watch-list", f"trust {ods} is on the watch list already") from None
         start = WatchStart(entry_id=entry_id, trust=req.trust, added_on=today, reasons=req.reasons,
                            ladder=[Rung.model_validate(r) for r in settings.ladder],
-                           actor=actor(user, "regulator", rid))
+                           actor=actor(user, "regulator", rid),
+                           funding_usual_max_pence=settings.funding_usual_max_pence)
         try:
             # No search attribute: the entry must not be findable by the regimes' attributes.
             await client.start_workflow(WatchListWorkflow.run, WatchInput(start=start), id=entry_id,
@@ -205,25 +227,48 @@ async def access(entry_id: EntryIdPath, user: CurrentUser, pool: DbPool):
 
 
 @router.post("/{entry_id}/steps/{watch_step_id}/decisions", operation_id="decideWatchListStep", response_model=Step,
-             summary="Record the improvement director's appointment, or review the entry: keep or remove (regulator)")
+             summary="Decide an entry's step: the improvement director's appointment, a review (keep or remove), "
+                     "the funding agreement and its parties, a drawdown's approval and authorisation")
 async def decide(entry_id: EntryIdPath, watch_step_id: StepIdPath, req: WatchDecisionRequest, request: Request,
                  user: CurrentUser, pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await entry_row(pool, entry_id, user)
-    require_regulator(user)
     require_on_list(row)
+    state: WatchState = await client.get_workflow_handle(entry_id).query(WatchListWorkflow.get_state)
+    step = state.steps.get(watch_step_id)
+    # The step's own party acts (the regulator, or for the funding steps the trust and its improvement director).
+    role = acting_role(user, req.role, step.role if step else Role.regulator)
+    require_act(user, role, row["ods_code"])
     found = json_error(req.payload)  # bounded in shape, no control character, as a regime step's payload
     if found is not None:
         path, err = found
         raise RequestValidationError([{"loc": ("body", "payload", *path), "msg": err.message(), "type": err.type}])
 
     async def handler() -> tuple[int, Any]:
-        d = Decision(step_id=watch_step_id, action=req.action, actor=actor(user, "regulator", rid), comment=req.comment,
+        d = Decision(step_id=watch_step_id, action=req.action, actor=actor(user, role, rid), comment=req.comment,
                      payload=req.payload)
         st = await run_update(client.get_workflow_handle(entry_id), WatchListWorkflow.decide_step, d, settings)
         await sync(pool, client, entry_id)
         return 200, as_json(st)
 
     return await idempotent(request, pool, user, {"step": watch_step_id, **as_json(req)}, handler)
+
+
+@router.post("/{entry_id}/funding/drawdowns", status_code=201, operation_id="requestWatchListDrawdown",
+             response_model=Step, summary="Request central funding for a trust on the watch list (its trust users), "
+                                          "under the agreed ceiling, against the agreement's areas")
+async def request_drawdown(entry_id: EntryIdPath, req: WatchDrawdownRequest, request: Request, user: CurrentUser,
+                           pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
+    row = await entry_row(pool, entry_id, user)
+    require_on_list(row)
+    require_act(user, Role.trust, row["ods_code"])
+
+    async def handler() -> tuple[int, Any]:
+        m = DrawdownMessage(amount_pence=req.amount_pence, against=req.against, purpose=req.purpose,
+                            actor=actor(user, "trust", rid))
+        st = await run_update(client.get_workflow_handle(entry_id), WatchListWorkflow.request_drawdown, m, settings)
+        return 201, as_json(st)
+
+    return await idempotent(request, pool, user, as_json(req), handler)
 
 
 @router.post("/{entry_id}/removal", operation_id="removeFromWatchList", response_model=WatchEntry,

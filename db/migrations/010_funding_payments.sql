@@ -4,7 +4,9 @@
 
 CREATE TABLE funding_payments (
     id              bigserial PRIMARY KEY,
-    regime_id       text NOT NULL REFERENCES regimes (regime_id),
+    -- a regime's id, or a watch-list entry's (issue 16 item 4: a trust on the list can receive central funding;
+    -- the entry is not in `regimes`, which every public view reads)
+    regime_id       text NOT NULL,
     drawdown        integer NOT NULL CHECK (drawdown >= 1),
     amount_pence    bigint NOT NULL CHECK (amount_pence > 0),
     against         text[] NOT NULL,
