@@ -38,7 +38,8 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
     got = by_file(results)
     assert set(got) >= {"exit_on_time", "late_plan_escalations", "extension_then_exit", "sos_letter_then_merger",
                         "multi_site_exceptional_exit", "reentry_after_exit", "continue_as_new",
-                        "two_buddies_payments", "improvement_programme", "funding_and_costs"}
+                        "two_buddies_payments", "improvement_programme", "funding_and_costs",
+                        "watch_list_then_special_measures"}
 
     # The timelines tell each story, not just its ending.
     [on_time] = got["exit_on_time"]["regimes"]
@@ -89,6 +90,7 @@ async def test_every_example_scenario_runs_and_meets_its_expectations(temporal_a
 
     _the_plan_as_a_programme(got["improvement_programme"])
     _funding_and_costs(got["funding_and_costs"])
+    _watch_list_then_special_measures(got["watch_list_then_special_measures"])
 
     [can] = got["continue_as_new"]["regimes"]
     runs = can["final"]["history"]
@@ -201,6 +203,31 @@ def _funding_and_costs(result: dict) -> None:
     assert reg["final"]["phase"] == "exited" and reg["final"]["finished"]
 
 
+def _watch_list_then_special_measures(result: dict) -> None:
+    """scenarios/watch_list_then_special_measures.yaml (issue 16 item 4, done-when): a watch-list trust with an
+    improvement director and funding, then placed with the regime linked, its entry invisible to anyone else."""
+    [reg] = result["regimes"]
+    w = reg["watch_list"]
+    # Placed from the list, the regime linked (and the trust's own users see the link).
+    assert (w["status"], w["regime_id"], w["linked"]) == ("placed", reg["regime_id"], True)
+    assert w["trust_view_link"] == w["entry_id"] == f"watch-{result['trust']['ods_code']}-{reg['entry_date']}"
+    # The improvement director the simulation acts as, appointed by the regulator; the funding agreed by both parties.
+    assert w["director"] == f"id-{result['trust']['ods_code']}"
+    assert w["steps"]["appoint_improvement_director"]["by"].startswith("regulator-")
+    assert w["steps"]["funding_agreement_director"]["by"] == w["director"]
+    assert (w["funding"]["agreed"], w["funding"]["ceiling_pence"]) == (True, 20_000_000)
+    # The one drawdown approved by the director, authorised by the regulator, paid exactly once.
+    assert [(d["n"], d["status"], d["approved_by"]) for d in w["drawdowns"]] == [(1, "paid", w["director"])]
+    assert (w["paid_pence"], w["drawdowns_paid"], w["recorded_payments"]) == (5_000_000, 1, 1)
+    assert w["funding"]["remaining_pence"] == 15_000_000
+    # Confidential: a user of another trust is told it does not exist, CQC's regime view and the audit export
+    # do not name it.
+    assert w["confidential"] and all(w["checks"].values()) and len(w["checks"]) == 3
+    # The watch list's payment is the entry's, not the regime's; the regime runs to exit as exit_on_time.
+    assert reg["funding"]["paid_pence"] == 0
+    assert reg["final"]["phase"] == "exited" and reg["final"]["finished"]
+
+
 def test_cli_simulate_prints_json_timeline(temporal_address, database_url, monkeypatch):
     monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_address)
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -282,6 +309,20 @@ BAD = {
                                         ":15: steps[1].payload.days: 2.25: days in the month, in half days"),
     "funding_above_the_bound.yaml": (PLAN + "funding: {ceiling_pence: 0, areas: [sepsis]}\n",
                                      ":12: funding.ceiling_pence: Input should be greater than 0"),
+    "watch_list_drawdown_area.yaml": (
+        "name: x\ntrust: {ods_code: RXX, name: X}\nwatch_list:\n  reasons: [finances]\n"
+        "  funding: {ceiling_pence: 1000000, areas: [flow]}\n  drawdowns:\n"
+        "    - {amount_pence: 100, against: [maternity], purpose: p}\n",
+        ":7: watch_list.drawdowns[0].against[0]: 'maternity' is not an area of the funding agreement"),
+    "watch_list_funding_without_director.yaml": (
+        "name: x\ntrust: {ods_code: RXX, name: X}\nwatch_list:\n  reasons: [finances]\n  director: false\n"
+        "  funding: {ceiling_pence: 1000000, areas: [flow]}\n",
+        ":6: watch_list.funding: the improvement director is a party to the funding agreement"),
+    "watch_list_no_reasons.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nwatch_list:\n  reasons: []\n",
+                                   ":4: watch_list.reasons: List should have at least 1 item"),
+    "watch_list_expected_unlisted.yaml": ("name: x\ntrust: {ods_code: RXX, name: X}\nexpect:\n"
+                                          "  watch_list: {status: placed}\n",
+                                          ":4: expect.watch_list: the scenario puts no trust on the watch list"),
     "evidence_no_document.yaml": (PLAN + "  - day: 30\n    who: trust\n    do: record_evidence\n    payload:\n"
                                   "      title: Audit\n      shows: 90%\n      actions: [S1]\n",
                                   ":15: steps[1].payload: give the document"),

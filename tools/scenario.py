@@ -232,6 +232,14 @@ class CostsExpect(_Strict):
     total_pence: int | None = None
 
 
+class WatchListExpect(_Strict):
+    """Checks on the scenario's watch-list entry (the timeline's `watch_list`)."""
+    status: Literal["on_list", "placed", "removed"] | None = None
+    linked: bool | None = Field(None, description="the entry names the regime the trust was placed in")
+    paid_pence: int | None = Field(None, ge=0, description="central funding paid to the trust while on the list")
+    confidential: bool | None = Field(None, description="every confidentiality check the simulator makes held")
+
+
 class ExpectSpec(_Strict):
     phase: str | None = None
     segment: int | None = None
@@ -250,6 +258,7 @@ class ExpectSpec(_Strict):
     programme: ProgrammeExpect | None = None
     funding: FundingExpect | None = None
     costs: CostsExpect | None = None
+    watch_list: WatchListExpect | None = None
 
 
 class RegimeSpec(_Strict):
@@ -263,10 +272,31 @@ class RegimeSpec(_Strict):
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
 
 
+class WatchDrawdownSpec(_Strict):
+    """A drawdown the trust requests while on the watch list (approved by its improvement director, authorised by
+    the regulator, paid before the trust is placed)."""
+    amount_pence: int = Field(gt=0, le=10_000_000_000, description="whole pence (e.g. 5000000 for £50,000)")
+    against: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=20, description="areas of the watch list's funding agreement")
+    purpose: str = Field(min_length=1, max_length=2000)
+
+
+class WatchListSpec(_Strict):
+    """The trust on the challenged-providers watch list before it is placed (docs/scenarios.md, "The watch
+    list"): all of it happens on the day of placement."""
+    reasons: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        min_length=1, max_length=20, description="why the trust is at risk of special measures")
+    director: bool = Field(True, description="the regulator appoints the trust's improvement director")
+    funding: FundingAgreementPayload | None = Field(None, description="the central funding agreement, which the "
+                                                                      "trust and its improvement director agree")
+    drawdowns: list[WatchDrawdownSpec] = Field(default_factory=list, max_length=20)
+
+
 class Scenario(RegimeSpec):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = None
     trust: TrustSpec
+    watch_list: WatchListSpec | None = Field(None, description="the trust on the watch list before it is placed")
     then: RegimeSpec | None = Field(None, description="a later regime of the same trust (re-entry)")
     _file: str = PrivateAttr("")
     _lines: Any = PrivateAttr(None)
@@ -430,9 +460,42 @@ def check(sc: Scenario, today: date) -> Problems:
         out += _check_programme(base, reg, e)
         if reg.until_day is not None and reg.until_day < last:
             out.append((base + ("until_day",), f"until_day {reg.until_day} is before the last step (day {last})"))
+    out += _check_watch_list(sc)
     if len(entries) == 2 and entries[0] == entries[1]:
         out.append((("then", "entry"), "the later regime needs another entry date than the first (a regime's id is "
                                        "its trust and entry date): set then.entry.days_ago: 1"))
+    return out
+
+
+def _check_watch_list(sc: Scenario) -> Problems:
+    """The watch list: funding needs the improvement director (a party to the agreement, who approves each
+    drawdown), drawdowns need the agreement, name its areas and stay under its ceiling; expect.watch_list needs a
+    watch_list (the first regime's: the trust is placed from the list once)."""
+    out: Problems = []
+    w = sc.watch_list
+    if w is None:
+        if sc.expect.watch_list is not None:
+            out.append((("expect", "watch_list"), "the scenario puts no trust on the watch list (add watch_list)"))
+    else:
+        if w.funding is not None and not w.director:
+            out.append((("watch_list", "funding"), "the improvement director is a party to the funding agreement: "
+                                                   "set director: true or drop funding"))
+        if w.drawdowns and w.funding is None:
+            out.append((("watch_list", "drawdowns"), "drawdowns are against a funding agreement: give funding"))
+        elif w.funding is not None:
+            total = 0
+            for i, d in enumerate(w.drawdowns):
+                for j, a in enumerate(d.against):
+                    if a not in w.funding.areas:
+                        out.append((("watch_list", "drawdowns", i, "against", j),
+                                    f"{a!r} is not an area of the funding agreement ({', '.join(w.funding.areas)})"))
+                total += d.amount_pence
+                if total > w.funding.ceiling_pence:
+                    out.append((("watch_list", "drawdowns", i, "amount_pence"),
+                                f"the drawdowns come to {total} pence, above the ceiling of "
+                                f"{w.funding.ceiling_pence}"))
+    if sc.then is not None and sc.then.expect.watch_list is not None:
+        out.append((("then", "expect", "watch_list"), "the watch list is checked on the first regime only"))
     return out
 
 

@@ -11,8 +11,9 @@ printed dates depend on the day the simulation runs and the day numbers do not.
 
 The package: run.py drives a scenario (Simulation, simulate_files), routine.py holds the routine work,
 programme.py the improvement plan as a programme (the monthly report per action, a scenario's plan_progress, plan
-changes and evidence, the plan month by month on the timeline), report.py the timeline, the expectations and the
-printed tables, session.py what they share (people acting through the API); this module is the command.
+changes and evidence, the plan month by month on the timeline), funding.py central funding and the cost of the
+interventions, watchlist.py the scenario's watch list before placement (and its confidentiality checks), report.py
+the timeline, the expectations and the printed tables, session.py what they share (people acting through the API); this module is the command.
 """
 
 from __future__ import annotations

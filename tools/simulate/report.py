@@ -15,9 +15,10 @@ from tools.scenario import RegimeSpec
 from tools.simulate.funding import FundingWork, funding_expectations
 from tools.simulate.programme import ProgrammeWork
 from tools.simulate.session import RegimeRun
+from tools.simulate.watchlist import WatchListWork, watch_list_expectations
 
 
-class Timeline(ProgrammeWork, FundingWork):
+class Timeline(ProgrammeWork, FundingWork, WatchListWork):
     """A regime's timeline, read back from the API and from Temporal once it has run."""
 
     # ------------------------------------------------------------------ timeline
@@ -105,6 +106,8 @@ class Timeline(ProgrammeWork, FundingWork):
               "actions": run.actions, "wall_seconds": round(time.monotonic() - run.started, 1)}
         tl["funding"], tl["costs"] = await self.funding_timeline(run)
         tl["phases"] = await self.phase_changes(run)
+        if self.sc.watch_list is not None and run.base == ():
+            tl["watch_list"] = await self.watch_list_timeline(run)
         tl["expectations"] = check_expectations(run.spec, tl)
         return tl
 
@@ -186,7 +189,7 @@ def check_expectations(spec: RegimeSpec, tl: dict[str, Any]) -> list[dict[str, A
         add(f"outcomes[{step}]", outcome, next((m["outcome"] for m in tl["milestones"] if m["step"] == step), None))
     if x.programme is not None:
         out += _programme_expectations(x.programme, tl.get("programme") or {})
-    return out + funding_expectations(spec, tl)
+    return out + funding_expectations(spec, tl) + watch_list_expectations(spec, tl)
 
 
 def _programme_expectations(x: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,6 +241,13 @@ def render(results: list[dict[str, Any]], all_rows: bool = False) -> None:
                 _print_programme(con, reg["programme"])
             if (reg.get("funding") or {}).get("drawdowns") or (reg.get("costs") or {}).get("total_pence"):
                 _print_funding(con, reg["funding"], reg["costs"])
+            if reg.get("watch_list"):
+                w = reg["watch_list"]
+                con.print(f"[bold]Watch list:[/] {w['entry_id']} {w['status']}"
+                          + (f", linked to {w['regime_id']}" if w["linked"] else ", not linked")
+                          + f"; {w['drawdowns_paid']} drawdown(s) paid, {_money(w['paid_pence'])}"
+                          + ("; confidential" if w["confidential"] else
+                             "; [red]NOT confidential:[/] " + ", ".join(k for k, v in w["checks"].items() if not v)))
             _print_final(con, f, reg["expectations"])
 
 

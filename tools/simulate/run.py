@@ -54,6 +54,7 @@ class Simulation(RoutineWork, Timeline):
         for base, spec in specs:
             run = RegimeRun(spec=spec, base=base, entry=entry_date(spec.entry, self.today))
             self.runs.append(run)
+            await self.watch_list_before_placement(run)  # the scenario's watch_list, if any (the first regime)
             await self.place(run)
             await self.drive(run)
             out.append(await self.timeline(run))
