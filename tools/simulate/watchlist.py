@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.steps import Kind
 from tools.polling import eventually
 from tools.scenario import WatchListSpec
 from tools.simulate.session import RegimeRun, Session, SimulationError, _detail, user_for
@@ -49,18 +50,18 @@ class WatchListWork(Session):
         eid = self.entry_id = r.json()["entry_id"]
         decide = f"/watch-list/{eid}/steps/{{}}/decisions"
         if w.director:
-            await self._watch(run, "POST", decide.format("appoint_improvement_director"), "regulator", {
+            await self._watch(run, "POST", decide.format(Kind.appoint_improvement_director), "regulator", {
                 "action": "record", "role": "regulator",
                 "payload": {"appointed_on": self.today.isoformat(),
                             "improvement_director_user_id": user_for("improvement_director", self.ods)}},
-                "appoint_improvement_director", "record")
+                Kind.appoint_improvement_director, "record")
         if w.funding is not None:
-            await self._watch(run, "POST", decide.format("funding_agreement"), "regulator", {
+            await self._watch(run, "POST", decide.format(Kind.funding_agreement), "regulator", {
                 "action": "record", "role": "regulator", "payload": w.funding.model_dump(mode="json",
                                                                                       exclude_none=True)},
-                "funding_agreement", "record")
-            for step, who in (("funding_agreement_trust", "trust"),
-                              ("funding_agreement_director", "improvement_director")):
+                Kind.funding_agreement, "record")
+            for step, who in ((Kind.funding_agreement_trust, "trust"),
+                              (Kind.funding_agreement_director, "improvement_director")):
                 await self._watch(run, "POST", decide.format(step), who, {"action": "agree", "role": who}, step,
                                   "agree")
         for d in w.drawdowns:
@@ -69,11 +70,11 @@ class WatchListWork(Session):
             body = r.json()
             step_id = (body.get("step") or body)["id"]
             n = int(step_id.rsplit("-", 1)[1])
-            await self._watch(run, "POST", decide.format(f"drawdown_approval-{n}"), "improvement_director",
-                              {"action": "approve", "role": "improvement_director"}, f"drawdown_approval-{n}",
+            await self._watch(run, "POST", decide.format(f"{Kind.drawdown_approval}-{n}"), "improvement_director",
+                              {"action": "approve", "role": "improvement_director"}, f"{Kind.drawdown_approval}-{n}",
                               "approve")
-            await self._watch(run, "POST", decide.format(f"drawdown_authorisation-{n}"), "regulator",
-                              {"action": "authorise", "role": "regulator"}, f"drawdown_authorisation-{n}",
+            await self._watch(run, "POST", decide.format(f"{Kind.drawdown_authorisation}-{n}"), "regulator",
+                              {"action": "authorise", "role": "regulator"}, f"{Kind.drawdown_authorisation}-{n}",
                               "authorise")
 
             async def drawdown(n: int = n) -> dict[str, Any]:
