@@ -144,10 +144,10 @@ class ScheduledStep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     opens: date
-    kind: str
+    kind: text(64, min_length=1)
     due: date
-    step_id: str | None = None
-    subject: dict[str, str] = Field(default_factory=dict)
+    step_id: text(200) | None = None
+    subject: dict[text(40), text(40)] = Field(default_factory=dict, max_length=5)
 
 
 class PlanChange(BaseModel):

@@ -61,7 +61,7 @@ class PlanIndex(BaseModel):
     model_config = ConfigDict(extra="forbid")
     themes: list[text(100, min_length=1)] = Field(max_length=MAX_THEMES)
     actions: list[IndexedAction] = Field(max_length=MAX_ACTIONS)
-    dropped: list[str] = Field(default_factory=list, max_length=MAX_ACTIONS,
+    dropped: list[text(16)] = Field(default_factory=list, max_length=MAX_ACTIONS,
                                description="outstanding actions of the previous version left out, with a reason")
     published: bool = False
 
@@ -101,7 +101,7 @@ class ProgrammeAction(BaseModel):
     must: bool = True
     status: Status = "not_started"
     off: int = Field(0, description="months in a row the action has been reported off track")
-    off_since: str | None = Field(None, description="the first month (YYYY-MM) of the current run off track")
+    off_since: text(7) | None = Field(None, description="the first month (YYYY-MM) of the current run off track")
     challenged: bool = False
     step_due: date | None = None
 
@@ -109,30 +109,30 @@ class ProgrammeAction(BaseModel):
 class PlanVersion(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n: int
-    sha256: str
+    sha256: text(64)
     source: Literal["plan", "change", "revision"]
     agreed_on: date
-    agreed_by: str
+    agreed_by: text(200)
     actions: int
-    step_id: str | None = None
+    step_id: text(200) | None = None
 
 
 class ProposedChange(BaseModel):
     """A change to the plan the trust proposed, waiting for the improvement director (`plan_change_review`)."""
     model_config = ConfigDict(extra="forbid")
-    sha256: str
+    sha256: text(64)
     index: PlanIndex
-    step_id: str
-    proposed_by: str
-    person: str | None = None
-    reason: str
+    step_id: text(200)
+    proposed_by: text(200)
+    person: text(200) | None = None
+    reason: text(2000)
 
 
 class MonthReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    month: str
-    sha256: str
-    counts: dict[str, int] = Field(default_factory=dict)
+    month: text(200)
+    sha256: text(64)
+    counts: dict[Status, int] = Field(default_factory=dict, max_length=len(STATUSES))
 
 
 # Months of report summaries the state keeps (older ones are in PostgreSQL and the audit log).
@@ -142,13 +142,13 @@ VERSIONS_KEPT = 24
 
 class ProgrammeState(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    themes: list[str] = Field(default_factory=list)
-    actions: dict[str, ProgrammeAction] = Field(default_factory=dict)
-    versions: list[PlanVersion] = Field(default_factory=list)
+    themes: list[text(100)] = Field(default_factory=list, max_length=MAX_THEMES)
+    actions: dict[text(16), ProgrammeAction] = Field(default_factory=dict, max_length=MAX_ACTIONS)
+    versions: list[PlanVersion] = Field(default_factory=list, max_length=VERSIONS_KEPT)
     versions_total: int = 0
     proposed: ProposedChange | None = None
-    reports: list[MonthReport] = Field(default_factory=list)
-    flagged: list[str] = Field(default_factory=list, description="actions off track "
+    reports: list[MonthReport] = Field(default_factory=list, max_length=REPORTS_KEPT)
+    flagged: list[text(16)] = Field(default_factory=list, max_length=MAX_ACTIONS, description="actions off track "
                                                                   f"{OFF_TRACK_MONTHS_FLAGGED} months in a row")
     evidence: int = 0
 

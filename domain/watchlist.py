@@ -40,7 +40,7 @@ class WatchKind(StrEnum):
 
 class WatchStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    entry_id: str
+    entry_id: text(40, min_length=1)
     trust: Trust
     added_on: date
     reasons: list[text(2000, min_length=1)] = Field(min_length=1, max_length=20)
@@ -56,7 +56,7 @@ class WatchEnd(BaseModel):
     model_config = ConfigDict(extra="forbid")
     how: Literal["removed", "placed"]
     reason: text(2000, min_length=1)
-    regime_id: str | None = None
+    regime_id: text(100) | None = None
     actor: Actor
 
 

@@ -145,7 +145,7 @@ class FundingRuntime:
                     schedule_to_close_timeout=PAYMENT_GIVE_UP, retry_policy=PAYMENT_RETRY)
             except ActivityError as e:
                 if isinstance(e.cause, ApplicationError) and e.cause.type == RejectionKind.payment_conflict:
-                    dd.payment_failure = str(e.cause.message)
+                    dd.payment_failure = str(e.cause.message)[:4000]
                     self.audit(AuditEvent.drawdown_payment_refused, SYSTEM, reason=dd.payment_failure,
                                detail={"drawdown": dd.n})
                     self.emit(Notify(rung="payment_refused", recipients=[Role.operations, Role.regulator],

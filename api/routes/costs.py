@@ -34,21 +34,21 @@ class DirectorTimeRequest(BaseModel):
     month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
     days: float = Field(ge=0, le=31, multiple_of=0.5, description="days worked on the regime that month (half days)")
     reason: text(2000, min_length=1) | None = Field(None, description="required to correct a month already recorded")
-    role: str | None = Field(None, description="improvement_director (default) or regulator")
+    role: text(40) | None = Field(None, description="improvement_director (default) or regulator")
 
 
 class DirectorTimeRecorded(BaseModel):
-    month: str
+    month: str = Field(max_length=7)
     days: float
     rate_pence: int
     cost_pence: int
-    by: str
+    by: str = Field(max_length=200)
     at: datetime
-    reason: str | None = None
+    reason: str | None = Field(None, max_length=2000)
 
 
 class QuarterCost(BaseModel):
-    quarter: str = Field(description="calendar quarter, e.g. 2027-Q1")
+    quarter: str = Field(max_length=7, description="calendar quarter, e.g. 2027-Q1")
     buddy_paid_pence: int
     direct_funding_pence: int
     director_days: float
@@ -57,8 +57,8 @@ class QuarterCost(BaseModel):
 
 
 class Costs(BaseModel):
-    regime_id: str
-    quarters: list[QuarterCost]
+    regime_id: str = Field(max_length=100)
+    quarters: list[QuarterCost] = Field(max_length=400, description="calendar quarters with a cost, oldest first")
     buddy_paid_pence: int
     director_days: float
     director_time_pence: int
