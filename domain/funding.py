@@ -53,26 +53,26 @@ class Drawdown(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n: int
     amount_pence: int
-    against: list[str]
-    purpose: str
+    against: list[text(100)] = Field(max_length=20)
+    purpose: text(2000)
     status: DrawdownStatus = "requested"
-    requested_by: str
-    requested_on: str
-    approved_by: str | None = None
-    authorised_by: str | None = None
+    requested_by: text(200)
+    requested_on: text(10)
+    approved_by: text(200) | None = None
+    authorised_by: text(200) | None = None
     authorised_at: datetime | None = None
     payment_id: int | None = None
-    refused_reason: str | None = None
-    payment_failure: str | None = None
+    refused_reason: text(4000) | None = None
+    payment_failure: text(4000) | None = None
 
 
 class FundingState(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ceiling_pence: int = 0
-    areas: list[str] = Field(default_factory=list)
+    areas: list[text(200)] = Field(default_factory=list, max_length=30)
     agreed: bool = False
-    agreed_on: str | None = None
-    drawdowns: list[Drawdown] = Field(default_factory=list)
+    agreed_on: text(10) | None = None
+    drawdowns: list[Drawdown] = Field(default_factory=list, max_length=MAX_DRAWDOWNS)
 
     def committed_pence(self) -> int:
         """Requested, approved, authorised or paid: what the ceiling must still cover."""
@@ -90,15 +90,23 @@ class FundingState(BaseModel):
     def get(self, n: int) -> Drawdown | None:
         return next((d for d in self.drawdowns if d.n == n), None)
 
+    def figures(self) -> dict:
+        """The agreement, its totals and drawdowns as the API shows them (a regime's, a watch-list entry's)."""
+        return {"agreed": self.agreed, "agreed_on": self.agreed_on, "ceiling_pence": self.ceiling_pence,
+                "areas": list(self.areas), "requested_pence": self.committed_pence(),
+                "authorised_pence": self.authorised_pence(), "paid_pence": self.paid_pence(),
+                "remaining_pence": self.remaining_pence(),
+                "drawdowns": [d.model_dump(mode="json") for d in self.drawdowns]}
+
 
 class DrawdownInstruction(BaseModel):
     """An authorised drawdown to record as paid; (regime_id, drawdown) is its idempotency key."""
     model_config = ConfigDict(extra="forbid")
-    regime_id: str
+    regime_id: text(100, min_length=1)
     drawdown: int = Field(ge=1)
     amount_pence: int = Field(gt=0)
-    against: list[str]
-    authorised_by: str
+    against: list[text(100)] = Field(max_length=20)
+    authorised_by: text(200, min_length=1)
     authorised_at: datetime
 
 

@@ -36,8 +36,8 @@ class SurvivalPoint(Out):
     censored: int
 
 
-class EntryYear(Out):
-    year: int
+class Outcomes(Out):
+    """How many regimes, how they ended (or not yet), and the Kaplan-Meier median time in special measures."""
     regimes: int
     exited: int
     closed: int
@@ -45,6 +45,10 @@ class EntryYear(Out):
     closed_undated: int
     median_days: float | None
     median_months: float | None
+
+
+class EntryYear(Outcomes):
+    year: int
 
 
 class ExitItem(Out):
@@ -102,15 +106,8 @@ class Cost(Out):
     items: list[RegimeCost]
 
 
-class Evaluation(Out):
+class Evaluation(Outcomes):
     as_of: date
-    regimes: int
-    exited: int
-    closed: int
-    running: int
-    closed_undated: int
-    median_days: float | None
-    median_months: float | None
     survival: list[SurvivalPoint]
     by_entry_year: list[EntryYear]
     reentry: Reentry

@@ -19,6 +19,7 @@ from api.idempotency import idempotent
 from api.routes.regimes.bodies import RegimeIdPath
 from api.routes.regimes.permissions import actor, regime_row, require_act
 from api.routes.regimes.service import as_json, live_state, run_update
+from domain.funding import FundingState
 from domain.models import DrawdownMessage, StepView
 from domain.text import text
 from workflows.regime import RegimeWorkflow
@@ -30,22 +31,24 @@ class DrawdownBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount_pence: int = Field(gt=0, le=10_000_000_000, description="integer pence")
     against: list[text(100, min_length=1)] = Field(min_length=1, max_length=20,
-                                                   description="themes or action ids of the agreed plan")
+                                                   description="what the money is for: themes or action ids of the "
+                                                               "agreed plan (a regime; with no plan, and on the watch "
+                                                               "list, the agreement's areas of direct support)")
     purpose: text(2000, min_length=1)
 
 
 class FundingView(BaseModel):
-    regime_id: str
+    regime_id: str = Field(max_length=100)
     agreed: bool
-    agreed_on: str | None = None
+    agreed_on: str | None = Field(None, max_length=10)
     ceiling_pence: int
-    areas: list[str]
+    areas: list[str] = Field(max_length=30)
     requested_pence: int = Field(description="requested, approved, authorised or paid: what the ceiling covers")
     authorised_pence: int
     paid_pence: int
     remaining_pence: int
-    drawdowns: list[dict[str, Any]]
-    payments: list[dict[str, Any]] = Field(description="recorded payments, one per drawdown")
+    drawdowns: list[dict[str, Any]] = Field(max_length=200)
+    payments: list[dict[str, Any]] = Field(max_length=200, description="recorded payments, one per drawdown")
 
 
 @router.get("/{regime_id}/funding", operation_id="getFunding", response_model=FundingView,
@@ -53,17 +56,9 @@ class FundingView(BaseModel):
 async def get_funding(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
-    f = state.funding
-    payments = await funding_payments(pool, regime_id)
-    if f is None:
-        return JSONResponse(FundingView(regime_id=regime_id, agreed=False, ceiling_pence=0, areas=[],
-                                        requested_pence=0, authorised_pence=0, paid_pence=0, remaining_pence=0,
-                                        drawdowns=[], payments=payments).model_dump(mode="json"))
-    return JSONResponse(FundingView(
-        regime_id=regime_id, agreed=f.agreed, agreed_on=f.agreed_on, ceiling_pence=f.ceiling_pence, areas=f.areas,
-        requested_pence=f.committed_pence(), authorised_pence=f.authorised_pence(), paid_pence=f.paid_pence(),
-        remaining_pence=f.remaining_pence(), drawdowns=[d.model_dump(mode="json") for d in f.drawdowns],
-        payments=payments).model_dump(mode="json"))
+    figures = (state.funding or FundingState()).figures()
+    return JSONResponse(FundingView(regime_id=regime_id, **figures,
+                                    payments=await funding_payments(pool, regime_id)).model_dump(mode="json"))
 
 
 @router.post("/{regime_id}/funding/drawdowns", status_code=201, operation_id="requestDrawdown",

@@ -23,6 +23,7 @@ from api.auth import User
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.idempotency import idempotent
+from api.routes.funding import DrawdownBody
 from api.routes.regimes.bodies import StepIdPath
 from api.routes.regimes.permissions import acting_role, actor, require_act
 from api.routes.regimes.service import as_json, run_update
@@ -56,14 +57,6 @@ class WatchDecisionRequest(BaseModel):
     comment: text(4000) | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     role: text(40) | None = Field(None, description="the role to act in, when the user holds several")
-
-
-class WatchDrawdownRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    amount_pence: int = Field(gt=0, le=10_000_000_000, description="integer pence")
-    against: list[text(100, min_length=1)] = Field(min_length=1, max_length=20,
-                                                   description="areas of direct support of the agreement")
-    purpose: text(2000, min_length=1)
 
 
 class WatchEntry(BaseModel):
@@ -131,17 +124,8 @@ async def _view(client: Any, row: asyncpg.Record) -> dict[str, Any]:
     return WatchEntry(**{k: row[k] for k in ("entry_id", "ods_code", "trust_name", "added_on", "added_by", "status",
                                              "ended_on", "end_reason", "regime_id")},
                       reasons=state.start.reasons, steps=list(state.steps.values()),
-                      assignees=state.assignees, funding=_funding(state)).model_dump(mode="json")
-
-
-def _funding(state: WatchState) -> dict[str, Any] | None:
-    f = state.funding
-    if f is None:
-        return None
-    return {"agreed": f.agreed, "ceiling_pence": f.ceiling_pence, "areas": f.areas,
-            "requested_pence": f.committed_pence(), "authorised_pence": f.authorised_pence(),
-            "paid_pence": f.paid_pence(), "remaining_pence": f.remaining_pence(),
-            "drawdowns": [d.model_dump(mode="json") for d in f.drawdowns]}
+                      assignees=state.assignees,
+                      funding=state.funding.figures() if state.funding else None).model_dump(mode="json")
 
 
 async def sync(pool: asyncpg.Pool, client: Any, entry_id: str) -> None:
@@ -256,7 +240,7 @@ async def decide(entry_id: EntryIdPath, watch_step_id: StepIdPath, req: WatchDec
 @router.post("/{entry_id}/funding/drawdowns", status_code=201, operation_id="requestWatchListDrawdown",
              response_model=Step, summary="Request central funding for a trust on the watch list (its trust users), "
                                           "under the agreed ceiling, against the agreement's areas")
-async def request_drawdown(entry_id: EntryIdPath, req: WatchDrawdownRequest, request: Request, user: CurrentUser,
+async def request_drawdown(entry_id: EntryIdPath, req: DrawdownBody, request: Request, user: CurrentUser,
                            pool: DbPool, client: TemporalClientDep, settings: SettingsDep, rid: RequestId):
     row = await entry_row(pool, entry_id, user)
     require_on_list(row)
