@@ -6,7 +6,7 @@ search attribute, and every read is recorded."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from domain.dates import add_months, london_date
 from tests.helpers import placement
@@ -31,10 +31,11 @@ async def test_a_watch_list_entry_is_confidential_gets_a_director_and_links_to_i
     assert r.status_code == 201, r.text
     entry = r.json()
     eid = entry["entry_id"]
-    assert eid == f"watch-RWL1-{today.isoformat()}" and entry["reasons"] == body["reasons"]
+    added = date.fromisoformat(entry["added_on"])  # (the service's day, whatever the test's clock says)
+    assert eid == f"watch-RWL1-{added.isoformat()}" and entry["reasons"] == body["reasons"]
     steps = {s["kind"]: s for s in entry["steps"]}
     # The same step and deadline as a regime's: an improvement director within 3 months.
-    assert steps["appoint_improvement_director"]["due"] == add_months(today, 3).isoformat()
+    assert steps["appoint_improvement_director"]["due"] == add_months(added, 3).isoformat()
     assert steps["watch_review"]["role"] == "regulator"
     r = await stack.http.post("/watch-list", json=body, headers=regulator)
     assert r.status_code == 409
@@ -51,7 +52,7 @@ async def test_a_watch_list_entry_is_confidential_gets_a_director_and_links_to_i
 
     # The improvement director, recorded with the regime's own step.
     r = await stack.http.post(f"/watch-list/{eid}/steps/appoint_improvement_director/decisions", headers=regulator,
-                              json={"action": "record", "payload": {"appointed_on": str(today),
+                              json={"action": "record", "payload": {"appointed_on": str(added),
                                                                     "improvement_director_user_id": "id-W1"}})
     assert r.status_code == 200, r.text
     r = await stack.http.post(f"/watch-list/{eid}/steps/watch_review/decisions", headers=own_trust,
