@@ -24,8 +24,16 @@ def temporal_address():
 
 @pytest.fixture(scope="session")
 def database_url():
-    with tempfile.TemporaryDirectory(prefix="sm-pg-") as d:
+    # The embedded PostgreSQL is stopped before its directory is removed (it used to be removed while the server
+    # still wrote to it, and the session could end in an OSError at teardown, "Directory not empty", after every
+    # test had passed); removing a temporary directory is best effort either way.
+    with tempfile.TemporaryDirectory(prefix="sm-pg-", ignore_cleanup_errors=True) as d:
         yield embedded_database_url(Path(d))
+        import pgserver
+
+        srv = pgserver.PostgresServer._instances.get((Path(d) / "pg").resolve())
+        if srv is not None:
+            srv.cleanup()
 
 
 @pytest.fixture
