@@ -688,6 +688,9 @@ class Partnership(BaseModel):
     # Who agrees the support package (the regime's policy buddy_package_agreed_by): the regulator and the trust
     # (seed 000 §4a(ii)), or the trust and the improvement director besides the buddy that drafts it (§3).
     package_agreed_by: Literal["regulator_and_trust", "trusts_and_id"] = "regulator_and_trust"
+    # A partnership of a trust on the challenged-providers watch list (issue 16 item 4): not in the public domain,
+    # so it sets no search attribute and writes no inbox task; its steps are read and decided through the entry.
+    confidential: bool = False
 
 
 class PlanChangeRecord(BaseModel):

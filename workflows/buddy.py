@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.models import SYSTEM, Action, Actor, BuddySummary, DeadlineChange, Decision, Rung, Step
     from domain.vocab import AuditEvent, RejectionKind, Role
-    from workflows.common import SA_ODS, SA_REGIME, BuddyStart, EffectBatch, Notify
+    from workflows.common import SA_ODS, SA_REGIME, BuddyStart, EffectBatch, Notify, TaskClose, TaskOpen
     from workflows.engine import StepEngine, reject, same_person
 
 PRE_CYCLE = ("agreement_in_principle", "formal_agreement", "support_plan")
@@ -103,16 +103,17 @@ class BuddyPartnershipWorkflow(StepEngine):
             regime_id=start.regime_id, parent_workflow_id=start.parent_workflow_id, trust=start.trust,
             buddy=req.buddy, scope=req.scope, ladder=start.ladder, started_by=req.actor,
             continue_as_new_after_events=start.continue_as_new_after_events,
-            package_agreed_by=start.package_agreed_by,
+            package_agreed_by=start.package_agreed_by, confidential=start.confidential,
         ))
         self._begin(start)
 
     # ---------------------------------------------------------------- run loop
     @workflow.run
     async def run(self, start: BuddyStart | BuddyContinue) -> BuddySummary:
-        # Partnership search attributes: codes only, never a person.
-        workflow.upsert_search_attributes([SA_ODS.value_set(self.s.p.trust.ods_code),
-                                           SA_REGIME.value_set(self.s.p.regime_id)])
+        # Partnership search attributes: codes only, never a person; none for a watch-list trust's partnership.
+        if not self.s.p.confidential:
+            workflow.upsert_search_attributes([SA_ODS.value_set(self.s.p.trust.ods_code),
+                                               SA_REGIME.value_set(self.s.p.regime_id)])
         await self._run_loop()
         return self.summary()
 
@@ -281,6 +282,13 @@ class BuddyPartnershipWorkflow(StepEngine):
                 st.data["cancelled_because"] = reason
 
     # ---------------------------------------------------------------- effects
+    def emit(self, effect: Any) -> None:
+        # A watch-list trust's partnership writes no inbox task: the inbox is read by everyone who reads the
+        # trust's regimes, and by CQC (its steps are read and decided through the entry, api/routes/watchlist.py).
+        if self.s.p.confidential and isinstance(effect, TaskOpen | TaskClose):
+            return
+        super().emit(effect)
+
     async def _flush(self) -> None:
         if self._effects_retry_at is not None and workflow.now() < self._effects_retry_at:
             return  # the database was unavailable: wait for the retry time rather than hold the loop again

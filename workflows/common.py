@@ -192,6 +192,8 @@ class BuddyStart(BaseModel):
     continue_as_new_after_events: int = 8000
     # Who agrees the buddy support package: the regime's policy (domain/policy.py, issue 14 item 14).
     package_agreed_by: Literal["regulator_and_trust", "trusts_and_id"] = "regulator_and_trust"
+    # Started by a watch-list entry (workflows/watchlist.py): no search attribute, no inbox task.
+    confidential: bool = False
 
 
 class YearRange(BaseModel):
