@@ -576,3 +576,6 @@ def signin_redirect(request: Request, exc: SignInRequired) -> Response:
 def forbidden_page(request: Request, exc: Forbidden) -> Response:
     return page(request, "error.html", {"user": exc.user, "title": "You do not have access to this page",
                                         "detail": exc.detail, "forbidden": True}, status=403)
+
+
+import api.web.watchlist  # noqa: E402, F401  the watch-list pages (issue 16 item 4) add themselves to `router`
