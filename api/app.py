@@ -23,6 +23,7 @@ from api.routes import (
     regimes,
     tasks,
     watchlist,
+    watchlist_buddies,
 )
 from infra import tracing
 from infra.clients import connect_temporal
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, *, database: str | None = None,
     app.include_router(headers.docs_router)
     for r in (health.router, regimes.router, buddies.router, tasks.router, audit.router, documents.router,
               catalogue.router, programme.router, evaluation.router, costs.router,
-              funding.router, watchlist.router):
+              funding.router, watchlist_buddies.router, watchlist.router):  # /watch-list/partnerships first
         app.include_router(r)
     web.install(app)
     errors.install_openapi(app)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.funding import FundingState
-from domain.models import Actor, Escalation, Rung, Step, Trust
+from domain.models import Actor, BuddySummary, Escalation, Rung, Step, Trust
 from domain.steps import (
     CATALOGUE,
     Deadline,
@@ -69,6 +69,8 @@ class WatchState(BaseModel):
     delegations: list[dict[str, Any]] = Field(default_factory=list)
     ended: dict[str, Any] | None = None
     funding: FundingState | None = None
+    # Buddy partnerships (the regime's child workflow, confidential): workflows/buddyhost.py
+    buddies: dict[str, BuddySummary] = Field(default_factory=dict)
     seq: int = 0
     retired_step_ids: list[str] = Field(default_factory=list)
     archived_counts: dict[str, int] = Field(default_factory=dict)

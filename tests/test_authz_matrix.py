@@ -12,11 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.service import RPCError
+
 from domain.dates import london_date
 from tests.driver import Regime
 from tests.helpers import IMPROVED, PLAN, placement
 from tests.test_buddy import PLAN as SUPPORT_PLAN
 from tests.test_buddy import World
+from tools.polling import eventually
 
 ROLES = ("trust", "improvement_director", "regulator", "commissioner", "buddy", "cqc", "operations", "admin")
 NATIONAL = {"regulator", "cqc", "operations", "admin"}
@@ -111,6 +114,17 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
         # Only the listed trust's own trust users request drawdowns (tests/test_watchlist.py); none here.
         ("POST", "/watch-list/{entry_id}/funding/drawdowns"): (set(), set(), lambda: {
             "amount_pence": 100, "against": ["matrix"], "purpose": "matrix"}),
+        # Buddying for a trust on the list (tests/test_watchlist_buddies.py): the regulator starts and ends it; the
+        # entry's readers and the partnership's own buddy read it; each step by its own party (here the buddy's).
+        ("GET", "/watch-list/partnerships"): ({"buddy"}, {"buddy"}, None),  # a list: the buddy's own only
+        ("POST", "/watch-list/{entry_id}/buddies"): ({"regulator"}, {"regulator"}, lambda: {
+            "buddy": {"ods_code": "BW" + ctx.pop_code(), "name": "Matrix Buddy NHS FT"}, "scope": "trust-wide"}),
+        ("GET", "/watch-list/{entry_id}/buddies/{watch_partnership_id}"): (
+            {"regulator", "operations", "buddy"}, {"regulator", "operations"}, None),
+        ("POST", "/watch-list/{entry_id}/buddies/{watch_partnership_id}/steps/{partnership_step_id}/decisions"): (
+            {"buddy"}, set(), lambda: {"action": "accept"}),
+        ("POST", "/watch-list/{entry_id}/buddies/{watch_partnership_id}/end"): (
+            {"regulator"}, {"regulator"}, lambda: {"reason": "matrix"}),
         ("POST", "/regimes/{regime_id}/evidence"): ({"trust"}, set(), lambda: {
             "title": "Ward audit", "dated": str(d), "shows": "matrix", "url": "https://example.org/audit.pdf"}),
     }
@@ -118,7 +132,7 @@ def table(ctx: dict[str, Any]) -> dict[tuple[str, str], tuple[set[str] | str, se
 
 # Run last, in this order: they end the partnership and close the regime.
 LAST = [("POST", "/regimes/{regime_id}/buddies/{partnership_id}/end"), ("POST", "/regimes/{regime_id}/closure"),
-        ("POST", "/watch-list/{entry_id}/removal")]
+        ("POST", "/watch-list/{entry_id}/buddies/{watch_partnership_id}/end"), ("POST", "/watch-list/{entry_id}/removal")]
 
 
 class Ctx:
@@ -152,8 +166,18 @@ async def test_every_endpoint_for_every_role_own_and_other_trust(stack):
     r = await stack.http.post("/watch-list", headers=stack.auth("reg-1", "regulator"), json={
         "trust": {"ods_code": "RMW1", "name": "Matrix Watched NHS Trust"}, "reasons": ["matrix"]})
     assert r.status_code == 201, r.text
+    eid = r.json()["entry_id"]
+    r = await stack.http.post(f"/watch-list/{eid}/buddies", headers=stack.auth("reg-1", "regulator"), json={
+        "buddy": {"ods_code": "RZB", "name": "Matrix Buddy NHS FT"}, "scope": "trust-wide",
+        "agreement_in_principle": {"agreed_level_pence": 1_000_000, "terms_of_reference": "matrix"}})
+    assert r.status_code == 201, r.text
+    wpid = r.json()["partnership_id"]
+    await eventually(stack.handle(wpid).describe, what=f"{wpid} to start", timeout=10, interval=0.03,
+                     ignore=RPCError)
+    await World(stack, "RMW1", eid).settle(wpid)
     values = {"regime_id": reg.id, "step_id": "improvement_plan-2", "reference": "INS-NONE", "partnership_id": pid,
-              "ods_code": "RMT1", "sha256": sha, "entry_id": r.json()["entry_id"], "watch_step_id": "watch_review"}
+              "ods_code": "RMT1", "sha256": sha, "entry_id": eid, "watch_step_id": "watch_review",
+              "watch_partnership_id": wpid, "partnership_step_id": "RZB.aip_buddy"}
     # A fresh plan step for each trust decision: the first return reopens it.
     r = await stack.http.post(f"/regimes/{reg.id}/steps/plan_review/decisions", json={
         "action": "return", "comment": "matrix"}, headers=stack.auth("id-own", "improvement_director", trusts=["RMT1"]))

@@ -5,6 +5,8 @@ Message API
   reviews the entry (keep, or remove: each with its reason).
 - update `end_entry(WatchEnd) -> WatchState`: the regulator takes the trust off the list, or the API records that
   the trust was placed in special measures (the regime it is linked to).
+- update `add_buddy(BuddyRequest) -> BuddySummary`: the regulator starts a buddy partnership (the regime's child
+  workflow, confidential: no search attribute, no inbox task); signal `buddy_changed(BuddySummary)` its reports.
 - query `get_state() -> WatchState`.
 
 Confidential (domain/watchlist.py): the entry sets no search attribute and writes no inbox task (its effects are
@@ -20,18 +22,19 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain import dates
-    from domain.models import SYSTEM, Decision, DrawdownMessage, Rung, Step
+    from domain.models import SYSTEM, BuddySummary, Decision, DrawdownMessage, Rung, Step
     from domain.steps import FUNDING_MONTHS, Kind
     from domain.vocab import AuditEvent, RejectionKind, Role
     from domain.watchlist import WATCH_REVIEW_MONTHS, WATCH_STEPS, WatchEnd, WatchInput, WatchKind, WatchState
-    from workflows.common import EffectBatch, TaskClose, TaskOpen
+    from workflows.common import BuddyRequest, BuddyStart, EffectBatch, TaskClose, TaskOpen
     from workflows.engine import StepEngine, reject
     from workflows.funding import FundingRuntime
+from workflows.buddyhost import BuddyHost
 from workflows.funding import FundingRuntime
 
 
 @workflow.defn
-class WatchListWorkflow(StepEngine, FundingRuntime):
+class WatchListWorkflow(StepEngine, FundingRuntime, BuddyHost):
     CATALOGUE = WATCH_STEPS
 
     @workflow.init
@@ -39,6 +42,7 @@ class WatchListWorkflow(StepEngine, FundingRuntime):
         self._effects: list[Any] = []
         self._wake = False
         self._updates_this_run = 0
+        self._hand_off = False  # a partnership was started: continue as new to cut the parent link (regime.py)
         if inp.state is not None:
             self.s = inp.state
             self.s.runs += 1
@@ -70,6 +74,18 @@ class WatchListWorkflow(StepEngine, FundingRuntime):
 
     def _regime_id(self) -> str:
         return self.s.start.entry_id
+
+    def _host_id(self) -> str:
+        return self.s.start.entry_id
+
+    def _buddy_start(self, req: BuddyRequest) -> BuddyStart:
+        start = self.s.start
+        return BuddyStart(regime_id=start.entry_id, parent_workflow_id=workflow.info().workflow_id,
+                          trust=start.trust, request=req, ladder=start.ladder,
+                          continue_as_new_after_events=start.continue_as_new_after_events, confidential=True)
+
+    def _continue_as_new_requested(self) -> bool:
+        return self._hand_off
 
     def funding_usual_max(self) -> int | None:
         return self.s.start.funding_usual_max_pence
@@ -103,6 +119,10 @@ class WatchListWorkflow(StepEngine, FundingRuntime):
                     return
                 continue
             batch, self._effects = self._effects, []
+            for eff in batch:
+                # A running child holds its parent's timers (time skipping) for as long as it lives: continue
+                # as new at the next safe point, which cuts the link (ABANDON), as the regime does.
+                self._hand_off = await self._signal_partnerships(eff) or self._hand_off
             written = await self._write_effects(EffectBatch(
                 workflow_id=workflow.info().workflow_id, regime_id=self.s.start.entry_id,
                 ods_code=self.s.start.trust.ods_code, effects=batch))
@@ -162,6 +182,24 @@ class WatchListWorkflow(StepEngine, FundingRuntime):
         self.check_drawdown(m)
 
     @workflow.update
+    def add_buddy(self, req: BuddyRequest) -> BuddySummary:
+        self._updates_this_run += 1
+        self._validate_add_buddy(req)
+        summary = self.begin_partnership(req)
+        self._wake = True
+        return summary
+
+    @add_buddy.validator
+    def _validate_add_buddy(self, req: BuddyRequest) -> None:
+        self._check_open()
+        self.check_new_buddy(req, self.s.start.trust.ods_code)
+
+    @workflow.signal
+    def buddy_changed(self, summary: BuddySummary) -> None:
+        self.take_buddy_report(summary)
+        self._wake = True
+
+    @workflow.update
     def end_entry(self, e: WatchEnd) -> WatchState:
         self._validate_end(e)
         self._end(e)
@@ -187,6 +225,7 @@ class WatchListWorkflow(StepEngine, FundingRuntime):
         for st in self.s.steps.values():
             if st.status == "open":
                 self.close_step(st, "cancelled", SYSTEM, f"entry {e.how}")
+        self.end_live_partnerships(f"watch-list entry {e.how}")
         self.audit(AuditEvent.watch_list_ended, e.actor, reason=e.reason,
                    detail={"how": e.how, "regime_id": e.regime_id})
         self.s.finished = True

@@ -104,9 +104,15 @@ async def list_partnerships(regime_id: RegimeIdPath, user: CurrentUser, pool: Db
 async def get_partnership(regime_id: RegimeIdPath, partnership_id: PartnershipIdPath, user: CurrentUser, pool: DbPool,
                           client: TemporalClientDep):
     row, s = await partnership(pool, client, user, regime_id, partnership_id)
+    return await partnership_view(pool, s)
+
+
+async def partnership_view(pool: asyncpg.Pool, s: BuddyState) -> JSONResponse:
+    """A partnership's state with its archived records, open steps, deadline bases and ledger totals; read only
+    once the caller is authorised (a regime's partnership, or a watch-list entry's)."""
     from api.archive import partnership_with_archive
 
-    s = await partnership_with_archive(pool, partnership_id, s)  # after the check: archived rows read once allowed
+    s = await partnership_with_archive(pool, s.p.partnership_id, s)
     out = _json(s)
     with_deadline_basis(out["steps"])
     out["open_steps"] = [st for st in out["steps"].values() if st["status"] == "open"]

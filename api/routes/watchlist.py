@@ -28,7 +28,7 @@ from api.routes.regimes.bodies import StepIdPath
 from api.routes.regimes.permissions import acting_role, actor, require_act
 from api.routes.regimes.service import as_json, run_update
 from domain.dates import london_date
-from domain.models import Decision, DrawdownMessage, Rung, Step, Trust
+from domain.models import BuddySummary, Decision, DrawdownMessage, Rung, Step, Trust
 from domain.text import json_error, text
 from domain.vocab import ACTIVE_PHASES, Role
 from domain.watchlist import WatchEnd, WatchInput, WatchStart, WatchState
@@ -74,6 +74,8 @@ class WatchEntry(BaseModel):
     assignees: dict[str, str] = Field(default_factory=dict)
     funding: dict[str, Any] | None = Field(None, description="the central funding agreement, drawdowns and their "
                                                              "payments, as a regime's")
+    buddies: list[BuddySummary] = Field(default_factory=list, description="buddy partnerships (confidential, "
+                                                                          "routes in watchlist_buddies)")
 
 
 class WatchPage(BaseModel):
@@ -125,7 +127,8 @@ async def _view(client: Any, row: asyncpg.Record) -> dict[str, Any]:
                                              "ended_on", "end_reason", "regime_id")},
                       reasons=state.start.reasons, steps=list(state.steps.values()),
                       assignees=state.assignees,
-                      funding=state.funding.figures() if state.funding else None).model_dump(mode="json")
+                      funding=state.funding.figures() if state.funding else None,
+                      buddies=list(state.buddies.values())).model_dump(mode="json")
 
 
 async def sync(pool: asyncpg.Pool, client: Any, entry_id: str) -> None:
