@@ -32,6 +32,9 @@ from domain.text import text
 from domain.vocab import Role
 
 WATCH_REVIEW_MONTHS = 3  # the regulator reviews an entry every 3 months (service default)
+# An entry's id: `watch-<ODS>-<day added>`, numbered from the second time a trust is put on the list on one day.
+ENTRY_ID_PATTERN = r"^watch-[A-Z0-9]{3,6}-\d{4}-\d{2}-\d{2}(-\d{1,4})?$"
+ENTRY_ID_MAX = 40
 
 
 class WatchKind(StrEnum):

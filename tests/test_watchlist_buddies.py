@@ -139,3 +139,22 @@ async def test_a_watch_list_trust_is_buddied_confidentially_and_the_buddy_is_pai
     seen = {(x["user_id"], x["what"]) for x in looks}
     assert {("buddy-user-BWB1", f"partnership {pid}"), ("buddy-user-BWB1", "buddy partnerships")} <= seen
     assert not any(x["user_id"] == "buddy-user-BWB9" for x in looks)
+
+
+async def test_a_trust_put_back_on_the_list_the_same_day_gets_a_numbered_entry(stack):
+    regulator = stack.auth("reg-1", "regulator")
+    body = {"trust": {"ods_code": "RWB2", "name": "Twice Listed NHS Trust"}, "reasons": ["at risk"]}
+    first = (await stack.http.post("/watch-list", json=body, headers=regulator)).json()
+    r = await stack.http.post(f"/watch-list/{first['entry_id']}/removal", json={"reason": "an error"},
+                              headers=regulator)
+    assert r.status_code == 200, r.text
+    r = await stack.http.post("/watch-list", json=body, headers=regulator)
+    assert r.status_code == 201, r.text
+    second = r.json()
+    if second["added_on"] == first["added_on"]:  # (the same London day, as nearly always in this test)
+        assert second["entry_id"] == first["entry_id"] + "-2"
+    else:
+        assert second["entry_id"] == f"watch-RWB2-{second['added_on']}"
+    r = await stack.http.get(f"/watch-list/{second['entry_id']}", headers=regulator)
+    assert r.status_code == 200 and r.json()["status"] == "on_list"
+    assert (await stack.http.get(f"/watch-list/{first['entry_id']}", headers=regulator)).json()["status"] == "removed"

@@ -31,11 +31,11 @@ from domain.dates import london_date
 from domain.models import BuddySummary, Decision, DrawdownMessage, Rung, Step, Trust
 from domain.text import json_error, text
 from domain.vocab import ACTIVE_PHASES, Role
-from domain.watchlist import WatchEnd, WatchInput, WatchStart, WatchState
+from domain.watchlist import ENTRY_ID_MAX, ENTRY_ID_PATTERN, WatchEnd, WatchInput, WatchStart, WatchState
 from workflows.watchlist import WatchListWorkflow
 
 router = APIRouter(prefix="/watch-list", tags=["watch list"])
-EntryIdPath = Annotated[str, Path(pattern=r"^watch-[A-Z0-9]{3,6}-\d{4}-\d{2}-\d{2}$", max_length=40)]
+EntryIdPath = Annotated[str, Path(pattern=ENTRY_ID_PATTERN, max_length=ENTRY_ID_MAX)]
 TRUST_ROLES = (Role.trust, Role.improvement_director)
 
 
@@ -152,7 +152,10 @@ async def add(req: WatchAddRequest, request: Request, user: CurrentUser, pool: D
                                [str(p) for p in ACTIVE_PHASES]):
             raise Problem(409, "already-in-special-measures", f"trust {ods} is in special measures, not at risk of it")
         today = london_date(datetime.now(UTC))
-        entry_id = f"watch-{ods}-{today.isoformat()}"
+        # One id per time on the list: a trust taken off and put back on the same day gets a numbered id.
+        before = await pool.fetchval("SELECT count(*) FROM watch_list WHERE ods_code = $1 AND added_on = $2", ods,
+                                     today)
+        entry_id = f"watch-{ods}-{today.isoformat()}" + (f"-{before + 1}" if before else "")
         try:
             await pool.execute("INSERT INTO watch_list (entry_id, ods_code, trust_name, added_on, added_by) "
                                "VALUES ($1,$2,$3,$4,$5)", entry_id, ods, req.trust.name, today, user.sub)

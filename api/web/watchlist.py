@@ -30,13 +30,13 @@ from api.web.routes import Viewer, page, router
 from api.web.session import Forbidden
 from domain.steps import CATALOGUE
 from domain.vocab import Role
-from domain.watchlist import WATCH_STEPS, WatchState
+from domain.watchlist import ENTRY_ID_MAX, ENTRY_ID_PATTERN, WATCH_STEPS, WatchState
 from workflows.watchlist import WatchListWorkflow
 
 LIST_ROLES = (Role.regulator, Role.operations)  # who reads the list and who looked at an entry
 LIST_LIMIT = 1000  # as the API's list
 ACCESS_SHOWN = 200  # the newest reads shown on an entry's page; GET /watch-list/{id}/access has them all
-ENTRY_ID = re.compile(r"watch-[A-Z0-9]{3,6}-\d{4}-\d{2}-\d{2}")  # the API's EntryIdPath
+ENTRY_ID = re.compile(ENTRY_ID_PATTERN)  # the API's EntryIdPath
 LIST_REFUSED = ("The challenged-providers watch list is not in the public domain: it is seen by the regulator and "
                 "operations staff. A trust's own users see their trust's entry.")
 STATUSES = {"on_list": ("On the list", "blue"), "removed": ("Removed", "grey"),
@@ -172,7 +172,7 @@ def _steps(view: dict[str, Any], today: date, soon: int) -> tuple[list[dict[str,
 @router.get("/watch-list/{entry_id}")
 async def watch_entry_page(request: Request, user: Viewer, entry_id: str):
     pool = request.app.state.pool
-    if len(entry_id) > 40 or not ENTRY_ID.fullmatch(entry_id):
+    if len(entry_id) > ENTRY_ID_MAX or not ENTRY_ID.fullmatch(entry_id):
         return _not_found(request, user, unknown_entry(entry_id))
     try:
         row = await entry_row(pool, entry_id, user)
