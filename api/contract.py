@@ -358,8 +358,9 @@ def deadline_basis(kind: str | None, amendments: list[dict[str, Any]] | None = N
     date, and so its basis, as it was). None for a kind no catalogue has."""
     from domain.ledger import BUDDY_STEPS
     from domain.steps import CATALOGUE
+    from domain.watchlist import WATCH_STEPS
 
-    spec = (CATALOGUE.get(kind) or BUDDY_STEPS.get(kind)) if kind else None
+    spec = (CATALOGUE.get(kind) or BUDDY_STEPS.get(kind) or WATCH_STEPS.get(kind)) if kind else None
     if spec is None or spec.deadline is None:
         return None
     own = deadline_spec(spec.deadline)

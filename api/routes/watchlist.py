@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import WorkflowIDReusePolicy
 
 from api.auth import User
+from api.contract import StepWithBasis, deadline_basis
 from api.deps import CurrentUser, DbPool, RequestId, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.idempotency import idempotent
@@ -70,7 +71,7 @@ class WatchEntry(BaseModel):
     end_reason: str | None = None
     regime_id: str | None = Field(None, description="the regime the trust was placed in from the list")
     reasons: list[str] = Field(default_factory=list)
-    steps: list[Step] = Field(default_factory=list)
+    steps: list[StepWithBasis] = Field(default_factory=list)
     assignees: dict[str, str] = Field(default_factory=dict)
     funding: dict[str, Any] | None = Field(None, description="the central funding agreement, drawdowns and their "
                                                              "payments, as a regime's")
@@ -123,12 +124,20 @@ def require_on_list(row: asyncpg.Record) -> None:
 
 async def _view(client: Any, row: asyncpg.Record) -> dict[str, Any]:
     state: WatchState = await client.get_workflow_handle(row["entry_id"]).query(WatchListWorkflow.get_state)
-    return WatchEntry(**{k: row[k] for k in ("entry_id", "ods_code", "trust_name", "added_on", "added_by", "status",
+    view = WatchEntry(**{k: row[k] for k in ("entry_id", "ods_code", "trust_name", "added_on", "added_by", "status",
                                              "ended_on", "end_reason", "regime_id")},
-                      reasons=state.start.reasons, steps=list(state.steps.values()),
+                      reasons=state.start.reasons, steps=[with_basis(st) for st in state.steps.values()],
                       assignees=state.assignees,
                       funding=state.funding.figures() if state.funding else None,
-                      buddies=list(state.buddies.values())).model_dump(mode="json")
+                      buddies=list(state.buddies.values()))
+    return view.model_dump(mode="json")
+
+
+def with_basis(st: Step) -> dict[str, Any]:
+    """The step with where its due date comes from, as a regime's steps say it."""
+    out = st.model_dump(mode="json")
+    out["deadline_basis"] = deadline_basis(out["kind"], out.get("amendments"))
+    return out
 
 
 async def sync(pool: asyncpg.Pool, client: Any, entry_id: str) -> None:

@@ -56,27 +56,6 @@ def step_title(kind: str | None, step_id: str | None) -> str:
     return spec.label
 
 
-def step_basis(step: dict[str, Any]) -> dict[str, str]:
-    """Where the step's due date comes from: the step's own `deadline_basis` when the answer carries one, else
-    the regime catalogue's (labels.step_basis) or the watch list's own catalogue entry."""
-    b = step.get("deadline_basis")
-    if not b:
-        spec = WATCH_STEPS.get(step.get("kind") or "")
-        if step.get("kind") in CATALOGUE or spec is None or spec.deadline is None:
-            return labels.step_basis(step)
-        from api.contract import deadline_spec
-
-        own = deadline_spec(spec.deadline)
-        b = {"kind": own.basis, "source": own.source, "rule": own.rule}
-    if b["kind"] == "statutory":
-        why = f"{b['rule']} ({b['source']})"
-    elif b["kind"] == "service_default":
-        why = f"service default: {b['rule']}; changed by {b['source']}"
-    else:
-        why = f"{b['source']}; the rule was: {b['rule']} ({(b.get('amended_from') or {}).get('source', '')})"
-    return {"kind": b["kind"], "label": labels.BASIS_LABELS.get(b["kind"], ""), "source": b["source"], "why": why}
-
-
 def _client(request: Request) -> Client | None:
     return request.app.state.temporal
 
@@ -159,7 +138,7 @@ def _steps(view: dict[str, Any], today: date, soon: int) -> tuple[list[dict[str,
         state = labels.step_state(st["status"], due, today, bool(st.get("late")), bool(st.get("paused")), soon)
         item = {"step": st, "title": step_title(st["kind"], st["id"]), "full_title": st["title"], "due": due,
                 "days": (due - today).days, "state": state, "who": labels.role_label(st["role"]),
-                "basis": step_basis(st),
+                "basis": labels.step_basis(st),
                 "completed_at": datetime.fromisoformat(st["completed_at"]) if st.get("completed_at") else None,
                 "by": next((a.get("by") for a in reversed(st.get("actions") or []) if a.get("by")),
                            st.get("completed_by"))}
