@@ -7,8 +7,9 @@ structural solution closed a regime: the projection keeps only `closed`) and the
 Time in special measures runs from entry to the end of the regime:
 - an exit (`exit_date`): an end;
 - a closure by a structural solution (merger, acquisition, ...): an end, on the London date of the regime's
-  `regime_closed` audit entry; a closed regime with no such entry is censored at the date its projection last
-  changed (`closed_undated`), since when it ended is not recorded;
+  `regime_closed` audit entry (or, failing it, of its `phase_changed` entry to `closed_structural`); a closed regime
+  with neither is censored at the date its projection last changed (`closed_undated`), since when it ended is not
+  recorded;
 - a regime still running: censored at today (London).
 
 The survival curve (Kaplan-Meier, right-censored) and its median are statsmodels' `SurvfuncRight`, imported
@@ -49,7 +50,14 @@ COST_COLUMNS = """
 SQL = """
 SELECT r.regime_id, r.ods_code, r.trust_name, r.entry_date, r.phase, r.exit_date, r.closed, r.closure_solution,
        r.previous_regime_id, r.extensions, r.updated_at,
-       (SELECT max(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'regime_closed') AS closed_at,
+       -- When the regime closed, as the workflow recorded it (the regimes row keeps no closure date): its
+       -- regime_closed audit entry, else the phase change to closed_structural written with it (both at the
+       -- workflow's time of the closure). Not updated_at: that is the database's clock when the row was last
+       -- written (activities/effects.py), by any later batch too (a partnership ending after the closure, a batch
+       -- written late after an outage, a simulation's skipped time), so it can be later than the closure.
+       coalesce((SELECT max(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'regime_closed'),
+                (SELECT min(a.at) FROM audit_log a WHERE a.regime_id = r.regime_id AND a.event = 'phase_changed'
+                   AND a.detail->>'to' = 'closed_structural')) AS closed_at,
        {COST_COLUMNS}
 FROM regimes r ORDER BY r.entry_date, r.regime_id
 """.replace("{COST_COLUMNS}", COST_COLUMNS.strip())
@@ -80,6 +88,8 @@ def span(r: dict[str, Any], as_of: date) -> tuple[date, str, bool]:
     if r["closed"] or r["phase"] == "closed_structural":
         if r.get("closed_at") is not None:
             return london_date(r["closed_at"]), "closed", True
+        # No closing event in the audit (a row not written by the workflow's effects): when it ended is not known,
+        # so it is censored at the row's last change and counted apart (closed_undated).
         updated = r.get("updated_at")
         return (london_date(updated) if updated is not None else as_of), "closed_undated", False
     return as_of, "running", False
