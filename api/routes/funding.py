@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,7 +21,7 @@ from api.routes.regimes.bodies import RegimeIdPath
 from api.routes.regimes.permissions import actor, regime_row, require_act
 from api.routes.regimes.service import as_json, live_state, run_update
 from domain.funding import FundingState
-from domain.models import DrawdownMessage, StepView
+from domain.models import DrawdownMessage, RegimeState, StepView
 from domain.text import text
 from workflows.regime import RegimeWorkflow
 
@@ -51,14 +52,19 @@ class FundingView(BaseModel):
     payments: list[dict[str, Any]] = Field(max_length=200, description="recorded payments, one per drawdown")
 
 
+async def funding_view(pool: asyncpg.Pool, state: RegimeState, regime_id: str) -> dict[str, Any]:
+    """The regime's funding as GET /regimes/{id}/funding answers it (JSON); the web view's money page reads it too."""
+    figures = (state.funding or FundingState()).figures()
+    return FundingView(regime_id=regime_id, **figures,
+                       payments=await funding_payments(pool, regime_id)).model_dump(mode="json")
+
+
 @router.get("/{regime_id}/funding", operation_id="getFunding", response_model=FundingView,
             summary="The funding agreement: ceiling, areas of direct support, drawdowns and their payments")
 async def get_funding(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, client: TemporalClientDep):
     row = await regime_row(pool, regime_id, user)
     state = await live_state(client, regime_id, closed=row["closed"], pool=pool)
-    figures = (state.funding or FundingState()).figures()
-    return JSONResponse(FundingView(regime_id=regime_id, **figures,
-                                    payments=await funding_payments(pool, regime_id)).model_dump(mode="json"))
+    return JSONResponse(await funding_view(pool, state, regime_id))
 
 
 @router.post("/{regime_id}/funding/drawdowns", status_code=201, operation_id="requestDrawdown",
