@@ -578,4 +578,5 @@ def forbidden_page(request: Request, exc: Forbidden) -> Response:
                                         "detail": exc.detail, "forbidden": True}, status=403)
 
 
+import api.web.money  # noqa: E402, F401  the funding and costs page (issue 16 items 1 and 2) adds itself to `router`
 import api.web.watchlist  # noqa: E402, F401  the watch-list pages (issue 16 item 4) add themselves to `router`
