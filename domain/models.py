@@ -136,6 +136,10 @@ class Placement(BaseModel):
     # The usual maximum of a funding agreement's ceiling when the regime was placed (FUNDING_USUAL_MAX_PENCE);
     # None for placements before issue 16 (they have no funding steps).
     funding_usual_max_pence: int | None = None
+    # The improvement director appointed before placement (issue 16 item 4: while the trust was on the watch list),
+    # as the regime's own decision on its appointment step, which the regime takes at entry instead of leaving the
+    # step open (RegimeWorkflow._enter). None for every placement recorded before: the step opens as it did.
+    appointment_before_placement: Decision | None = None
 
 
 class ScheduledStep(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from domain.dates import add_months, london_date
+from domain.steps import Kind
 from tests.helpers import placement
 from tools.polling import eventually
 
@@ -149,3 +150,114 @@ async def test_the_regulator_takes_a_trust_off_the_list_with_a_reason(stack):
     assert (r.json()["status"], r.json()["end_reason"]) == ("removed", "performance recovered for two quarters")
     r = await stack.http.post(f"/watch-list/{eid}/removal", headers=regulator, json={"reason": "again"})
     assert r.status_code == 409
+
+
+# ---------------------------------------------------------------- the director carried into the regime
+REASONS = ["a confidential reason: whistleblowing on the maternity unit"]
+
+
+async def _listed(stack, ods: str, regulator: dict, director: str | None) -> str:
+    """Put a trust on the list; appoint its improvement director when `director` is given. Returns the entry id."""
+    r = await stack.http.post("/watch-list", headers=regulator, json={
+        "trust": {"ods_code": ods, "name": f"{ods} Hospitals NHS Trust"}, "reasons": REASONS})
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    if director is not None:
+        r = await stack.http.post(
+            f"/watch-list/{entry['entry_id']}/steps/{Kind.appoint_improvement_director}/decisions", headers=regulator,
+            json={"action": "record", "payload": {"appointed_on": entry["added_on"],
+                                                  "improvement_director_user_id": director}})
+        assert r.status_code == 200, r.text
+    return entry["entry_id"]
+
+
+def _appointment_step(view: dict) -> dict:
+    [st] = [s for s in view["steps"].values() if s["kind"] == Kind.appoint_improvement_director]
+    return st
+
+
+async def test_a_director_appointed_on_the_list_is_the_regimes_from_placement(stack):
+    """The placement carries the appointment: the regime's own step is done at entry (not opened for a second
+    appointment), the director is the regime's assignee as the regime's own appointment makes them, and the audit
+    records it as appointed before placement; the list and its reasons stay with those who may see the list."""
+    today = london_date(datetime.now(UTC))
+    regulator = stack.auth("reg-carry", "regulator")
+    director = stack.auth("id-WC1", "improvement_director", trusts=["RWC1"])
+    cqc = stack.auth("cqc-carry", "cqc")
+    eid = await _listed(stack, "RWC1", regulator, "id-WC1")
+    added = (await stack.http.get(f"/watch-list/{eid}", headers=regulator)).json()["added_on"]
+
+    r = await stack.http.post("/regimes", json=placement("RWC1", today), headers=regulator)
+    assert r.status_code == 201, r.text
+    rid = r.json()["regime_id"]
+    view = (await stack.http.get(f"/regimes/{rid}", headers=regulator)).json()
+    st = _appointment_step(view)
+    assert (st["status"], st["outcome"], st["completed_by"]) == ("done", "record", "reg-carry")
+    assert st["data"] == {"appointed_on": added, "improvement_director_user_id": "id-WC1"}
+    assert "appointed before placement" in st["actions"][0]["comment"] and "reg-carry" in st["actions"][0]["comment"]
+    assert view["assignees"]["improvement_director"] == "id-WC1"
+    assert not any(s["kind"] == Kind.appoint_improvement_director for s in view["open_steps"])
+    # Those who may see the list see where it came from; the appointed director acts on the regime's steps.
+    assert view["watch_list"]["improvement_director"] == {"user_id": "id-WC1", "appointed_on": added,
+                                                          "appointed_on_watch_list": True}
+    assert (await stack.http.get(f"/regimes/{rid}", headers=director)).status_code == 200
+
+    async def audit() -> list[dict]:
+        r = await stack.http.get(f"/regimes/{rid}/audit", headers=cqc)
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+    items = await eventually(audit, until=lambda items: any(
+        i["event"] == f"{Kind.appoint_improvement_director}.record" for i in items), what="the appointment's audit",
+        timeout=10, interval=0.05)
+    [rec] = [i for i in items if i["event"] == f"{Kind.appoint_improvement_director}.record"]
+    assert (rec["actor"], rec["role"]) == ("reg-carry", "regulator")
+    assert "appointed before placement" in rec["reason"]
+    assert rec["detail"]["payload"]["improvement_director_user_id"] == "id-WC1"
+    # Confidential: nothing of the list in what every reader of the regime sees (CQC here), nor in the export.
+    seen = (await stack.http.get(f"/regimes/{rid}", headers=cqc)).text + str(items) + (
+        await stack.http.get("/trusts/RWC1/audit?format=csv", headers=regulator)).text
+    assert "watch" not in seen.lower() and REASONS[0] not in seen and eid not in seen
+
+
+async def test_a_trust_listed_without_a_director_or_not_listed_gets_the_regimes_own_appointment_step(stack):
+    today = london_date(datetime.now(UTC))
+    regulator = stack.auth("reg-open", "regulator")
+    await _listed(stack, "RWC2", regulator, None)
+    for ods in ("RWC2", "RWC3"):  # on the list without a director; not on the list
+        r = await stack.http.post("/regimes", json=placement(ods, today), headers=regulator)
+        assert r.status_code == 201, r.text
+        view = (await stack.http.get(f"/regimes/{r.json()['regime_id']}", headers=regulator)).json()
+        st = _appointment_step(view)
+        assert (st["status"], st["actions"]) == ("open", []), ods
+        assert view["placement"]["appointment_before_placement"] is None
+        assert "improvement_director" not in view["assignees"]
+        assert "improvement_director" not in (view.get("watch_list") or {})
+
+
+async def test_the_regime_takes_an_appointment_before_placement_as_its_own_decision(regime_env):
+    """The fast layer: the workflow takes `Placement.appointment_before_placement` through the regime's own
+    decision path at entry; without it (every placement recorded before) the step opens as it always did."""
+    from domain.models import Actor, Decision
+    from tests.test_workflow_rules import start
+    from workflows.regime import RegimeWorkflow
+
+    client, queue, effects = regime_env
+    carried = Decision(step_id=Kind.appoint_improvement_director, action="record",
+                       actor=Actor(user_id="reg-9", role="regulator"), comment="appointed before placement",
+                       payload={"appointed_on": "2020-01-06", "improvement_director_user_id": "id-9"})
+    handle, _ = await start(client, queue, "WLC1", appointment_before_placement=carried)
+    state = await handle.query(RegimeWorkflow.get_state)
+    st = state.steps[Kind.appoint_improvement_director]
+    assert (st.status, st.outcome, st.completed_by) == ("done", "record", "reg-9")
+    assert state.assignees["improvement_director"] == "id-9"
+
+    async def audited() -> list[str]:
+        return [e.event for b in effects.batches for e in b.effects if e.type == "audit"]
+    events = await eventually(audited, until=lambda e: "regime_entered" in e, what="the entry's effects",
+                              timeout=10, interval=0.05)
+    assert f"{Kind.appoint_improvement_director}.record" in events
+
+    before, _ = await start(client, queue, "WLC2")
+    state = await before.query(RegimeWorkflow.get_state)
+    assert state.steps[Kind.appoint_improvement_director].status == "open" and not state.assignees
+

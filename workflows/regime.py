@@ -187,6 +187,8 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
         })
         for due in schedule.entry_steps(p.entry_date, p.measures):
             self.open_step(due.kind, due.due, step_id=due.step_id)
+        if p.appointment_before_placement is not None:  # (None in every placement recorded before issue 16)
+            self._appointed_before_placement(p.appointment_before_placement)
         summit = (schedule.entry_summit(p.entry_date, self.today())
                   if p.quality_summits and p.measures != "finance" else None)
         if summit is not None:  # (none for a regime taken on after its date: it was held before)
@@ -200,6 +202,20 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
         # Monthly returns are tracked from the month the service took the regime on.
         self.s.next_monthly = schedule.first_tracked_month(
             p.entry_date, self.today(), p.calendar.first_return_lead_days if p.calendar else None)
+
+    def _appointed_before_placement(self, d: Decision) -> None:
+        """The improvement director appointed before placement (on the watch list): the regime's own decision on
+        its appointment step, taken at entry by the path a decision that arrives later takes (take_decision: the
+        step done with its comment, its audit entry, the director assigned by the kind's @after handler). A step
+        imported as done (completed_steps) is left as it is; a decision the rules refuse leaves the step open."""
+        st = next((s for s in self.s.steps.values()
+                   if s.kind == Kind.appoint_improvement_director and s.status == "open"), None)
+        if st is None:
+            return
+        try:
+            self.take_decision(d.model_copy(update={"step_id": st.id}))
+        except ApplicationError as e:  # (the API builds it from the entry's own decision: not expected)
+            workflow.logger.warning("appointment before placement not taken: %s", e)
 
     # ---------------------------------------------------------------- time
     def _ladder(self) -> list[Rung]:

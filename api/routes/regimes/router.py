@@ -46,6 +46,7 @@ from api.routes.regimes.permissions import (
     require_act,
 )
 from api.routes.regimes.service import as_json
+from api.routes.regimes.watch_link import with_appointment
 from domain.models import BuddySummary, StepView
 
 router = APIRouter(prefix="/regimes", tags=["regimes"])
@@ -84,7 +85,7 @@ async def get_regime(regime_id: RegimeIdPath, user: CurrentUser, pool: DbPool, c
 
     link = await regime_link(pool, user, regime_id, row["ods_code"])
     if link is not None:
-        view["watch_list"] = link
+        view["watch_list"] = with_appointment(link, view)
     return JSONResponse(view)
 
 

@@ -46,6 +46,7 @@ from api.routes.regimes.bodies import (
     WithdrawalRequest,
 )
 from api.routes.regimes.permissions import actor, placing_role, require_may_place, require_may_tune
+from api.routes.regimes.watch_link import appointment_before_placement
 from domain import dates
 from domain import ladder as escalation
 from domain.documents import DOCUMENT_ACTIONS
@@ -279,10 +280,13 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         # by those who may see the list; the regulator is one).
         entry_id = await pool.fetchval("SELECT entry_id FROM watch_list WHERE ods_code = $1 AND status = 'on_list'",
                                        ods)
+    appointed = None
     if entry_id is not None:
         from api.routes.watchlist import check_placement_link
 
         await check_placement_link(pool, user, entry_id, ods)
+        # The improvement director appointed on the list stays: the regime takes the appointment as made.
+        appointed = await appointment_before_placement(client, entry_id, actor(user, "regulator", rid))
     try:
         await pool.execute(
             """INSERT INTO regimes (regime_id, workflow_id, ods_code, trust_name, multi_site, entry_date, phase,
@@ -306,6 +310,7 @@ async def place(pool: asyncpg.Pool, client: Any, settings: Settings, user: User,
         programme=True,
         funding_usual_max_pence=settings.funding_usual_max_pence,
         measures=req.measures,
+        appointment_before_placement=appointed,
     )
     if req.continue_as_new_after_events:
         placement.continue_as_new_after_events = req.continue_as_new_after_events
