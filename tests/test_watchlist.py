@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 
 from domain.dates import add_months, london_date
 from domain.steps import Kind
+from domain.watchlist import WATCH_STEPS, WatchKind
 from tests.helpers import placement
 from tools.polling import eventually
 
@@ -261,3 +262,15 @@ async def test_the_regime_takes_an_appointment_before_placement_as_its_own_decis
     state = await before.query(RegimeWorkflow.get_state)
     assert state.steps[Kind.appoint_improvement_director].status == "open" and not state.assignees
 
+
+async def test_step_kinds_lists_the_watch_lists_own_kind(stack):
+    r = await stack.http.get("/step-kinds", headers=stack.auth("sk-reader", "cqc"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    served = {k["kind"]: k for k in body["items"]}
+    assert WatchKind.watch_review not in served  # the regime's and the partnership's kinds, as before
+    [review] = body["watch_list"]
+    assert (review["kind"], review["workflow"], review["role"]) == (WatchKind.watch_review, "watch_list", "regulator")
+    assert review["actions"]["remove"] == {"payload_schema": "EmptyPayload", "reason_required": True}
+    assert review["deadline"] == {"rule": WATCH_STEPS[WatchKind.watch_review].deadline.rule,
+                                  "basis": "service_default", "source": "domain.watchlist.WATCH_REVIEW_MONTHS"}
