@@ -91,6 +91,9 @@ async def test_a_trusts_quality_and_finance_regimes_side_by_side(stack, driver):
     assert "finance special measures" in other and labels.fmt_date(quality.today) in other
     summary = await driver.js("return document.querySelector('#summary ~ dl, #summary + dl').innerText")
     assert f"segment {trust['segment']}" in summary
+    # The summary's values are HTML, not its source shown as text (the next deadline's basis, the policy link).
+    assert "<span" not in summary and "<a " not in summary, summary
+    assert await driver.js("return !!document.querySelector(\"#summary ~ dl a[href='#policy']\")")
     violations = await driver.axe()
     assert violations == [], violations
     await driver.screenshot("trust-regimes.png")
