@@ -37,6 +37,7 @@ from pydantic import (
 
 from domain.models import SYSTEM, Actor, AuthorisedShare, BuddySummary, Escalation, Rung, Step, Trust
 from domain.steps import (
+    FUNDING_DECISION_DAYS,
     Deadline,
     EmptyPayload,
     Refused,
@@ -132,6 +133,27 @@ class ForecastPayload(BaseModel):
 class InvoicePayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lines: list[Line] = Field(min_length=1, max_length=200)
+
+
+class BuddyFundingAgreementPayload(BaseModel):
+    """The buddy trust's funding agreement as the regulator records it (issue 16 item 1: "funding agreements for the
+    trust and the buddy finalised in months 4-6", seed 000's timeline): the sum agreed, never above the agreed level
+    of the agreement in principle."""
+
+    model_config = ConfigDict(extra="forbid")
+    agreed_pence: PositivePence
+    terms: text(4000, min_length=1) | None = Field(None, description="what the funding covers, its conditions")
+
+
+class BuddyFunding(BaseModel):
+    """The buddy trust's funding agreement: recorded by the regulator, finalised once the buddy agrees it."""
+
+    agreed_pence: int
+    terms: str | None = None
+    recorded_by: str
+    recorded_on: date
+    finalised_on: date | None = None
+    returned_reason: str | None = Field(None, max_length=4000)
 
 
 class ResolutionPayload(BaseModel):
@@ -523,6 +545,8 @@ class BuddyKind(StrEnum):
     buddy_confirm_buddy = "buddy_confirm_buddy"
     buddy_resolve = "buddy_resolve"
     buddy_authorise = "buddy_authorise"
+    buddy_funding_agreement = "buddy_funding_agreement"
+    buddy_funding_agreement_buddy = "buddy_funding_agreement_buddy"
 
 
 # Days allowed where the seed names no deadline; the seed's two deadlines are 6 weeks each.
@@ -534,6 +558,18 @@ FORECAST_LEAD_DAYS = 28
 CONFIRM_DAYS = 14
 RESOLVE_DAYS = 14
 AUTHORISE_DAYS = 14
+# The buddy trust's funding agreement (issue 16 item 1) is finalised in months 4-6 like the trust's (seed 000's
+# timeline gives the window, the day is the service's: the regime's own agreement date, 6 months after entry,
+# domain.steps.FUNDING_MONTHS). A partnership started late has its formal agreement and support plan first (6 weeks
+# each, seed 000 §3), so its agreement is due no sooner than this many days after it starts.
+FUNDING_AGREEMENT_MIN_DAYS = FORMAL_AGREEMENT_DAYS + SUPPORT_PLAN_DAYS
+
+
+def funding_agreement_due(due_from: date, started_on: date) -> date:
+    """When the buddy trust's funding agreement is due: the host's months-4-6 date (`due_from`, a regime's entry
+    + 6 months), or 12 weeks after the partnership started if that is later (one started late is not overdue at once)."""
+    return max(due_from, started_on + timedelta(days=FUNDING_AGREEMENT_MIN_DAYS))
+
 
 # ---------------------------------------------------------------------------- routine work (tools/simulate)
 # What a diligent party does once a partnership step falls due. `ctx.state` is the partnership as
@@ -575,6 +611,12 @@ def _routine_forecast(ctx: RoutineContext) -> dict[str, Any]:
     quarterly = ctx.config.get("quarterly_pence") or ledger["agreed_level_pence"] // 8
     amount = max(0, min(quarterly, _routine_remaining(ctx) - pending))
     return _routine_lines(ctx, amount, "planned support") if amount else {}
+
+
+def _routine_funding(ctx: RoutineContext) -> dict[str, Any]:
+    """The routine buddy funding agreement: the partnership's agreed level."""
+    return {"agreed_pence": _routine_ledger(ctx)["agreed_level_pence"],
+            "terms": "Reimbursement of the buddy's support plan, quarterly, up to the agreed level"}
 
 
 def _routine_invoice(ctx: RoutineContext) -> dict[str, Any] | None:
@@ -665,7 +707,24 @@ BUDDY_STEPS: dict[str, StepKind] = {
         {"authorise": InvoicePayload, "decline": _E}, frozenset({"decline"}), recurs="quarterly",
         deadline=Deadline("14 days after all three parties confirm the quarter", _D("domain.ledger.AUTHORISE_DAYS")),
         routine=Routine("authorise", _routine_invoice, otherwise=("decline", "nothing payable for this quarter"))),
+    # The buddy trust's funding agreement, finalised in months 4-6 like the trust's (issue 16 item 1): only in a
+    # partnership of a regime with central funding (Partnership.funding_agreement_due_from). Payments do not wait
+    # for it: the agreed level and the quarterly cycle govern them.
+    BuddyKind.buddy_funding_agreement: StepKind(
+        "Buddy funding agreement recorded (regulator)", Role.regulator, "funding",
+        {"record": BuddyFundingAgreementPayload},
+        deadline=Deadline("finalised in months 4-6 (seed 000's timeline) like the trust's: the regime's funding "
+                          "agreement date (6 months after entry), or 12 weeks after the partnership starts if later; "
+                          "opens when the formal agreement is signed (14 days after a return, if later)",
+                          _D("domain.ledger.funding_agreement_due")),
+        routine=Routine("record", _routine_funding)),
+    BuddyKind.buddy_funding_agreement_buddy: StepKind(
+        "Buddy funding agreement agreed (buddy)", Role.buddy, "funding", {"agree": _E, "return": _E},
+        frozenset({"return"}),
+        deadline=Deadline("14 days after the regulator records it", _D("domain.steps.FUNDING_DECISION_DAYS")),
+        routine=Routine("agree")),
 }
+FUNDING_KINDS = (BuddyKind.buddy_funding_agreement, BuddyKind.buddy_funding_agreement_buddy)
 CONFIRM_KIND = {Role.improvement_director: BuddyKind.buddy_confirm_id, Role.trust: BuddyKind.buddy_confirm_trust,
                 Role.buddy: BuddyKind.buddy_confirm_buddy}
 SIGN_KINDS = (BuddyKind.buddy_sign_regulator, BuddyKind.buddy_sign_trust, BuddyKind.buddy_sign_buddy)
@@ -691,6 +750,11 @@ class Partnership(BaseModel):
     # A partnership of a trust on the challenged-providers watch list (issue 16 item 4): not in the public domain,
     # so it sets no search attribute and writes no inbox task; its steps are read and decided through the entry.
     confidential: bool = False
+    # The host's months-4-6 date for the buddy trust's funding agreement (issue 16 item 1): a regime with central
+    # funding passes its entry + 6 months. None (every partnership recorded before): no funding agreement step.
+    funding_agreement_due_from: date | None = None
+    # The London day the partnership started (None in a state carried from a run before the field).
+    started_on: date | None = None
 
 
 class PlanChangeRecord(BaseModel):
@@ -722,6 +786,7 @@ class BuddyState(BaseModel):
     plan_agreed_on: date | None = None
     plan_changes: list[PlanChangeRecord] = Field(default_factory=list)
     ledger: Ledger | None = None
+    funding: BuddyFunding | None = None
     next_forecast_quarter: int = 2
     next_review_quarter: int = 1
     steps: dict[str, Step] = Field(default_factory=dict)
@@ -821,6 +886,15 @@ def _signed(rt, st, d, payload) -> None:
         rt.s.stage = "support_plan"
         rt.audit(AuditEvent.formal_agreement_signed, SYSTEM, reason="signed by the regulator, the trust and the buddy")
         rt.open_step(BuddyKind.buddy_support_plan, today + timedelta(days=SUPPORT_PLAN_DAYS), "support_plan")
+        if rt.s.p.funding_agreement_due_from is not None:  # a regime with central funding (issue 16 item 1)
+            rt.open_step(BuddyKind.buddy_funding_agreement, partnership_funding_due(rt.s.p),
+                         BuddyKind.buddy_funding_agreement.removeprefix("buddy_"))
+
+
+def partnership_funding_due(p: Partnership) -> date:
+    """The partnership's funding agreement due date (funding_agreement_due); only for a partnership that has one."""
+    assert p.funding_agreement_due_from is not None and p.started_on is not None
+    return funding_agreement_due(p.funding_agreement_due_from, p.started_on)
 
 
 @buddy_after(BuddyKind.buddy_support_plan)
@@ -911,6 +985,38 @@ def _payment_declined(rt, st, d, payload) -> None:
     rt.require_ledger().decline(st.subject.get("quarter"), d.comment or "declined")
 
 
+@buddy_after(BuddyKind.buddy_funding_agreement)
+def _funding_recorded(rt, st, d, payload: BuddyFundingAgreementPayload) -> None:
+    """The regulator recorded the buddy trust's funding agreement: the buddy agrees it (as the trust and the
+    improvement director agree the trust's, workflows/funding.py)."""
+    rt.s.funding = BuddyFunding(agreed_pence=payload.agreed_pence, terms=payload.terms, recorded_by=d.actor.user_id,
+                                recorded_on=rt.today())
+    party = BuddyKind.buddy_funding_agreement_buddy
+    rt.open_step(party, rt.today() + timedelta(days=FUNDING_DECISION_DAYS), party.removeprefix("buddy_"),
+                 extra={"agreement": st.id})
+
+
+@buddy_after(BuddyKind.buddy_funding_agreement_buddy, "agree")
+def _funding_finalised(rt, st, d, payload) -> None:
+    f = rt.s.funding
+    assert f is not None
+    f.finalised_on = rt.today()
+    rt.audit(kind_event(BuddyKind.buddy_funding_agreement, "finalised"), SYSTEM, step=st,
+             reason=f"{money(f.agreed_pence)}, agreed by the regulator and the buddy",
+             detail={"agreed_pence": f.agreed_pence, "agreement": st.subject.get("agreement")})
+
+
+@buddy_after(BuddyKind.buddy_funding_agreement_buddy, "return")
+def _funding_returned(rt, st, d, payload) -> None:
+    """The buddy returns it with a reason: the regulator records it again (14 days, or by its own date if later)."""
+    if rt.s.funding is not None:
+        rt.s.funding.returned_reason = d.comment
+    kind = BuddyKind.buddy_funding_agreement
+    again = rt.open_step(kind, max(partnership_funding_due(rt.s.p), rt.today() + timedelta(days=FUNDING_DECISION_DAYS)),
+                         kind.removeprefix("buddy_"))
+    again.data["returned_reason"] = d.comment
+
+
 @buddy_after(BuddyKind.buddy_plan_change_id)
 @buddy_after(BuddyKind.buddy_plan_change_trust)
 def _plan_change_decided(rt, st, d, payload) -> None:
@@ -926,6 +1032,16 @@ def _plan_within_the_agreed_level(rt, st, d, payload: SupportPlan) -> None:
     if payload.projected_total_pence > led.agreed_level_pence:
         raise LedgerError(RejectionKind.rule_broken, f"projected costs of {money(payload.projected_total_pence)} are "
                                         f"above the agreed level ({money(led.agreed_level_pence)})")
+
+
+@buddy_check(BuddyKind.buddy_funding_agreement)
+def _funding_within_the_agreed_level(rt, st, d, payload: BuddyFundingAgreementPayload) -> None:
+    # A new step no recorded history holds: the rule applies in the handler too.
+    led = rt.require_ledger()
+    if payload.agreed_pence > led.agreed_level_pence:
+        raise LedgerError(RejectionKind.rule_broken, f"the funding agreement of {money(payload.agreed_pence)} is above "
+                                                     f"the partnership's agreed level ({money(led.agreed_level_pence)}, "
+                                                     "its agreement in principle)")
 
 
 @buddy_check(BuddyKind.buddy_forecast)

@@ -50,6 +50,9 @@ DEFAULT_ACTION: dict[str, tuple[str, Any]] = {
     "funding_agreement_director": ("agree", None),
     "drawdown_approval": ("approve", None),
     "drawdown_authorisation": ("authorise", None),
+    # A buddy trust's funding agreement (a partnership of a regime with central funding): within its agreed level.
+    "buddy_funding_agreement": ("record", lambda d: {"agreed_pence": 1_000_000, "terms": "quarterly reimbursement"}),
+    "buddy_funding_agreement_buddy": ("agree", None),
 }
 
 

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         CONFIRM_DAYS,
         CONFIRM_KIND,
         FORECAST_LEAD_DAYS,
+        FUNDING_KINDS,
         PARTIES,
         SUPPORT_PLAN_DAYS,
         AgreementInPrinciple,
@@ -104,6 +105,7 @@ class BuddyPartnershipWorkflow(StepEngine):
             buddy=req.buddy, scope=req.scope, ladder=start.ladder, started_by=req.actor,
             continue_as_new_after_events=start.continue_as_new_after_events,
             package_agreed_by=start.package_agreed_by, confidential=start.confidential,
+            funding_agreement_due_from=start.funding_agreement_due_from, started_on=self.today(),
         ))
         self._begin(start)
 
@@ -580,6 +582,7 @@ class BuddyPartnershipWorkflow(StepEngine):
         led = self.require_ledger()
         self.s.stage = "settling"
         self.cancel(lambda s: s.group == "plan_change", "partnership ended")
+        self.cancel(lambda s: s.kind in FUNDING_KINDS, "partnership ended")  # its funding agreement is not needed
         for r in self.s.plan_changes:
             if r.status == "pending":
                 r.status = "rejected"

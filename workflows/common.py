@@ -194,6 +194,9 @@ class BuddyStart(BaseModel):
     package_agreed_by: Literal["regulator_and_trust", "trusts_and_id"] = "regulator_and_trust"
     # Started by a watch-list entry (workflows/watchlist.py): no search attribute, no inbox task.
     confidential: bool = False
+    # The host's months-4-6 date for the buddy trust's funding agreement (issue 16 item 1): a regime with central
+    # funding passes entry + 6 months. None (every partnership recorded before): no funding agreement step.
+    funding_agreement_due_from: date | None = None
 
 
 class YearRange(BaseModel):

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         CATALOGUE,
         DECISION_DAYS,
         FACTUAL_ACCURACY_DAYS,
+        FUNDING_MONTHS,
         QUALITY_SUMMIT_DAYS,
         Kind,
         where_a_decision_arrives,
@@ -431,6 +432,11 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
 
     async def _start_partnership(self, eff: StartBuddy) -> bool:
         pid = eff.partnership_id
+        p = self.s.placement
+        # A regime with central funding (issue 16 item 1): the buddy trust's funding agreement is finalised in months
+        # 4-6 like the trust's, whose date is entry + 6 months. A child's input is not part of the parent's replay.
+        funding_from = (dates.add_months(p.entry_date, FUNDING_MONTHS[1][1])
+                        if p.funding_usual_max_pence is not None else None)
         try:
             await workflow.start_child_workflow(
                 BuddyPartnershipWorkflow.run,
@@ -438,7 +444,8 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
                            trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff.request),
                            ladder=self.s.placement.ladder,
                            continue_as_new_after_events=self.s.placement.continue_as_new_after_events,
-                           package_agreed_by=self.s.placement.policy.buddy_package_agreed_by),
+                           package_agreed_by=self.s.placement.policy.buddy_package_agreed_by,
+                           funding_agreement_due_from=funding_from),
                 id=pid,
                 # The regime continues as new over the years; its partnerships must outlive each run.
                 parent_close_policy=ParentClosePolicy.ABANDON,
