@@ -198,6 +198,10 @@ class World:
                         await self.decide(sid, "sign_off", payload=lines(("maternity", amount)) if amount else {})
                     elif st.kind.startswith("buddy_confirm"):
                         await self.decide(sid, "confirm")
+                    elif st.kind == "buddy_funding_agreement":  # a regime with central funding (issue 16 item 1)
+                        await self.decide(sid, "record", payload={"agreed_pence": led.agreed_level_pence})
+                    elif st.kind == "buddy_funding_agreement_buddy":
+                        await self.decide(sid, "agree")
                     elif st.kind == "buddy_authorise":
                         q = led.quarter(st.subject["quarter"])
                         if q.forecast_pence and q.forecast_pence <= led.remaining_pence:
@@ -224,7 +228,8 @@ async def test_two_buddies_over_18_months_ledgers_right_at_every_quarter(stack):
     a = await w.add("BZ1", level=30_000_000)
     await w.regime_sees(a, stage="agreement_in_principle", agreed_level_pence=30_000_000)
     await w.agree(a, "BZ1")
-    assert list(await w.open_steps(a)) == ["BZ1.q1.forecast"]
+    # (The buddy's funding agreement, in months 4-6, opened when the formal agreement was signed: issue 16 item 1.)
+    assert list(await w.open_steps(a)) == ["BZ1.funding_agreement", "BZ1.q1.forecast"]
     forecasts = {a: 4_000_000}
     b = None
     quarters_seen: dict[str, set[int]] = {a: set()}
@@ -669,7 +674,8 @@ async def test_the_regulator_agrees_a_buddy_in_months_1_to_3_and_the_policy_says
         await w.decide(f"{key}.sign_{who}", "sign")
     await w.decide(f"{key}.support_plan", "submit", payload=PLAN)
     open_now = await w.open_steps(pid)
-    assert {s.kind for s in open_now.values()} == {"buddy_plan_agree_trust", "buddy_plan_agree_id"}
+    assert {s.kind for s in open_now.values()} == {"buddy_plan_agree_trust", "buddy_plan_agree_id",
+                                                   "buddy_funding_agreement"}  # (months 4-6: issue 16 item 1)
     assert open_now[f"{key}.plan_agree_id"].role == "improvement_director"
     await w.decide(f"{key}.plan_agree_id", "agree")
     await w.decide(f"{key}.plan_agree_trust", "agree")
