@@ -6,10 +6,14 @@ ended with the entry."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from temporalio.service import RPCError
 
+from domain.dates import add_months
+from domain.ledger import funding_agreement_due
+from domain.steps import FUNDING_MONTHS
 from tests.harness import TestStack
 from tests.test_buddy import PLAN, TOR, World, lines
 from tools.polling import eventually
@@ -104,7 +108,18 @@ async def test_a_watch_list_trust_is_buddied_confidentially_and_the_buddy_is_pai
     # The same chain as a regime's partnership, each step by its own party (a trust user cannot sign as the buddy).
     await w.decide("BWB1.aip_buddy", "accept", headers=w.trust, expect=403)
     await w.agree(pid, "BWB1", plan=PLAN)
-    assert list(await w.open_steps(pid)) == ["BWB1.q1.forecast"]
+    # The buddy's own funding agreement, in months 4-6 of the entry's time on the list (it has central funding), as
+    # a regime's partnership has it: the regulator records it, the buddy agrees.
+    opened = await w.open_steps(pid)
+    assert sorted(opened) == ["BWB1.funding_agreement", "BWB1.q1.forecast"]
+    added = date.fromisoformat(entry["added_on"])
+    assert opened["BWB1.funding_agreement"].due == funding_agreement_due(add_months(added, FUNDING_MONTHS[1][1]),
+                                                                        (await w.state(pid)).p.started_on)
+    await w.decide("BWB1.funding_agreement", "record", payload={"agreed_pence": 30_000_001}, expect=422)
+    await w.decide("BWB1.funding_agreement", "record", payload={"agreed_pence": 30_000_000})
+    [buddy_step] = [sid for sid in await w.open_steps(pid) if "funding" in sid]
+    await w.decide(buddy_step, "agree", headers=buddy)
+    assert (await w.state(pid)).funding.finalised_on is not None
     q1 = lines(("governance", 3_000_000), ("maternity", 1_000_000))
     await w.decide("BWB1.q1.forecast", "sign_off", payload=q1)
     await w.advance(92)

@@ -24,20 +24,18 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.buddy import BuddyPartnershipWorkflow
+from workflows.buddyhost import BuddyHost
 from workflows.funding import FundingRuntime
 from workflows.programme import ProgrammeRuntime
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel
 
     from activities.calendar import CalendarActivities
     from domain import dates, schedule
     from domain.documents import DocumentPayload, is_reference
-    from domain.ledger import AgreementInPrinciple, RunOn
     from domain.models import (
         SYSTEM,
         Actor,
@@ -84,16 +82,13 @@ with workflow.unsafe.imports_passed_through():
         SA_PHASE,
         BuddyRequest,
         BuddyStart,
-        Effect,
         EffectBatch,
         EndBuddy,
         RegimeProjection,
-        StartBuddy,
         TaskView,
         YearRange,
-        buddy_workflow_id,
     )
-    from workflows.engine import RECORDS_KEPT, StepEngine, errors, reject, same_person
+    from workflows.engine import RECORDS_KEPT, StepEngine, reject, same_person
 
 
 PARTY_ROLES = (Role.trust, Role.improvement_director, Role.regulator, Role.commissioner, Role.buddy, Role.cqc)
@@ -125,7 +120,7 @@ LOOKBACK_KINDS = frozenset({Kind.reinspection, Kind.cqc_recommendation, Kind.reg
 
 
 @workflow.defn
-class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
+class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime, BuddyHost):
     CATALOGUE = CATALOGUE
 
     @workflow.init
@@ -415,49 +410,18 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
         if not self.s.finished and not self._effects_pending():
             workflow.continue_as_new(RegimeStart(state=self.s))
 
-    async def _signal_partnerships(self, eff: Effect) -> bool:
-        """Start or end a partnership, the effects the workflow does itself; True when one was started."""
-        if isinstance(eff, StartBuddy):
-            return await self._start_partnership(eff)
-        if isinstance(eff, EndBuddy):
-            try:
-                handle = workflow.get_external_workflow_handle(eff.partnership_id)
-                if eff.until is not None:
-                    await handle.signal(BuddyPartnershipWorkflow.run_on, RunOn(until=eff.until, reason=eff.reason))
-                else:
-                    await handle.signal(BuddyPartnershipWorkflow.end_partnership, eff.reason)
-            except Exception as e:  # it has already ended and completed: nothing to tell it
-                workflow.logger.info("partnership %s not signalled: %s", eff.partnership_id, e)
-        return False
+    def _host_id(self) -> str:
+        return self.s.placement.regime_id
 
-    async def _start_partnership(self, eff: StartBuddy) -> bool:
-        pid = eff.partnership_id
+    def _buddy_start(self, req: BuddyRequest) -> BuddyStart:
         p = self.s.placement
         # A regime with central funding (issue 16 item 1): the buddy trust's funding agreement is finalised in months
         # 4-6 like the trust's, whose date is entry + 6 months. A child's input is not part of the parent's replay.
         funding_from = (dates.add_months(p.entry_date, FUNDING_MONTHS[1][1])
                         if p.funding_usual_max_pence is not None else None)
-        try:
-            await workflow.start_child_workflow(
-                BuddyPartnershipWorkflow.run,
-                BuddyStart(regime_id=self.s.placement.regime_id, parent_workflow_id=workflow.info().workflow_id,
-                           trust=self.s.placement.trust, request=BuddyRequest.model_validate(eff.request),
-                           ladder=self.s.placement.ladder,
-                           continue_as_new_after_events=self.s.placement.continue_as_new_after_events,
-                           package_agreed_by=self.s.placement.policy.buddy_package_agreed_by,
-                           funding_agreement_due_from=funding_from),
-                id=pid,
-                # The regime continues as new over the years; its partnerships must outlive each run.
-                parent_close_policy=ParentClosePolicy.ABANDON,
-            )
-            return True
-        except WorkflowAlreadyStartedError:
-            # An ended partnership still settling its last quarter holds the id.
-            self.audit(AuditEvent.buddy_start_refused, SYSTEM, reason=f"{pid} is still settling; add it again once it "
-                       "has ended", detail={"partnership_id": pid})
-            if pid in self.s.buddies:
-                self.s.buddies[pid] = self.s.buddies[pid].model_copy(update={"stage": "start_refused", "ended": True})
-            return False
+        return BuddyStart(regime_id=p.regime_id, parent_workflow_id=workflow.info().workflow_id, trust=p.trust,
+                          request=req, ladder=p.ladder, continue_as_new_after_events=p.continue_as_new_after_events,
+                          package_agreed_by=p.policy.buddy_package_agreed_by, funding_agreement_due_from=funding_from)
 
     def _upsert_search_attributes(self) -> None:
         proj = self.projection()
@@ -887,13 +851,7 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
     def add_buddy(self, req: BuddyRequest) -> BuddySummary:
         self._updates_this_run += 1
         self._validate_add_buddy(req)
-        pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
-        summary = BuddySummary(partnership_id=pid, buddy_ods=req.buddy.ods_code, buddy_name=req.buddy.name,
-                               scope=req.scope, stage="starting")
-        self.s.buddies[pid] = summary
-        self.audit(AuditEvent.buddy_added, req.actor, reason=f"{req.buddy.name} ({req.scope})",
-                    detail={"partnership_id": pid})
-        self.emit(StartBuddy(partnership_id=pid, request=req.model_dump(mode="json")))
+        summary = self.begin_partnership(req)
         for st in list(self.s.steps.values()):  # the months 1-3 step is done (issue 14 item 14)
             if st.kind == Kind.appoint_buddy and st.status == "open":
                 self.close_step(st, "buddy_agreed", req.actor, f"{req.buddy.name} ({req.scope})")
@@ -902,20 +860,9 @@ class RegimeWorkflow(StepEngine, ProgrammeRuntime, FundingRuntime):
 
     @add_buddy.validator
     def _validate_add_buddy(self, req: BuddyRequest) -> None:
-        if req.actor.role != Role.regulator:
-            raise reject(RejectionKind.wrong_role, "the regulator agrees buddy arrangements")
         if self.s.phase not in ACTIVE_PHASES:
             raise reject(RejectionKind.step_not_open, f"the regime is {self.s.phase}")
-        pid = buddy_workflow_id(self.s.placement.regime_id, req.buddy.ods_code, req.scope)
-        if pid in self.s.buddies and not self.s.buddies[pid].ended:
-            raise reject(RejectionKind.conflict, f"{pid} already exists")
-        if req.buddy.ods_code == self.s.placement.trust.ods_code:
-            raise reject(RejectionKind.rule_broken, "a trust cannot be its own buddy")
-        if req.agreement_in_principle is not None:
-            try:
-                AgreementInPrinciple.model_validate(req.agreement_in_principle)
-            except ValidationError as e:
-                raise reject(RejectionKind.invalid_payload, "agreement_in_principle: " + errors(e)) from None
+        self.check_new_buddy(req, self.s.placement.trust.ods_code)  # (the regulator's; the rules the entry shares)
 
     # ---------------------------------------------------------------- the plan as a programme (issue 15)
     @workflow.update

@@ -82,7 +82,11 @@ class WatchListWorkflow(StepEngine, FundingRuntime, BuddyHost):
         start = self.s.start
         return BuddyStart(regime_id=start.entry_id, parent_workflow_id=workflow.info().workflow_id,
                           trust=start.trust, request=req, ladder=start.ladder,
-                          continue_as_new_after_events=start.continue_as_new_after_events, confidential=True)
+                          continue_as_new_after_events=start.continue_as_new_after_events, confidential=True,
+                          # The buddy's funding agreement in months 4-6 of its time on the list, as the regime's
+                          # entry + 6 months, when the entry has central funding (as the trust's own agreement).
+                          funding_agreement_due_from=(dates.add_months(start.added_on, FUNDING_MONTHS[1][1])
+                                                      if start.funding_usual_max_pence is not None else None))
 
     def _continue_as_new_requested(self) -> bool:
         return self._hand_off
