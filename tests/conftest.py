@@ -71,3 +71,12 @@ async def regime_env(temporal_address):
     async with Worker(client, task_queue=queue, workflows=[RegimeWorkflow],
                       activities=[effects.apply, effects.archive]):
         yield client, queue, effects
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """Real headless Chromium, one per browser test module (tests/test_browser.py: `chromium`, `NEEDS_CHROMIUM`)."""
+    from tests.test_browser import chromium
+
+    with chromium() as browser:
+        yield browser

@@ -24,8 +24,10 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 AXE = Path(__file__).resolve().parent.parent / "api" / "web" / "static" / "vendor" / "axe-core" / "axe.min.js"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
+# Every browser test module is marked with it; the `driver` fixture (one Chromium per module) is in conftest.py.
+NEEDS_CHROMIUM = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
+pytestmark = NEEDS_CHROMIUM
 
 
 @contextlib.contextmanager
@@ -53,11 +55,6 @@ def chromium(browser_logs: bool = False):
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as browser:
-        yield browser
 
 
 class Browser:

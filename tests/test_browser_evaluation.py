@@ -4,21 +4,11 @@ in test-artifacts/. Its figures are checked over plain HTTP in tests/test_evalua
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from tests.test_browser import CHROMIUM, chromium
+from tests.test_browser import NEEDS_CHROMIUM
 from tests.test_evaluation import synthetic_cohort
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
+pytestmark = NEEDS_CHROMIUM
 
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as browser:
-        yield browser
 
 
 async def test_evaluation_page_from_the_navigation(stack, driver):

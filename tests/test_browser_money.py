@@ -5,26 +5,16 @@ API are checked over plain HTTP in tests/test_web_money.py, which makes the regi
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from api.web import labels
 from api.web.money import quarter_label
 from domain.steps import Kind
 from tests.driver import Regime
 from tests.helpers import placement
-from tests.test_browser import CHROMIUM, chromium
+from tests.test_browser import NEEDS_CHROMIUM
 from tests.test_web_money import CEILING, DRAWN, costs_of, funding_of, money_regime
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
+pytestmark = NEEDS_CHROMIUM
 
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as browser:
-        yield browser
 
 
 async def test_funding_and_costs_from_the_regime_page(stack, driver):

@@ -4,21 +4,11 @@ test-artifacts/. Their content is checked over plain HTTP in tests/test_web_prog
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-from tests.test_browser import CHROMIUM, chromium
+from tests.test_browser import NEEDS_CHROMIUM
 from tests.test_web_programme import programme_regime
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
+pytestmark = NEEDS_CHROMIUM
 
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as browser:
-        yield browser
 
 
 async def test_plan_and_readiness_pages_with_an_agreed_plan_and_a_monthly_report(stack, driver):

@@ -5,25 +5,15 @@ plain HTTP in tests/test_web_watchlist.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from api.web import labels
 from domain.steps import Kind
-from tests.test_browser import CHROMIUM, chromium
+from tests.test_browser import NEEDS_CHROMIUM
 from tests.test_web_watchlist import add
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
+pytestmark = NEEDS_CHROMIUM
 
 REASONS = ["Referral-to-treatment waits the longest in the region", "two never events in surgery this year"]
 
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as browser:
-        yield browser
 
 
 async def test_watch_list_and_entry_from_the_navigation(stack, driver):
