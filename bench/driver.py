@@ -243,6 +243,10 @@ class Buddies:
             await self.decide(pid, st, "sign_off", payload)
         elif k in CONFIRM_KIND.values():
             await self.decide(pid, st, "confirm")
+        elif k == BuddyKind.buddy_funding_agreement:  # the buddy's, in a regime with central funding (issue 16)
+            await self.decide(pid, st, "record", {"agreed_pence": led["agreed_level_pence"]})
+        elif k == BuddyKind.buddy_funding_agreement_buddy:
+            await self.decide(pid, st, "agree")
         elif k == BuddyKind.buddy_authorise:
             q = next(q for q in led["quarters"] if q["number"] == st["subject"]["quarter"])
             if q.get("forecast_pence") and q["forecast_pence"] <= remaining:
