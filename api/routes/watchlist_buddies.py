@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import User
@@ -41,8 +41,9 @@ from api.routes.watchlist import (
 from domain.ledger import BuddyState, PartnershipEnd
 from domain.models import BuddySummary, Step
 from domain.vocab import Role
-from domain.watchlist import WatchState
+from domain.watchlist import ENTRY_ID_MAX, WatchState
 from workflows.buddy import BuddyPartnershipWorkflow
+from workflows.buddyhost import MAX_PARTNERSHIPS
 from workflows.common import BuddyRequest
 from workflows.watchlist import WatchListWorkflow
 
@@ -53,15 +54,17 @@ ENTRIES_READ = 200
 
 
 class BuddyStepSummary(BaseModel):
-    entry_id: str
-    partnership_id: str
-    trust_name: str
-    stage: str
-    open_steps: list[Step]
+    # Bounded as their sources are: the entry id's pattern, a partnership id (PartnershipIdPath), a trust's name
+    # (Trust.name), a stage name; the open steps of one partnership (a quarter's few, and its agreements).
+    entry_id: str = Field(max_length=ENTRY_ID_MAX)
+    partnership_id: str = Field(max_length=300)
+    trust_name: str = Field(max_length=200)
+    stage: str = Field(max_length=40)
+    open_steps: list[Step] = Field(max_length=100)
 
 
 class BuddyPartnershipsPage(BaseModel):
-    items: list[BuddyStepSummary]
+    items: list[BuddyStepSummary] = Field(max_length=ENTRIES_READ * MAX_PARTNERSHIPS)
 
 
 async def entry_partnership(pool: asyncpg.Pool, client: Any, user: User, entry_id: str, partnership_id: str,
